@@ -1,0 +1,90 @@
+//! Command line: one subcommand per job, each owning its own argument struct in its module.
+//! Exit status: 0 success, 2 bad usage or bad config, 1 runtime failure.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Budgeted, metered gateway for LLM batch APIs.
+#[derive(Debug, Parser)]
+#[command(name = "batchcost", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of the contract, section 2.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(crate::gateway::ServeArgs),
+    /// Simulator, gateway and sample traffic in one process; prints settled costs.
+    Demo(crate::demo::DemoArgs),
+    /// Run the upstream simulator: a faithful Anthropic Message Batches API on loopback.
+    Simulate(crate::simulator::SimulateArgs),
+    /// Offline cost preview of a batch body.
+    Estimate(crate::estimate::EstimateArgs),
+    /// Price table commands.
+    #[command(subcommand)]
+    Pricing(PricingCommand),
+    /// Spend from the ledger, by day, project, provider and model.
+    Report(crate::report::ReportArgs),
+}
+
+/// `batchcost pricing ...`
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// Validate a price table and print it; non-zero exit with a line-numbered message on error.
+    Check(crate::pricing::CheckArgs),
+}
+
+/// Why a command failed, which decides its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage, bad config or bad input file: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed at run time: exit 1.
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Runtime(_) => ExitCode::from(1),
+        }
+    }
+}
+
+/// Parses arguments, runs the command, maps the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("batchcost: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs one command; async ones get a multi-threaded runtime.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Pricing(PricingCommand::Check(args)) => crate::pricing::run_check(args),
+        Command::Estimate(args) => crate::estimate::run(args),
+        Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(args)),
+        Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(anyhow::Error::new(e).context("starting the async runtime")))
+}

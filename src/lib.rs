@@ -1,0 +1,16 @@
+//! batchcost: a budgeted, metered gateway for LLM batch APIs.
+//!
+//! Dependency directions: `money`, `pricing` and `estimate` are pure; `ledger` knows no
+//! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
+
+pub mod cli;
+pub mod clock;
+pub mod demo;
+pub mod estimate;
+pub mod gateway;
+pub mod money;
+pub mod pricing;
+pub mod providers;
+pub mod report;
+pub mod simulator;
+pub mod telemetry;

@@ -1,0 +1,3 @@
+//! Anthropic Message Batches API.
+
+pub mod wire;

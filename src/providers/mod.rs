@@ -1,0 +1,8 @@
+//! The provider seam. Each provider module owns its wire types and its upstream client;
+//! the simulator shares the wire types and nothing else.
+
+pub mod anthropic;
+
+/// Provider names as they appear in the price table, metrics and reports.
+pub const ANTHROPIC: &str = "anthropic";
+pub const OPENAI: &str = "openai";
