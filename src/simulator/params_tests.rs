@@ -1,4 +1,6 @@
 use super::*;
+use crate::simulator::prompt::{IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD};
+use crate::simulator::tokenizer::count;
 use serde_json::json;
 
 fn models() -> HashSet<String> {
