@@ -89,18 +89,19 @@ impl Walker {
                 Some(Value::String(t)) => count(t),
                 _ => return Err(invalid(format!("{path}.text: Input should be a valid string"))),
             },
-            "image" => IMAGE_TOKENS,
-            "document" => match o.get("source").and_then(|s| s.get("type")).and_then(Value::as_str)
-            {
-                Some("text") => json_tokens_except(o, "cache_control"),
-                _ => DOCUMENT_TOKENS,
-            },
+            "image" | "document" => media_tokens(o),
             "tool_result" => match o.get("content") {
                 Some(Value::Array(inner)) => inner
                     .iter()
-                    .map(|c| match c.get("type").and_then(Value::as_str) {
-                        Some("image") => IMAGE_TOKENS,
-                        Some("document") => DOCUMENT_TOKENS,
+                    .map(|c| match c.as_object() {
+                        Some(c)
+                            if matches!(
+                                c.get("type").and_then(Value::as_str),
+                                Some("image" | "document")
+                            ) =>
+                        {
+                            media_tokens(c)
+                        }
                         _ => json_tokens(c),
                     })
                     .sum(),
@@ -142,6 +143,17 @@ impl Walker {
         key.update(&self.hasher.digest128().to_le_bytes());
         self.breakpoints.push(Breakpoint { key: key.digest(), tokens: self.tokens, ttl });
         Ok(())
+    }
+}
+
+/// Images cost a fixed amount; documents too, unless their source is plain text, which
+/// is counted like any other text.
+fn media_tokens(o: &Map<String, Value>) -> u64 {
+    let source = o.get("source").and_then(|s| s.get("type")).and_then(Value::as_str);
+    match o.get("type").and_then(Value::as_str) {
+        Some("image") => IMAGE_TOKENS,
+        _ if source == Some("text") => json_tokens_except(o, "cache_control"),
+        _ => DOCUMENT_TOKENS,
     }
 }
 
