@@ -4,10 +4,13 @@
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
 pub mod cli;
+pub mod budgets;
 pub mod clock;
+pub mod config;
 pub mod demo;
 pub mod estimate;
 pub mod gateway;
+pub mod ledger;
 pub mod money;
 pub mod pricing;
 pub mod providers;
