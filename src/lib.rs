@@ -11,6 +11,7 @@ pub mod demo;
 pub mod estimate;
 pub mod gateway;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;
