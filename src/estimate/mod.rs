@@ -39,8 +39,8 @@ pub struct EstimateOptions {
 }
 
 impl EstimateOptions {
-    pub fn new(at: jiff::Timestamp) -> Self {
-        EstimateOptions { at, expected_output_fraction: DEFAULT_EXPECTED_OUTPUT_FRACTION }
+    pub fn new(at: jiff::Timestamp, expected_output_fraction: f64) -> Self {
+        EstimateOptions { at, expected_output_fraction }
     }
 }
 

@@ -168,3 +168,56 @@ fn tokens_cost(rates: &Rates, usage: &TokenUsage, geo: Ratio) -> Money {
         Money::from_picos((2 * p + geo.den) / (2 * geo.den))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geo_uplift_never_panics_on_hand_built_rates() {
+        let r = |p| Rates {
+            input: Money::from_picos(p),
+            output: Money::ZERO,
+            cache_write_5m: Money::ZERO,
+            cache_write_1h: Money::ZERO,
+            cache_read: Money::ZERO,
+        };
+        let usage = TokenUsage { input: 1, ..Default::default() };
+        let geo = Ratio { num: 11, den: 10 };
+        // 15 x 1.1 = 16.5 -> 17 (half up); 20 x 1.1 = 22 exactly.
+        assert_eq!(tokens_cost(&r(15), &usage, geo), Money::from_picos(17));
+        assert_eq!(tokens_cost(&r(20), &usage, geo), Money::from_picos(22));
+        assert_eq!(tokens_cost(&r(15), &usage, Ratio::ONE), Money::from_picos(15));
+    }
+
+    #[test]
+    fn sums_add_every_field() {
+        let a = TokenUsage {
+            input: 1,
+            output: 2,
+            cache_write_5m: 3,
+            cache_write_1h: 4,
+            cache_read: 5,
+            web_search_requests: 6,
+            geo_us: false,
+        };
+        let mut b = a;
+        b.geo_us = true;
+        b += a;
+        assert_eq!(
+            b,
+            TokenUsage {
+                input: 2,
+                output: 4,
+                cache_write_5m: 6,
+                cache_write_1h: 8,
+                cache_read: 10,
+                web_search_requests: 12,
+                geo_us: true
+            }
+        );
+        let mut c = CostPair { cost: Money::from_usd(1), list_cost: Money::from_usd(2) };
+        c += c;
+        assert_eq!(c.savings(), Money::from_usd(2));
+    }
+}

@@ -197,3 +197,36 @@ fn key_path_at(text: &str, line: usize) -> String {
         (false, false) => format!("{prefix}.{key}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "version = \"v\"\n[providers.anthropic]\nbatch_discount = 0.5\nfoo = 1\n\n[[models]]\nid = \"a\"\n[[models.prices]]\ninput = 1\n[[models]]\n[[models.prices]]\n[[models.prices]]\ncache_read = 2\n";
+
+    #[test]
+    fn key_paths_follow_table_headers() {
+        assert_eq!(key_path_at(TEXT, 1), "version");
+        assert_eq!(key_path_at(TEXT, 4), "providers.anthropic.foo");
+        assert_eq!(key_path_at(TEXT, 7), "models[0].id");
+        assert_eq!(key_path_at(TEXT, 9), "models[0].prices[0].input");
+        assert_eq!(key_path_at(TEXT, 13), "models[1].prices[1].cache_read");
+        assert_eq!(key_path_at(TEXT, 11), "models[1].prices[0]");
+    }
+
+    #[test]
+    fn decimals_are_exact_whatever_the_toml_type() {
+        let src = Source { text: "", origin: "t" };
+        let v = |v: Value| Spanned::new(0..0, v);
+        let k = "k";
+        assert_eq!(
+            src.decimal(&v(Value::Float(0.1)), k).unwrap(),
+            Money::parse_usd("0.1").unwrap()
+        );
+        assert_eq!(src.decimal(&v(Value::Integer(3)), k).unwrap(), Money::from_usd(3));
+        assert_eq!(src.decimal(&v("0.0625".into()), k).unwrap().picos(), 62_500_000_000);
+        assert_eq!(src.price_per_token(&v(Value::Float(0.0625)), k).unwrap().picos(), 62_500);
+        assert!(src.price_per_token(&v(Value::Float(0.0000001)), k).is_err());
+        assert_eq!(src.ratio(&v(Value::Float(1.1)), k).unwrap(), Ratio { num: 11, den: 10 });
+    }
+}

@@ -91,21 +91,18 @@ impl PriceTable {
         for (i, m) in raw.models.iter().enumerate() {
             let key = format!("models[{i}]");
             let model = model(&src, m, &key, &providers)?;
-            for (name, span) in
-                std::iter::once(&m.id).chain(&m.aliases).map(|s| (s.get_ref(), s.span().start))
-            {
-                if let Some(&other) = names.get(name) {
-                    let what = if name == &m.id.get_ref()[..] { "id" } else { "alias" };
-                    return Err(src.invalid(
-                        span,
-                        &key,
-                        format!(
-                            "{what} `{name}` is already used by models[{other}] (`{}`)",
-                            models_id(&models, other)
-                        ),
-                    ));
+            let named = std::iter::once((&m.id, "id".to_string()))
+                .chain(m.aliases.iter().enumerate().map(|(j, a)| (a, format!("aliases[{j}]"))));
+            for (name, field) in named {
+                if let Some(&other) = names.get(name.get_ref()) {
+                    let other_id = models.get(other).map_or(m.id.get_ref(), |o: &Model| &o.id);
+                    let msg = format!(
+                        "`{}` is already used by models[{other}] (`{other_id}`)",
+                        name.get_ref()
+                    );
+                    return Err(src.invalid(name.span().start, &format!("{key}.{field}"), msg));
                 }
-                names.insert(name.clone(), i);
+                names.insert(name.get_ref().clone(), i);
             }
             models.push(model);
         }
@@ -148,10 +145,6 @@ impl PriceTable {
     }
 }
 
-fn models_id(models: &[Model], i: usize) -> &str {
-    models.get(i).map_or("", |m| m.id.as_str())
-}
-
 fn provider(src: &Source, p: &RawProvider, key: &str) -> Result<Provider, PricingError> {
     let discount = src.ratio(&p.batch_discount, &format!("{key}.batch_discount"))?;
     if discount.num > discount.den {
@@ -178,7 +171,10 @@ fn provider(src: &Source, p: &RawProvider, key: &str) -> Result<Provider, Pricin
     }
     let fee_batch = if p.web_search_batch_discount { batch.apply(fee) } else { Some(fee) };
     let fee_batch = fee_batch.ok_or_else(|| {
-        src.invalid(0, &format!("{key}.web_search_batch_discount"), "discounted fee is not exact")
+        // Only a non-zero fee can discount inexactly, so its span exists.
+        let at = p.web_search_fee_per_1000.as_ref().map_or(0, |v| v.span().start);
+        let msg = "the batch-discounted fee is not a whole pico-dollar per search";
+        src.invalid(at, &format!("{key}.web_search_fee_per_1000"), msg)
     })?;
     let geo_us = match &p.geo_us_uplift {
         Some(v) => src.ratio(v, &format!("{key}.geo_us_uplift"))?,

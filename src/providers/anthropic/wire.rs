@@ -164,7 +164,7 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BatchResult {
-    Succeeded { message: Message },
+    Succeeded { message: Box<Message> },
     Errored { error: ErrorEnvelope },
     Canceled,
     Expired,
