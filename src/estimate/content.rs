@@ -14,19 +14,19 @@ use super::prompt::{Tally, Ttl, WebSearch};
 use super::tokens::Tokens;
 
 /// Role markers and turn separators of one message.
-const MESSAGE_OVERHEAD: Tokens = Tokens::fixed(8, 3);
+pub(super) const MESSAGE_OVERHEAD: Tokens = Tokens::fixed(8, 3);
 /// Delimiters of one content block.
-const BLOCK_OVERHEAD: Tokens = Tokens::fixed(8, 2);
+pub(super) const BLOCK_OVERHEAD: Tokens = Tokens::fixed(8, 2);
 /// Delimiters around the system prompt.
-const SYSTEM_OVERHEAD: Tokens = Tokens::fixed(8, 2);
+pub(super) const SYSTEM_OVERHEAD: Tokens = Tokens::fixed(8, 2);
 /// The tool-use system prompt Anthropic adds when `tools` is non-empty: documented from
 /// 159 to 530 tokens (Claude 3), reported up to ~935 for later models.
-const TOOLS_PROMPT: Tokens = Tokens::fixed(1_000, 350);
+pub(super) const TOOLS_PROMPT: Tokens = Tokens::fixed(1_000, 350);
 /// Searches assumed for a web search tool without `max_uses`: the server-side tool loop
 /// pauses (`stop_reason: "pause_turn"`) after 10 iterations by default.
-const WEB_SEARCHES_UNCAPPED: u64 = 10;
+pub(super) const WEB_SEARCHES_UNCAPPED: u64 = 10;
 /// Delimiters of one tool definition.
-const TOOL_OVERHEAD: Tokens = Tokens::fixed(16, 4);
+pub(super) const TOOL_OVERHEAD: Tokens = Tokens::fixed(16, 4);
 
 /// Generates the `DeserializeSeed` (via `deserialize_any`) and the `wrong` helper that
 /// turns an unexpected JSON type into a typed problem at the seed's path.

@@ -22,7 +22,7 @@ pub enum EstimateError {
     #[error("requests: a batch holds 1 to {MAX_REQUESTS} requests, got {got}")]
     Count { got: String },
     /// One request is invalid: which one, which field, and what is wrong.
-    #[error("{at}.{field}: {problem}")]
+    #[error("{at}{}{field}: {problem}", if field.is_empty() { "" } else { "." })]
     Request { at: RequestAt, field: String, problem: Problem },
     /// The file could not be read (`batchcost estimate` only).
     #[error("cannot read {path}: {source}")]
@@ -107,7 +107,7 @@ impl fmt::Display for Problem {
                 write!(f, "model \"{model}\" is not in the price table")
             }
             Problem::UnknownField => f.write_str("unknown field"),
-            Problem::Stream => f.write_str("stream: true is not allowed in a batch"),
+            Problem::Stream => f.write_str("must be false or absent: a batch cannot stream"),
             Problem::Invalid(why) => f.write_str(why),
         }
     }

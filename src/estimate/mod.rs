@@ -130,3 +130,9 @@ fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error
     st.end()
 }
 
+#[cfg(test)]
+mod tests_cost;
+#[cfg(test)]
+mod tests_validation;
+#[cfg(test)]
+mod testutil;

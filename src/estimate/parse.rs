@@ -378,7 +378,7 @@ impl RequestSeed<'_> {
         let problem = Problem::WrongType { expected: "an object with custom_id and params", got };
         Err(self.ctx.raise(EstimateError::Request {
             at: self.ctx.at.get(),
-            field: "body".into(),
+            field: String::new(),
             problem,
         }))
     }

@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(Tokens::of_text("안녕").milli, 2 * W_HANGUL);
         assert_eq!(Tokens::of_text("日本").milli, 2 * W_CJK);
         assert_eq!(Tokens::of_text("é").milli, W_OTHER_CHAR + 2 * W_OTHER_BYTE);
-        assert_eq!(Tokens::of_text("fn(x)").milli, W_WORD + 3 * W_LETTER + 2 * W_PUNCT);
+        assert_eq!(Tokens::of_text("fn(x)").milli, 2 * W_WORD + 3 * W_LETTER + 2 * W_PUNCT);
     }
 
     #[test]
