@@ -115,8 +115,8 @@ impl fmt::Display for Problem {
 
 /// A short rendering of a JSON value for messages: scalars as written (strings quoted and
 /// cut at 40 characters), containers by kind.
-pub fn show(v: &super::parse::Scalar<'_>) -> String {
-    use super::parse::Scalar;
+pub fn show(v: &super::scalar::Scalar<'_>) -> String {
+    use super::scalar::Scalar;
     match v {
         Scalar::Null => "null".into(),
         Scalar::Bool(b) => b.to_string(),

@@ -10,11 +10,14 @@
 mod content;
 mod error;
 mod fold;
+mod json;
 mod media;
 mod parse;
 mod prompt;
 mod report;
+mod scalar;
 mod tokens;
+mod tools;
 
 use std::path::Path;
 

@@ -2,13 +2,11 @@
 
 use serde_json::{Value, json};
 
-use super::content::{
-    BLOCK_OVERHEAD, MESSAGE_OVERHEAD, SYSTEM_OVERHEAD, TOOL_OVERHEAD, TOOLS_PROMPT,
-    WEB_SEARCHES_UNCAPPED,
-};
+use super::content::{BLOCK_OVERHEAD, MESSAGE_OVERHEAD, SYSTEM_OVERHEAD};
 use super::media::{IMAGE_UNKNOWN, image_tokens};
 use super::prompt::REQUEST_OVERHEAD;
 use super::testutil::{b64, png, table};
+use super::tools::{TOOL_OVERHEAD, TOOLS_PROMPT, WEB_SEARCHES_UNCAPPED};
 use super::*;
 use crate::money::Money;
 
