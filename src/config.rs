@@ -23,7 +23,7 @@ pub struct Config {
     /// IANA time zone in which budget days and months begin at local midnight.
     pub timezone: String,
     /// Base URL clients reach the gateway at; `results_url` is rewritten to it.
-    /// Default: `http://{listen}`.
+    /// Default: `http://` and the address the listener is bound to.
     #[serde(default)]
     pub public_url: Option<String>,
     pub storage: Storage,
@@ -398,12 +398,8 @@ impl Config {
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
-            public_url: self
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", self.listen))
-                .trim_end_matches('/')
-                .to_string(),
+            // Empty: filled from the bound address once the listener is up.
+            public_url: self.public_url.clone().unwrap_or_default().trim_end_matches('/').to_string(),
             pricing_path: base.join(&self.pricing),
             timezone,
             timezone_name: self.timezone.clone(),
