@@ -250,21 +250,3 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> anyhow::Result<S
     Ok(SimHandle { addr, app, stop: Some(stop), task })
 }
 
-// TEMP SHIM (replaced by the simulator branch)
-#[derive(Clone, Debug, Default)]
-pub struct SimConfig {
-    pub api_key: String,
-    pub time_scale: f64,
-    pub seed: u64,
-    pub errored_fraction: f64,
-}
-pub struct SimHandle;
-impl SimHandle {
-    pub fn base_url(&self) -> String {
-        String::new()
-    }
-    pub async fn shutdown(self) {}
-}
-pub async fn spawn(_c: SimConfig, _l: tokio::net::TcpListener) -> anyhow::Result<SimHandle> {
-    anyhow::bail!("shim")
-}
