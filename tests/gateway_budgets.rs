@@ -53,8 +53,8 @@ async fn a_batch_that_does_not_fit_gets_429_and_the_upstream_sees_no_create() {
 /// Fills a window exactly, checks the next batch is refused, moves the clock to `next`, and
 /// checks the same batch is then admitted.
 async fn window_resets_at(period: Period, start: &str, next: &str) {
-    let body = batch_body("w", "claude-haiku-4-5", 5, 1_000);
-    let one = worst_case(&body);
+    // Same-length tags: the worst case depends on the bytes sent.
+    let one = worst_case(&batch_body("w0", "claude-haiku-4-5", 5, 1_000));
     let clock = Arc::new(ManualClock::new(start.parse().unwrap()));
     let limit = Money::from_picos(one.picos() * 2);
     let h = harness(vec![budget("alpha", Some("alpha"), period, limit)], clock.clone(), sim_config()).await;
@@ -89,7 +89,7 @@ async fn monthly_windows_reset_at_the_first_local_midnight_of_the_month() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_submissions_against_room_for_ten_accept_exactly_ten() {
-    let one = worst_case(&batch_body("c0", "claude-haiku-4-5", 3, 500));
+    let one = worst_case(&batch_body("c000", "claude-haiku-4-5", 3, 500));
     let limit = Money::from_picos(one.picos() * 10);
     // A still clock: nothing settles mid-test, so every hold stays at its worst case.
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
@@ -99,7 +99,7 @@ async fn hundred_concurrent_submissions_against_room_for_ten_accept_exactly_ten(
     for i in 0..100 {
         let h = h.clone();
         tasks.push(tokio::spawn(async move {
-            let body = batch_body(&format!("c{i}"), "claude-haiku-4-5", 3, 500);
+            let body = batch_body(&format!("c{i:03}"), "claude-haiku-4-5", 3, 500);
             h.submit("alpha-key", &body).await.0
         }));
     }
