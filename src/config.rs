@@ -399,7 +399,12 @@ impl Config {
             config_path: path.to_path_buf(),
             listen: self.listen,
             // Empty: filled from the bound address once the listener is up.
-            public_url: self.public_url.clone().unwrap_or_default().trim_end_matches('/').to_string(),
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
             pricing_path: base.join(&self.pricing),
             timezone,
             timezone_name: self.timezone.clone(),

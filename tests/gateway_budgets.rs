@@ -14,7 +14,9 @@ use common::*;
 use jiff::{SignedDuration, Timestamp};
 
 fn worst_case(body: &serde_json::Value) -> Money {
-    let table = PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml")).unwrap();
+    let table =
+        PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"))
+            .unwrap();
     let bytes = serde_json::to_vec(body).unwrap();
     estimate_bytes(&bytes, &table, &EstimateOptions::new(Timestamp::now(), 0.5)).unwrap().worst.cost
 }
@@ -42,7 +44,14 @@ async fn a_batch_that_does_not_fit_gets_429_and_the_upstream_sees_no_create() {
     let b = h.budget("alpha-daily").await;
     assert_eq!(b["reserved_usd"], "0");
     let m = h.metrics().await;
-    assert_eq!(metric(&m, "batchcost_submissions_rejected_total", &[("project", "alpha"), ("reason", "budget_exceeded")]), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            "batchcost_submissions_rejected_total",
+            &[("project", "alpha"), ("reason", "budget_exceeded")]
+        ),
+        1.0
+    );
     // The other project has no such budget and goes through.
     let (status, v, _) = h.submit("beta-key", &body).await;
     assert_eq!(status, 200, "{v}");
@@ -57,20 +66,26 @@ async fn window_resets_at(period: Period, start: &str, next: &str) {
     let one = worst_case(&batch_body("w0", "claude-haiku-4-5", 5, 1_000));
     let clock = Arc::new(ManualClock::new(start.parse().unwrap()));
     let limit = Money::from_picos(one.picos() * 2);
-    let h = harness(vec![budget("alpha", Some("alpha"), period, limit)], clock.clone(), sim_config()).await;
+    let h =
+        harness(vec![budget("alpha", Some("alpha"), period, limit)], clock.clone(), sim_config())
+            .await;
     for tag in ["w1", "w2"] {
-        let (status, v, _) = h.submit("alpha-key", &batch_body(tag, "claude-haiku-4-5", 5, 1_000)).await;
+        let (status, v, _) =
+            h.submit("alpha-key", &batch_body(tag, "claude-haiku-4-5", 5, 1_000)).await;
         assert_eq!(status, 200, "{v}");
     }
-    let (status, v, _) = h.submit("alpha-key", &batch_body("w3", "claude-haiku-4-5", 5, 1_000)).await;
+    let (status, v, _) =
+        h.submit("alpha-key", &batch_body("w3", "claude-haiku-4-5", 5, 1_000)).await;
     assert_eq!(status, 429, "{v}");
     let resets: Timestamp = v["error"]["budget"]["resets_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(resets, next.parse::<Timestamp>().unwrap());
     clock.set(resets.checked_sub(SignedDuration::from_secs(1)).unwrap());
-    let (status, _, _) = h.submit("alpha-key", &batch_body("w4", "claude-haiku-4-5", 5, 1_000)).await;
+    let (status, _, _) =
+        h.submit("alpha-key", &batch_body("w4", "claude-haiku-4-5", 5, 1_000)).await;
     assert_eq!(status, 429, "one second before the reset the window is still full");
     clock.set(resets);
-    let (status, v, _) = h.submit("alpha-key", &batch_body("w5", "claude-haiku-4-5", 5, 1_000)).await;
+    let (status, v, _) =
+        h.submit("alpha-key", &batch_body("w5", "claude-haiku-4-5", 5, 1_000)).await;
     assert_eq!(status, 200, "{v}");
     h.stop().await;
 }
@@ -93,7 +108,12 @@ async fn hundred_concurrent_submissions_against_room_for_ten_accept_exactly_ten(
     let limit = Money::from_picos(one.picos() * 10);
     // A still clock: nothing settles mid-test, so every hold stays at its worst case.
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
-    let h = harness(vec![budget("alpha-daily", Some("alpha"), Period::Day, limit)], clock, sim_config()).await;
+    let h = harness(
+        vec![budget("alpha-daily", Some("alpha"), Period::Day, limit)],
+        clock,
+        sim_config(),
+    )
+    .await;
     let h = Arc::new(h);
     let mut tasks = Vec::new();
     for i in 0..100 {

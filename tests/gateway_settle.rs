@@ -20,7 +20,8 @@ async fn a_settled_batch_costs_exactly_what_its_result_lines_say() {
         sim_config(),
     )
     .await;
-    let (status, v, _) = h.submit("alpha-key", &batch_body("s", "claude-sonnet-4-6", 40, 600)).await;
+    let (status, v, _) =
+        h.submit("alpha-key", &batch_body("s", "claude-sonnet-4-6", 40, 600)).await;
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let rec = h.wait_settled(&id).await;
@@ -33,7 +34,9 @@ async fn a_settled_batch_costs_exactly_what_its_result_lines_say() {
         .unwrap();
     assert_eq!(results.headers()["content-type"], "application/x-jsonl");
     let text = results.text().await.unwrap();
-    let table = PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml")).unwrap();
+    let table =
+        PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"))
+            .unwrap();
     let submitted: jiff::Timestamp = rec["submitted_at"].as_str().unwrap().parse().unwrap();
     let (mut cost, mut list, mut lines) = (Money::ZERO, Money::ZERO, 0);
     for line in text.lines() {
@@ -82,17 +85,34 @@ async fn another_projects_batch_is_a_404_and_keys_are_required() {
     let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
     let (_, v, _) = h.submit("alpha-key", &batch_body("p", "claude-haiku-4-5", 2, 100)).await;
     let id = v["id"].as_str().unwrap();
-    for path in [format!("/v1/messages/batches/{id}"), format!("/v1/messages/batches/{id}/results"), "/v1/messages/batches/msgbatch_nope".into()] {
-        let r = h.http.get(format!("{}{path}", h.base)).header("x-api-key", "beta-key").send().await.unwrap();
+    for path in [
+        format!("/v1/messages/batches/{id}"),
+        format!("/v1/messages/batches/{id}/results"),
+        "/v1/messages/batches/msgbatch_nope".into(),
+    ] {
+        let r = h
+            .http
+            .get(format!("{}{path}", h.base))
+            .header("x-api-key", "beta-key")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path}");
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["error"]["type"], "not_found_error");
     }
-    let r = h.http.get(format!("{}/v1/messages/batches/{id}", h.base)).header("x-api-key", "wrong").send().await.unwrap();
+    let r = h
+        .http
+        .get(format!("{}/v1/messages/batches/{id}", h.base))
+        .header("x-api-key", "wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = h.http.get(format!("{}/api/budgets", h.base)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = h.http.get(format!("{}/metrics", h.base)).bearer_auth("alpha-key").send().await.unwrap();
+    let r =
+        h.http.get(format!("{}/metrics", h.base)).bearer_auth("alpha-key").send().await.unwrap();
     assert_eq!(r.status(), 401);
     h.stop().await;
 }

@@ -129,4 +129,3 @@ fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error
     st.serialize_field("list_cost_usd", &c.list_cost.usd_exact())?;
     st.end()
 }
-

@@ -151,7 +151,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     if settings.public_url.is_empty() {
-        settings.public_url = format!("http://{}", listener.local_addr().context("reading the bound address")?);
+        settings.public_url =
+            format!("http://{}", listener.local_addr().context("reading the bound address")?);
     }
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     let running = start(app, listener).await?;

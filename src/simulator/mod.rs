@@ -249,4 +249,3 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> anyhow::Result<S
     tracing::info!(%addr, time_scale = config.time_scale, seed = config.seed, "simulator serving");
     Ok(SimHandle { addr, app, stop: Some(stop), task })
 }
-

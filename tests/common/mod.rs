@@ -84,7 +84,11 @@ pub fn batch_body(tag: &str, model: &str, n: usize, max_tokens: u32) -> Value {
 }
 
 impl Harness {
-    pub async fn submit(&self, key: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub async fn submit(
+        &self,
+        key: &str,
+        body: &Value,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let r = self
             .http
             .post(format!("{}/v1/messages/batches", self.base))
@@ -99,11 +103,27 @@ impl Harness {
     }
 
     pub async fn admin(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.base)).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap()
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Polls the ledger record until settled (bounded).

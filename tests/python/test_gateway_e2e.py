@@ -89,10 +89,10 @@ def wait_ended(client, batch_id):
         time.sleep(0.2)
 
 
-def wait_settled(gw, batch_id):
+def wait_settled(gw, batch_id, token=ADMIN):
     deadline = time.monotonic() + 120
     while True:
-        rec = json.loads(admin_get(f"{gw.url}/api/batches/{batch_id}", ADMIN))
+        rec = json.loads(admin_get(f"{gw.url}/api/batches/{batch_id}", token))
         if rec["status"] == "settled":
             return rec
         assert time.monotonic() < deadline, f"{batch_id} did not settle: {rec}"
