@@ -39,7 +39,7 @@ async fn a_batch_that_does_not_fit_gets_429_and_the_upstream_sees_no_create() {
     assert_eq!(v["error"]["budget"]["requested_usd"], worst_case(&body).usd_exact());
     assert_eq!(headers["x-should-retry"], "false");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry >= 1 && retry <= 86_400);
+    assert!((1..=86_400).contains(&retry));
     assert_eq!(h.sim.stats().create_attempts, 0, "a refused batch must not reach the upstream");
     let b = h.budget("alpha-daily").await;
     assert_eq!(b["reserved_usd"], "0");
