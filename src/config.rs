@@ -23,7 +23,7 @@ pub struct Config {
     /// IANA time zone in which budget days and months begin at local midnight.
     pub timezone: String,
     /// Base URL clients reach the gateway at; `results_url` is rewritten to it.
-    /// Default: `http://{listen}`.
+    /// Default: `http://` and the address the listener is bound to.
     #[serde(default)]
     pub public_url: Option<String>,
     pub storage: Storage,
@@ -45,6 +45,19 @@ pub struct Config {
 pub struct Storage {
     /// `sqlite://path.db` (relative to the config file) or `sqlite::memory:`.
     pub url: String,
+    /// `"normal"`: a commit survives the process being killed (kill -9, OOM, panic);
+    /// `"full"`: it also survives power loss, at one disk flush per commit.
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
 }
 
 /// `[upstream]`
@@ -260,6 +273,7 @@ pub struct Settings {
     pub timezone: TimeZone,
     pub timezone_name: String,
     pub storage_url: String,
+    pub durability: Durability,
     pub upstream_base_url: String,
     pub upstream_key: Secret,
     pub upstream_timeout_secs: u64,
@@ -398,16 +412,18 @@ impl Config {
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
+            // Empty: filled from the bound address once the listener is up.
             public_url: self
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{}", self.listen))
+                .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
             pricing_path: base.join(&self.pricing),
             timezone,
             timezone_name: self.timezone.clone(),
             storage_url,
+            durability: self.storage.durability,
             upstream_base_url: up.base_url.trim_end_matches('/').to_string(),
             upstream_key: secret("upstream.anthropic.api_key_env", &up.api_key_env)?,
             upstream_timeout_secs: up.timeout_secs.max(1),

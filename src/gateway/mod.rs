@@ -61,8 +61,9 @@ impl App {
         let pricing = PriceTable::load(&settings.pricing_path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the price table")?;
-        let ledger =
-            crate::ledger::open(&settings.storage_url).await.context("opening the ledger")?;
+        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
+            .await
+            .context("opening the ledger")?;
         let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
             env!("CARGO_PKG_VERSION"),
@@ -146,10 +147,14 @@ pub struct ServeArgs {
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
     crate::telemetry::init();
-    let settings = load_settings(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut settings = load_settings(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
+    if settings.public_url.is_empty() {
+        settings.public_url =
+            format!("http://{}", listener.local_addr().context("reading the bound address")?);
+    }
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     let running = start(app, listener).await?;
     println!("listening on http://{}", running.addr);
