@@ -95,13 +95,14 @@ function emit(value, indent, kind) {
   }
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value);
-    const body = entries.length === 0
-      ? '{}'
-      : `{\n${entries
-          .map(([k, v]) => `${pad}${JSON.stringify(k)}: ${emit(v, indent + 1, ['panels', 'targets'].includes(k) ? k : null)}`)
-          .join(',\n')}\n${end}}`;
+    const field = ([k, v]) => {
+      const childKind = ['panels', 'targets'].includes(k) ? k : null;
+      return `${pad}${JSON.stringify(k)}: ${emit(v, indent + 1, childKind)}`;
+    };
+    const body = entries.length === 0 ? '{}' : `{\n${entries.map(field).join(',\n')}\n${end}}`;
     if (kind === 'panel') {
-      return value.type === 'row' ? `(${body} satisfies Row)` : `(${body} satisfies ${panelType(value)})`;
+      const type = value.type === 'row' ? 'Row' : panelType(value);
+      return `(${body} satisfies ${type})`;
     }
     if (kind === 'target' && mode === 'base') return `(${body} satisfies Target)`;
     return body;
@@ -118,28 +119,40 @@ function negatives() {
     if (!p) throw new Error(`negative controls need a ${type} panel in the dashboard`);
     return clone(p);
   };
+  // A copy of `panel` with fieldConfig.defaults changed.
+  const withDefaults = (panel, change) => {
+    const p = clone(panel);
+    Object.assign(p.fieldConfig.defaults, change);
+    return p;
+  };
   const bad = (why, type, value) =>
-    out.push(`// @ts-expect-error ${why}\nconst _bad${out.length} = ${JSON.stringify(value)} satisfies ${type};`);
+    out.push(
+      `// @ts-expect-error ${why}\n` +
+        `const _bad${out.length} = ${JSON.stringify(value)} satisfies ${type};`,
+    );
   const ts = find('timeseries');
-  bad('unknown panel key', panelType(ts), { ...ts, titel: ts.title });
-  bad('color mode is not a FieldColorModeId', panelType(ts),
-      { ...ts, fieldConfig: { ...ts.fieldConfig, defaults: { ...ts.fieldConfig.defaults, color: { mode: 'rainbow' } } } });
-  bad('threshold mode is not a ThresholdsMode', panelType(ts),
-      { ...ts, fieldConfig: { ...ts.fieldConfig, defaults: { ...ts.fieldConfig.defaults, thresholds: { mode: 'relative-ish', steps: [] } } } });
-  bad('variable type is not a VariableType', 'Variable', { ...dashboard.templating.list[1], type: 'dropdown' });
+  const tsType = panelType(ts);
+  bad('unknown panel key', tsType, { ...ts, titel: ts.title });
+  bad('color mode is not a FieldColorModeId', tsType, withDefaults(ts, { color: { mode: 'rainbow' } }));
+  bad('threshold mode is not a ThresholdsMode', tsType,
+      withDefaults(ts, { thresholds: { mode: 'relative-ish', steps: [] } }));
+  bad('variable type is not a VariableType', 'Variable',
+      { ...dashboard.templating.list[1], type: 'dropdown' });
   bad('unknown dashboard key', 'Jsonify<Dashboard>', { schemaVersion: 38, titel: 'x' });
   if (mode === 'full') {
-    bad('tooltip mode is not a TooltipDisplayMode', panelType(ts),
+    bad('tooltip mode is not a TooltipDisplayMode', tsType,
         { ...ts, options: { ...ts.options, tooltip: { mode: 'sideways', sort: 'none' } } });
-    bad('drawStyle is not a GraphDrawStyle', panelType(ts),
-        { ...ts, fieldConfig: { ...ts.fieldConfig, defaults: { ...ts.fieldConfig.defaults, custom: { ...ts.fieldConfig.defaults.custom, drawStyle: 'squiggle' } } } });
+    bad('drawStyle is not a GraphDrawStyle', tsType,
+        withDefaults(ts, { custom: { ...ts.fieldConfig.defaults.custom, drawStyle: 'squiggle' } }));
     const stat = find('stat');
-    bad('stat options lack textMode', panelType(stat), { ...stat, options: { ...stat.options, textMode: undefined } });
+    bad('stat options lack textMode', panelType(stat),
+        { ...stat, options: { ...stat.options, textMode: undefined } });
     bad('stat panels have no custom field config', panelType(stat),
-        { ...stat, fieldConfig: { ...stat.fieldConfig, defaults: { ...stat.fieldConfig.defaults, custom: { lineWidth: 1 } } } });
+        withDefaults(stat, { custom: { lineWidth: 1 } }));
   } else {
-    bad('unknown Prometheus query key', 'Target', { ...ts.targets[0], exprr: ts.targets[0].expr });
-    bad('format is not a PromQueryFormat', 'Target', { ...ts.targets[0], format: 'series' });
+    const target = ts.targets[0];
+    bad('unknown Prometheus query key', 'Target', { ...target, exprr: target.expr });
+    bad('format is not a PromQueryFormat', 'Target', { ...target, format: 'series' });
   }
   return out.join('\n\n');
 }

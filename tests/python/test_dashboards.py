@@ -39,7 +39,8 @@ def test_every_panel_has_title_one_line_description_unit_and_the_datasource_vari
         where = f"panel {p.get('id')} {p.get('title')!r}"
         assert p.get("title", "").strip(), where
         desc = p.get("description", "")
-        assert desc.strip() and "\n" not in desc and len(desc) <= 160, f"{where}: description {desc!r}"
+        one_line = desc.strip() and "\n" not in desc and len(desc) <= 160
+        assert one_line, f"{where}: description {desc!r}"
         assert p["datasource"] == DATASOURCE, where
         unit = p["fieldConfig"]["defaults"].get("unit")
         assert unit in UNITS, f"{where}: unit {unit!r}"
@@ -104,7 +105,8 @@ def test_variables_pick_a_prometheus_datasource_and_default_to_all():
         v = variables[name]
         assert v["type"] == "query" and v["datasource"] == DATASOURCE, name
         assert v["includeAll"] and v["multi"] and v["allValue"] == ".*", name
-        assert re.fullmatch(r"label_values\(batchcost_\w+(\{.*\})?, " + name + r"\)", v["query"]), v["query"]
+        pattern = r"label_values\(batchcost_\w+(\{.*\})?, " + name + r"\)"
+        assert re.fullmatch(pattern, v["query"]), v["query"]
     # Budgets without a project (project="all") stay visible whatever project is selected.
     budget_exprs = [t["expr"] for p in panels() for t in p["targets"] if "budget:" in t["expr"]]
     assert budget_exprs
@@ -207,7 +209,8 @@ def test_alertmanager_routes_budget_alerts_to_slack_and_pages_once():
             expected.append("pager")
         if not expected:
             expected.append("ops-slack")
-        labels = [f"alertname={name}", f"severity={severity}", "budget=b", "project=p", "period=day"]
+        labels = [f"alertname={name}", f"severity={severity}", "budget=b", "project=p",
+                  "period=day"]
         r = subprocess.run(
             ["amtool", "config", "routes", "test", f"--config.file={config}",
              f"--verify.receivers={','.join(expected)}", *labels],
