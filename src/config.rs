@@ -23,7 +23,7 @@ pub struct Config {
     /// IANA time zone in which budget days and months begin at local midnight.
     pub timezone: String,
     /// Base URL clients reach the gateway at; `results_url` is rewritten to it.
-    /// Default: `http://{listen}`.
+    /// Default: `http://` and the address the listener is bound to.
     #[serde(default)]
     pub public_url: Option<String>,
     pub storage: Storage,
@@ -276,8 +276,10 @@ impl Config {
     /// Reads and parses the file; syntax, type and unknown-key errors carry line and column.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
         toml::from_str(&text).map_err(|e| ConfigError { file, message: e.to_string() })
     }
 
@@ -332,7 +334,11 @@ impl Config {
         for (i, b) in self.budgets.iter().enumerate() {
             let key = |k: &str| format!("budgets[{i}].{k}");
             if !valid_label(&b.name) || !budget_names.insert(b.name.clone()) {
-                return Err(err(format!("{}: missing, invalid or duplicate `{}`", key("name"), b.name)));
+                return Err(err(format!(
+                    "{}: missing, invalid or duplicate `{}`",
+                    key("name"),
+                    b.name
+                )));
             }
             if let Some(p) = &b.project {
                 if !names.contains(p) {
@@ -340,16 +346,23 @@ impl Config {
                 }
             }
             let limit = match b.limit_usd {
-                Some(v) if v.is_finite() && v >= 0.0 => Some(Money::from_f64_usd(v).map_err(|e| {
-                    err(format!("{}: {e}", key("limit_usd")))
-                })?),
-                Some(v) => return Err(err(format!("{}: expected >= 0, got {v}", key("limit_usd")))),
+                Some(v) if v.is_finite() && v >= 0.0 => Some(
+                    Money::from_f64_usd(v)
+                        .map_err(|e| err(format!("{}: {e}", key("limit_usd"))))?,
+                ),
+                Some(v) => {
+                    return Err(err(format!("{}: expected >= 0, got {v}", key("limit_usd"))));
+                }
                 None => None,
             };
             if limit.is_some_and(|l| l.to_i64().is_none()) {
-                return Err(err(format!("{}: above the ledger's $9.2 million cap", key("limit_usd"))));
+                return Err(err(format!(
+                    "{}: above the ledger's $9.2 million cap",
+                    key("limit_usd")
+                )));
             }
-            if limit.is_none() && b.limit_input_tokens.is_none() && b.limit_output_tokens.is_none() {
+            if limit.is_none() && b.limit_input_tokens.is_none() && b.limit_output_tokens.is_none()
+            {
                 return Err(err(format!(
                     "{}: expected limit_usd, limit_input_tokens or limit_output_tokens",
                     key("limit_usd")
@@ -357,7 +370,10 @@ impl Config {
             }
             for (j, f) in b.alert_at.iter().enumerate() {
                 if !(f.is_finite() && *f > 0.0 && *f <= 1.0) {
-                    return Err(err(format!("{}[{j}]: expected a fraction in (0, 1], got {f}", key("alert_at"))));
+                    return Err(err(format!(
+                        "{}[{j}]: expected a fraction in (0, 1], got {f}",
+                        key("alert_at")
+                    )));
                 }
             }
             budgets.push(Budget {
@@ -382,10 +398,11 @@ impl Config {
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
+            // Empty: filled from the bound address once the listener is up.
             public_url: self
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{}", self.listen))
+                .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
             pricing_path: base.join(&self.pricing),
@@ -407,7 +424,9 @@ impl Config {
 
 /// Label values must stay bounded and safe in PromQL and CSV.
 fn valid_label(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A relative SQLite path is taken relative to the config file, like `pricing`.

@@ -113,26 +113,38 @@ impl Metrics {
         models: impl IntoIterator<Item = String>,
     ) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let counter = |n: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
+        let counter =
+            |n: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name(n), help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
         let gauge = |n: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
             let g = GaugeVec::new(Opts::new(name(n), help), labels)?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
         let histogram = |n: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let h = HistogramVec::new(HistogramOpts::new(name(n), help).buckets(buckets.to_vec()), labels)?;
+            let h = HistogramVec::new(
+                HistogramOpts::new(name(n), help).buckets(buckets.to_vec()),
+                labels,
+            )?;
             registry.register(Box::new(h.clone()))?;
             Ok::<_, prometheus::Error>(h)
         };
         let pp = &["project", "provider"];
         let m = Metrics {
             models: models.into_iter().collect(),
-            batches_submitted: counter("batches_submitted_total", "Batches accepted upstream.", pp)?,
-            batches_settled: counter("batches_settled_total", "Batches settled by this replica.", pp)?,
+            batches_submitted: counter(
+                "batches_submitted_total",
+                "Batches accepted upstream.",
+                pp,
+            )?,
+            batches_settled: counter(
+                "batches_settled_total",
+                "Batches settled by this replica.",
+                pp,
+            )?,
             submissions_rejected: counter(
                 "submissions_rejected_total",
                 "Batch submissions refused, by reason.",
@@ -168,12 +180,23 @@ impl Metrics {
                 UPSTREAM_BUCKETS,
             )?,
             last_settlement: {
-                let g = Gauge::new(name("last_settlement_timestamp_seconds"), "When this replica last settled a batch.")?;
+                let g = Gauge::new(
+                    name("last_settlement_timestamp_seconds"),
+                    "When this replica last settled a batch.",
+                )?;
                 registry.register(Box::new(g.clone()))?;
                 g
             },
-            budget_limit: gauge("budget_limit_usd", "Budget limit in USD.", &["budget", "project", "period"])?,
-            budget_spent: gauge("budget_spent_usd", "Settled cost in the current window.", &["budget", "project", "period"])?,
+            budget_limit: gauge(
+                "budget_limit_usd",
+                "Budget limit in USD.",
+                &["budget", "project", "period"],
+            )?,
+            budget_spent: gauge(
+                "budget_spent_usd",
+                "Settled cost in the current window.",
+                &["budget", "project", "period"],
+            )?,
             budget_reserved: gauge(
                 "budget_reserved_usd",
                 "Worst-case holds of unsettled batches in the current window.",
@@ -189,7 +212,11 @@ impl Metrics {
                 "End of each budget's current window.",
                 &["budget", "project", "period"],
             )?,
-            batches_in_flight: gauge("batches_in_flight", "Batches submitted and not yet settled.", pp)?,
+            batches_in_flight: gauge(
+                "batches_in_flight",
+                "Batches submitted and not yet settled.",
+                pp,
+            )?,
             requests_in_flight: gauge("requests_in_flight", "Requests of batches in flight.", pp)?,
             oldest_batch_age: gauge(
                 "oldest_batch_age_seconds",
@@ -215,7 +242,8 @@ impl Metrics {
                 m.batches_settled.with_label_values(&[p.as_str(), prov]);
             }
         }
-        m.submissions_rejected.with_label_values(&[UNKNOWN_PROJECT, RejectReason::Unauthenticated.as_str()]);
+        m.submissions_rejected
+            .with_label_values(&[UNKNOWN_PROJECT, RejectReason::Unauthenticated.as_str()]);
         Ok(m)
     }
 
@@ -288,7 +316,9 @@ impl Metrics {
     /// Renders the exposition text with ledger gauges as of `snap`.
     pub fn render(&self, snap: &LedgerSnapshot) -> Result<String, prometheus::Error> {
         let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        for g in [&self.budget_limit, &self.budget_spent, &self.budget_reserved, &self.budget_window_end] {
+        for g in
+            [&self.budget_limit, &self.budget_spent, &self.budget_reserved, &self.budget_window_end]
+        {
             g.reset();
         }
         self.budget_threshold.reset();

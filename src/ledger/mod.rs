@@ -245,8 +245,10 @@ pub trait Ledger: Send + Sync {
     /// `submitting` -> `failed`, releasing the hold. False if it was not submitting.
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool>;
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>>;
-    fn batch_by_upstream<'a>(&'a self, upstream_id: &'a str)
-    -> LedgerFuture<'a, Option<BatchRecord>>;
+    fn batch_by_upstream<'a>(
+        &'a self,
+        upstream_id: &'a str,
+    ) -> LedgerFuture<'a, Option<BatchRecord>>;
     fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>>;
     /// In-flight batches whose next poll is due.
     fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>>;
@@ -287,7 +289,8 @@ pub(crate) fn to_db(m: Money) -> Result<i64, LedgerError> {
 }
 
 pub(crate) fn count_to_db(n: u64) -> Result<i64, LedgerError> {
-    i64::try_from(n).map_err(|_| LedgerError::Range(format!("count {n} exceeds the ledger's range")))
+    i64::try_from(n)
+        .map_err(|_| LedgerError::Range(format!("count {n} exceeds the ledger's range")))
 }
 
 pub(crate) fn ts_to_db(t: Timestamp) -> i64 {

@@ -57,13 +57,12 @@ impl SqliteLedger {
         tx: &mut Transaction<'_, Sqlite>,
         w: &WindowRef,
     ) -> Result<WindowState, LedgerError> {
-        let row = sqlx::query(
-            "SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2",
-        )
-        .bind(&w.budget)
-        .bind(ts_to_db(w.start))
-        .fetch_optional(&mut **tx)
-        .await?;
+        let row =
+            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .fetch_optional(&mut **tx)
+                .await?;
         Ok(match row {
             Some(r) => window_from_row(&r, w)?,
             None => empty_window(w),
@@ -184,8 +183,11 @@ impl Ledger for SqliteLedger {
             if let Some(row) = dup {
                 return Ok(Admit::Duplicate(batch_from_row(&row)?));
             }
-            let (usd, inp, out) =
-                (to_db(s.hold.usd)?, count_to_db(s.hold.input_tokens)?, count_to_db(s.hold.output_tokens)?);
+            let (usd, inp, out) = (
+                to_db(s.hold.usd)?,
+                count_to_db(s.hold.input_tokens)?,
+                count_to_db(s.hold.output_tokens)?,
+            );
             for w in &s.windows {
                 sqlx::query(
                     "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
@@ -315,10 +317,11 @@ impl Ledger for SqliteLedger {
 
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
-                .bind(sub_id)
-                .fetch_optional(&self.reader)
-                .await?;
+            let row =
+                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
+                    .bind(sub_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
             row.as_ref().map(batch_from_row).transpose()
         })
     }

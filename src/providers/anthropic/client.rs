@@ -109,9 +109,7 @@ impl AnthropicClient {
                 headers.insert(HeaderName::from_static(name), v.clone());
             }
         }
-        headers
-            .entry("anthropic-version")
-            .or_insert(HeaderValue::from_static("2023-06-01"));
+        headers.entry("anthropic-version").or_insert(HeaderValue::from_static("2023-06-01"));
         if let Ok(mut key) = HeaderValue::from_str(self.key.expose()) {
             key.set_sensitive(true);
             headers.insert("x-api-key", key);
@@ -144,7 +142,11 @@ impl AnthropicClient {
         }
     }
 
-    async fn read(&self, op: &str, resp: reqwest::Response) -> Result<UpstreamReply, UpstreamError> {
+    async fn read(
+        &self,
+        op: &str,
+        resp: reqwest::Response,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let status = resp.status();
         let headers = keep_headers(resp.headers());
         let body = resp.bytes().await.map_err(|e| {
@@ -190,9 +192,34 @@ impl AnthropicClient {
         path: &str,
         fwd: &Forward,
     ) -> Result<UpstreamReply, UpstreamError> {
+        self.call_with(op, method, path, fwd, None).await
+    }
+
+    /// An idempotent JSON POST (count_tokens), retried like [`Self::call`].
+    pub async fn post_json(
+        &self,
+        op: &str,
+        path: &str,
+        body: Bytes,
+        fwd: &Forward,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        self.call_with(op, Method::POST, path, fwd, Some(body)).await
+    }
+
+    async fn call_with(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        fwd: &Forward,
+        body: Option<Bytes>,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let mut attempt = 0;
         loop {
-            let req = self.request(method.clone(), path, fwd);
+            let mut req = self.request(method.clone(), path, fwd);
+            if let Some(b) = &body {
+                req = req.header("content-type", "application/json").body(b.clone());
+            }
             let outcome = match self.send_once(op, req, Some(self.timeout)).await {
                 Ok(resp) => self.read(op, resp).await,
                 Err(e) => Err(e),
@@ -211,7 +238,11 @@ impl AnthropicClient {
 
     /// Opens a results download; the caller streams the body. Retried like [`Self::call`]
     /// until the headers arrive.
-    pub async fn results(&self, path: &str, fwd: &Forward) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn results(
+        &self,
+        path: &str,
+        fwd: &Forward,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut attempt = 0;
         loop {
             let req = self.request(Method::GET, path, fwd);
