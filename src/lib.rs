@@ -3,14 +3,20 @@
 //! Dependency directions: `money`, `pricing` and `estimate` are pure; `ledger` knows no
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
+pub mod budgets;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod demo;
 pub mod estimate;
 pub mod gateway;
+pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod report;
+pub mod settle;
 pub mod simulator;
 pub mod telemetry;
+pub mod tracker;

@@ -1,12 +1,141 @@
-//! Placeholder: being written.
+//! Worst-case and expected cost of a batch body before it is sent, and the validation the
+//! gateway needs to refuse a bad body with a 400, both in one streaming pass.
+//!
+//! The worst case is what the gateway reserves: input tokens as a hard upper bound (see
+//! `tokens`), every cache breakpoint's prefix priced as a cache write, `max_tokens` of
+//! output. The expectation is for people: a fitted token estimate, cache hits for prefixes
+//! repeated in the batch, and a fraction of `max_tokens` as output. Details and measured
+//! accuracy: docs/estimate.md.
 
-use crate::cli::CliError;
+mod content;
+mod error;
+mod fold;
+mod json;
+mod media;
+mod parse;
+mod prompt;
+mod report;
+mod scalar;
+mod tokens;
+mod tools;
 
-/// Arguments of the command.
-#[derive(Debug, clap::Args)]
-pub struct EstimateArgs {}
+use std::path::Path;
 
-/// Runs the command.
-pub fn run(_args: EstimateArgs) -> Result<(), CliError> {
-    Err(CliError::Usage("not built yet".into()))
+pub use error::{EstimateError, MAX_MAX_TOKENS, MAX_REQUESTS, Problem, RequestAt};
+pub use parse::BodyFormat;
+pub use report::{EstimateArgs, OutputFormat, render_table, run};
+
+use crate::pricing::{CostPair, PriceTable};
+
+/// Output assumed when nothing better is known: half of `max_tokens`. Real outputs are
+/// often shorter, but `max_tokens` is usually set with some room; compare with
+/// `batchcost_settlement_estimate_ratio` and tune per deployment.
+pub const DEFAULT_EXPECTED_OUTPUT_FRACTION: f64 = 0.5;
+
+/// How to price a body.
+#[derive(Clone, Copy, Debug)]
+pub struct EstimateOptions {
+    /// Prices in force at this instant (the submission time).
+    pub at: jiff::Timestamp,
+    /// Expected output as a fraction of `max_tokens`, in [0, 1].
+    pub expected_output_fraction: f64,
 }
+
+impl EstimateOptions {
+    pub fn new(at: jiff::Timestamp, expected_output_fraction: f64) -> Self {
+        EstimateOptions { at, expected_output_fraction }
+    }
+}
+
+/// The estimate of one batch body.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Estimate {
+    pub requests: u64,
+    pub format: BodyFormat,
+    /// Wrapping sum of `xxh3_64(custom_id)`: order-independent, matches a batch with its
+    /// results after a crash. A decimal string in JSON (it does not fit a double).
+    #[serde(serialize_with = "u64_string")]
+    pub custom_id_fingerprint: u64,
+    pub models: Vec<ModelEstimate>,
+    #[serde(serialize_with = "cost_json")]
+    pub worst: CostPair,
+    #[serde(serialize_with = "cost_json")]
+    pub expected: CostPair,
+}
+
+/// One model's share of a batch. `input_tokens_*` include cache writes and reads.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelEstimate {
+    pub provider: String,
+    /// Canonical id from the price table (aliases are folded in).
+    pub model: String,
+    pub requests: u64,
+    pub input_tokens_upper: u64,
+    pub input_tokens_expected: u64,
+    pub cache_write_5m_tokens_upper: u64,
+    pub cache_write_1h_tokens_upper: u64,
+    pub cache_write_tokens_expected: u64,
+    pub cache_read_tokens_expected: u64,
+    pub output_tokens_worst: u64,
+    pub output_tokens_expected: u64,
+    pub web_search_requests_worst: u64,
+    /// At batch price (`cost_usd`) and standard price (`list_cost_usd`).
+    #[serde(serialize_with = "cost_json")]
+    pub worst: CostPair,
+    #[serde(serialize_with = "cost_json")]
+    pub expected: CostPair,
+}
+
+/// Estimates a body in either format (detected from its first key).
+pub fn estimate_bytes(
+    body: &[u8],
+    table: &PriceTable,
+    opts: &EstimateOptions,
+) -> Result<Estimate, EstimateError> {
+    let f = opts.expected_output_fraction;
+    if !(0.0..=1.0).contains(&f) {
+        return Err(EstimateError::Options(f));
+    }
+    let mut folder = fold::Folder::new(table, opts.at, f);
+    let format = parse::walk(body, &mut |at, req| folder.add(at, req))?;
+    Ok(folder.finish(format))
+}
+
+/// Estimates a body file. It is read whole: bodies are at most 256 MB and the walk
+/// borrows every string from the buffer instead of copying it.
+pub fn estimate_file(
+    path: &Path,
+    table: &PriceTable,
+    opts: &EstimateOptions,
+) -> Result<Estimate, EstimateError> {
+    let body = std::fs::read(path)
+        .map_err(|source| EstimateError::Io { path: path.display().to_string(), source })?;
+    estimate_bytes(&body, table, opts)
+}
+
+/// Worst-case input tokens of one request's `params` (for property tests against the
+/// simulator's token model).
+pub fn request_input_upper_bound(params_json: &[u8]) -> Result<u64, EstimateError> {
+    Ok(parse::parse_params(params_json)?.prompt.total().upper)
+}
+
+fn u64_string<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// `{"cost_usd": "1.5", "list_cost_usd": "3"}`: exact decimal strings, so finance
+/// scripts never see a float.
+fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Cost", 2)?;
+    st.serialize_field("cost_usd", &c.cost.usd_exact())?;
+    st.serialize_field("list_cost_usd", &c.list_cost.usd_exact())?;
+    st.end()
+}
+
+#[cfg(test)]
+mod tests_cost;
+#[cfg(test)]
+mod tests_validation;
+#[cfg(test)]
+mod testutil;

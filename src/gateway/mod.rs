@@ -1,12 +1,185 @@
-//! Placeholder: being written.
+//! The gateway: Anthropic-compatible batch endpoints for clients, the service's own admin
+//! API, and the background tracker, all sharing one `Arc<App>`.
+
+mod admin;
+mod auth;
+mod batches;
+mod body;
+pub mod error;
+mod submit;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cli::CliError;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Settings, load_settings};
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::pricing::PriceTable;
+use crate::providers::ANTHROPIC;
+use crate::providers::anthropic::client::AnthropicClient;
 
-/// Arguments of the command.
+pub use error::ApiError;
+
+/// Everything a request handler or the tracker needs.
+pub struct App {
+    pub settings: Settings,
+    pub pricing: PriceTable,
+    pub ledger: Arc<dyn Ledger>,
+    pub upstream: AnthropicClient,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Batches being settled by this process right now (the ledger guarantees
+    /// exactly-once; this only avoids downloading the same results twice).
+    pub settling: Mutex<HashSet<String>>,
+    /// Submissions whose upstream create is in progress in this process; the tracker's
+    /// reconciliation leaves them alone.
+    pub submitting: Mutex<HashSet<String>>,
+    /// Wakes the tracker early (a new batch, or a client saw one end).
+    pub wake_tracker: Notify,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// Makes submission ids unique within this process.
+    pub seq: std::sync::atomic::AtomicU64,
+}
+
+impl App {
+    /// Loads the price table, opens the ledger and builds the metrics.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
+        let pricing = PriceTable::load(&settings.pricing_path)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading the price table")?;
+        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
+            .await
+            .context("opening the ledger")?;
+        let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
+        let metrics = Arc::new(Metrics::new(
+            env!("CARGO_PKG_VERSION"),
+            pricing.version(),
+            &projects,
+            &[ANTHROPIC],
+            pricing.models().into_iter().map(|(_, m)| m),
+        )?);
+        let upstream = AnthropicClient::new(
+            &settings.upstream_base_url,
+            settings.upstream_key.clone(),
+            Duration::from_secs(settings.upstream_timeout_secs),
+            settings.upstream_max_attempts,
+            metrics.clone(),
+        )?;
+        Ok(Arc::new(App {
+            settings,
+            pricing,
+            ledger,
+            upstream,
+            metrics,
+            clock,
+            settling: Mutex::new(HashSet::new()),
+            submitting: Mutex::new(HashSet::new()),
+            wake_tracker: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            seq: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
+}
+
+/// All routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .merge(batches::router())
+        .merge(admin::router())
+        // Bodies are read as streams with our own limit (413 before buffering too much).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// A gateway serving on a bound listener, with its tracker running.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops the tracker.
+    pub async fn shutdown(self) {
+        self.app.shutdown.cancel();
+        let _ = self.server.await;
+        self.app.tasks.close();
+        self.app.tasks.wait().await;
+    }
+}
+
+/// Serves `app` on an already-bound listener (bind first, then serve: tests use port 0).
+pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let token = app.shutdown.clone();
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, service).with_graceful_shutdown(token.cancelled_owned()).await
+    });
+    let tracker_app = app.clone();
+    app.tasks.spawn(crate::tracker::run(tracker_app));
+    Ok(Running { addr, app, server })
+}
+
+/// `batchcost serve` arguments.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, default_value = "batchcost.toml")]
+    pub config: PathBuf,
+}
 
-/// Runs the command.
-pub async fn run_serve(_args: ServeArgs) -> Result<(), CliError> {
-    Err(CliError::Usage("not built yet".into()))
+/// Runs the gateway until Ctrl-C or SIGTERM.
+pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
+    crate::telemetry::init();
+    let mut settings = load_settings(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    if settings.public_url.is_empty() {
+        settings.public_url =
+            format!("http://{}", listener.local_addr().context("reading the bound address")?);
+    }
+    let app = App::build(settings, Arc::new(SystemClock)).await?;
+    let running = start(app, listener).await?;
+    println!("listening on http://{}", running.addr);
+    tracing::info!(addr = %running.addr, "gateway listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -92,7 +92,7 @@ impl Lines {
         let rec = &self.src.records[i];
         let result = match self.src.outcomes[i] {
             Outcome::Succeeded { read, write_5m, write_1h } => BatchResult::Succeeded {
-                message: self.message(i as u64, rec, read, write_5m, write_1h),
+                message: Box::new(self.message(i as u64, rec, read, write_5m, write_1h)),
             },
             Outcome::Errored => BatchResult::Errored {
                 error: match &rec.invalid {

@@ -1,3 +1,4 @@
 //! Anthropic Message Batches API.
 
+pub mod client;
 pub mod wire;

@@ -165,7 +165,7 @@ pub struct Message {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant)] // mirrors the wire; boxing would change the public type
 pub enum BatchResult {
-    Succeeded { message: Message },
+    Succeeded { message: Box<Message> },
     Errored { error: ErrorEnvelope },
     Canceled,
     Expired,

@@ -1,0 +1,219 @@
+//! One request's `params`: validated field by field and reduced to what pricing needs
+//! (model, `max_tokens`, region, web searches) and the token tally of its prompt, split
+//! into the sections that form a cached prefix in order: tools, then system, then messages.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use xxhash_rust::xxh3::Xxh3Default;
+
+use super::content::{MessagesSeed, SystemSeed};
+use super::error::{MAX_MAX_TOKENS, Problem, show};
+use super::json::{CacheSeed, JsonSeed};
+use super::parse::Ctx;
+use super::scalar::{Path, Scalar, reject_scalars};
+use super::tokens::Tokens;
+use super::tools::ToolsSeed;
+
+/// Framing of every request (start of prompt, assistant turn), at most / typically.
+pub const REQUEST_OVERHEAD: Tokens = Tokens::fixed(16, 4);
+
+/// A prompt-cache lifetime (`cache_control.ttl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    FiveMinutes,
+    OneHour,
+}
+
+/// A `cache_control` breakpoint: the size and identity of the prefix it ends.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    pub tokens: Tokens,
+    pub hash: u64,
+    pub ttl: Ttl,
+}
+
+/// Running token count and content hash of one prompt section, with its breakpoints.
+pub struct Tally {
+    pub tokens: Tokens,
+    hash: Xxh3Default,
+    pub marks: Vec<Mark>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { tokens: Tokens::default(), hash: Xxh3Default::new(), marks: Vec::new() }
+    }
+}
+
+impl Tally {
+    /// Text the model reads: counted and hashed.
+    pub fn text(&mut self, s: &str) {
+        self.tokens += Tokens::of_text(s);
+        self.hash_bytes(s.as_bytes());
+    }
+
+    /// Fixed framing tokens; `tag` keeps different structures from hashing alike.
+    pub fn overhead(&mut self, t: Tokens, tag: u8) {
+        self.tokens += t;
+        self.hash.update(&[0xFF, tag]);
+    }
+
+    /// Content that is counted some other way (image pixels, JSON structure).
+    pub fn add(&mut self, t: Tokens) {
+        self.tokens += t;
+    }
+
+    pub fn hash_bytes(&mut self, b: &[u8]) {
+        self.hash.update(&(b.len() as u64).to_le_bytes());
+        self.hash.update(b);
+    }
+
+    /// Ends a cached prefix here.
+    pub fn mark(&mut self, ttl: Ttl) {
+        self.marks.push(Mark { tokens: self.tokens, hash: self.hash.digest(), ttl });
+    }
+
+    pub fn digest(&self) -> u64 {
+        self.hash.digest()
+    }
+}
+
+/// Everything a request sends, by section.
+#[derive(Default)]
+pub struct Prompt {
+    pub tools: Tally,
+    pub system: Tally,
+    pub messages: Tally,
+    /// Sent but never part of a cached prefix (`tool_choice`, `output_config`, unknown).
+    pub extra: Tokens,
+    /// Top-level `cache_control`: a breakpoint after the last block.
+    pub auto_cache: Option<Ttl>,
+}
+
+impl Prompt {
+    pub fn total(&self) -> Tokens {
+        self.tools.tokens + self.system.tokens + self.messages.tokens + self.extra
+    }
+}
+
+/// Worst-case web searches of a request: `None` without the web search tool.
+pub type WebSearch = Option<u64>;
+
+/// The validated essentials of one request's `params`.
+pub struct Params<'a> {
+    pub model: Cow<'a, str>,
+    pub max_tokens: u64,
+    /// `inference_geo: "us"`.
+    pub geo_us: bool,
+    pub web_search: WebSearch,
+    pub prompt: Prompt,
+}
+
+pub struct ParamsSeed<'c, 'p> {
+    pub ctx: &'c Ctx,
+    pub path: &'p Path<'p>,
+}
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_, '_> {
+    type Value = Params<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Params<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ParamsSeed<'_, '_> {
+    fn wrong<'de, E: de::Error>(self, got: Scalar) -> Result<Params<'de>, E> {
+        let problem = Problem::WrongType { expected: "an object", got: show(&got) };
+        Err(self.ctx.fail(self.path, problem))
+    }
+
+    fn type_error<E: de::Error>(&self, key: &str, expected: &'static str, got: &Scalar) -> E {
+        let problem = Problem::WrongType { expected, got: show(got) };
+        self.ctx.fail(&self.path.key(key), problem)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed<'_, '_> {
+    type Value = Params<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a params object")
+    }
+    reject_scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Params<'de>, A::Error> {
+        self.wrong(Scalar::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
+        let (ctx, path) = (self.ctx, self.path);
+        let (mut model, mut max_tokens, mut has_messages) = (None, None, false);
+        let mut geo_us = false;
+        let mut web_search = None;
+        let mut p = Prompt::default();
+        // At the very start, so every cached prefix includes it.
+        p.tools.overhead(REQUEST_OVERHEAD, 0);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let at = path.key(&key);
+            match &*key {
+                "model" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Str(s) => model = Some(s),
+                    other => return Err(self.type_error(&key, "a string", &other)),
+                },
+                "max_tokens" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Int(n) if (1..=i128::from(MAX_MAX_TOKENS)).contains(&n) => {
+                        max_tokens = Some(n as u64);
+                    }
+                    Scalar::Int(n) => {
+                        let got = n.to_string();
+                        return Err(ctx.fail(&at, Problem::MaxTokens { got }));
+                    }
+                    other => return Err(self.type_error(&key, "an integer >= 1", &other)),
+                },
+                "messages" => {
+                    map.next_value_seed(MessagesSeed { ctx, path: &at, tally: &mut p.messages })?;
+                    has_messages = true;
+                }
+                "system" => {
+                    map.next_value_seed(SystemSeed { ctx, path: &at, tally: &mut p.system })?;
+                }
+                "tools" => {
+                    let seed = ToolsSeed { ctx, path: &at, tally: &mut p.tools };
+                    web_search = map.next_value_seed(seed)?;
+                }
+                "cache_control" => {
+                    p.auto_cache = map.next_value_seed(CacheSeed { ctx, path: &at })?
+                }
+                "stream" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Bool(false) | Scalar::Null => {}
+                    Scalar::Bool(true) => return Err(ctx.fail(&at, Problem::Stream)),
+                    other => return Err(self.type_error(&key, "a boolean", &other)),
+                },
+                "inference_geo" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Str(s) => geo_us = s == "us",
+                    Scalar::Null => {}
+                    other => return Err(self.type_error(&key, "a string", &other)),
+                },
+                // Sampling and bookkeeping: nothing the model reads as input.
+                "temperature" | "top_p" | "top_k" | "stop_sequences" | "metadata"
+                | "service_tier" | "thinking" | "speed" | "container" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                // Sent to the model but never part of a cached prefix: `tool_choice`,
+                // `output_config`, and (for the bound's sake) anything unknown.
+                _ => {
+                    let mut t = Tally::default();
+                    t.text(&key);
+                    map.next_value_seed(JsonSeed { tally: &mut t, depth: 1 })?;
+                    p.extra += t.tokens;
+                }
+            }
+        }
+        let model = model.ok_or_else(|| ctx.fail(&path.key("model"), Problem::Missing))?;
+        let max_tokens =
+            max_tokens.ok_or_else(|| ctx.fail(&path.key("max_tokens"), Problem::Missing))?;
+        if !has_messages {
+            return Err(ctx.fail(&path.key("messages"), Problem::Missing));
+        }
+        Ok(Params { model, max_tokens, geo_us, web_search, prompt: p })
+    }
+}

@@ -1,0 +1,240 @@
+//! The service's own API: estimates, budgets, ledger records, metrics and health. Every
+//! `/api/*` route and `/metrics` need the admin token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::submit::{blocked_by, hold_of, windows_for};
+use super::{App, auth, body};
+use crate::budgets::{ALL_PROJECTS, window};
+use crate::ledger::{WindowRef, WindowState};
+use crate::metrics::LedgerSnapshot;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/estimate", post(estimate))
+        .route("/api/budgets", get(budgets))
+        .route("/api/batches/{id}", get(batch))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.ledger.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"ledger": "ok", "pricing_version": app.pricing.version()})),
+        )
+            .into_response(),
+        Err(e) => ApiError::Unavailable(format!("ledger not ready: {e}")).into_response(),
+    }
+}
+
+/// Every budget's current window, with its alert fractions.
+pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, ApiError> {
+    let now = app.clock.now();
+    let refs: Vec<WindowRef> = app
+        .settings
+        .budgets
+        .iter()
+        .map(|b| {
+            let w = window(b.period, &app.settings.timezone, now);
+            WindowRef {
+                budget: b.name.clone(),
+                project: b.project.clone().unwrap_or_else(|| ALL_PROJECTS.to_string()),
+                period: b.period,
+                start: w.start,
+                end: w.end,
+                limit: b.limit,
+                limit_input_tokens: b.limit_input_tokens,
+                limit_output_tokens: b.limit_output_tokens,
+            }
+        })
+        .collect();
+    let states = app.ledger.windows(&refs).await?;
+    Ok(states.into_iter().zip(app.settings.budgets.iter().map(|b| b.alert_at.clone())).collect())
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth::admin(&app, &headers)?;
+    let snap = LedgerSnapshot {
+        now: app.clock.now(),
+        windows: budget_windows(&app).await?,
+        in_flight: app.ledger.in_flight().await?,
+    };
+    let text = app.metrics.render(&snap).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// A budget window as `/api/budgets` shows it: exact decimal strings for money.
+#[derive(Serialize)]
+struct BudgetView {
+    name: String,
+    project: String,
+    period: &'static str,
+    limit_usd: Option<String>,
+    spent_usd: String,
+    reserved_usd: String,
+    remaining_usd: Option<String>,
+    limit_input_tokens: Option<u64>,
+    spent_input_tokens: u64,
+    reserved_input_tokens: u64,
+    limit_output_tokens: Option<u64>,
+    spent_output_tokens: u64,
+    reserved_output_tokens: u64,
+    window_start: String,
+    window_end: String,
+    alert_at: Vec<f64>,
+}
+
+fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
+    BudgetView {
+        name: w.budget.clone(),
+        project: w.project.clone(),
+        period: w.period.as_str(),
+        limit_usd: w.limit.map(|l| l.usd_exact()),
+        spent_usd: w.spent.usd_exact(),
+        reserved_usd: w.reserved.usd_exact(),
+        remaining_usd: w.limit.map(|l| (l - w.spent - w.reserved).usd_exact()),
+        limit_input_tokens: w.limit_input_tokens,
+        spent_input_tokens: w.spent_input_tokens,
+        reserved_input_tokens: w.reserved_input_tokens,
+        limit_output_tokens: w.limit_output_tokens,
+        spent_output_tokens: w.spent_output_tokens,
+        reserved_output_tokens: w.reserved_output_tokens,
+        window_start: crate::clock::rfc3339_micros(w.start),
+        window_end: crate::clock::rfc3339_micros(w.end),
+        alert_at: alert_at.to_vec(),
+    }
+}
+
+async fn budgets(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth::admin(&app, &headers)?;
+    let list: Vec<BudgetView> =
+        budget_windows(&app).await?.iter().map(|(w, a)| view(w, a)).collect();
+    Ok(axum::Json(json!({ "budgets": list })).into_response())
+}
+
+async fn batch(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::admin(&app, &headers)?;
+    let rec = match app.ledger.batch_by_upstream(&id).await? {
+        Some(r) => Some(r),
+        None => app.ledger.batch(&id).await?,
+    };
+    let rec = rec.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no batch `{}` in the ledger",
+            id.chars().take(80).collect::<String>()
+        ))
+    })?;
+    let models = app.ledger.model_usage(&rec.sub_id).await?;
+    let money = |m: Option<crate::money::Money>| m.map(|v| v.usd_exact());
+    Ok(axum::Json(json!({
+        "id": rec.upstream_id,
+        "submission_id": rec.sub_id,
+        "project": rec.project,
+        "provider": rec.provider,
+        "status": rec.state,
+        "upstream_status": rec.last_status,
+        "request_count": rec.request_count,
+        "reserved_usd": rec.hold.usd.usd_exact(),
+        "reserved_input_tokens": rec.hold.input_tokens,
+        "reserved_output_tokens": rec.hold.output_tokens,
+        "cost_usd": money(rec.cost),
+        "list_cost_usd": money(rec.list_cost),
+        "submitted_at": crate::clock::rfc3339_micros(rec.submitted_at),
+        "ended_at": rec.ended_at.map(crate::clock::rfc3339_micros),
+        "settled_at": rec.settled_at.map(crate::clock::rfc3339_micros),
+        "last_error": rec.error,
+        "models": models.iter().map(|m| json!({
+            "model": m.model,
+            "tokens": m.tokens,
+            "requests": m.requests,
+            "cost_usd": m.cost.usd_exact(),
+            "list_cost_usd": m.list_cost.usd_exact(),
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct EstimateQuery {
+    project: Option<String>,
+}
+
+/// `POST /api/estimate[?project=NAME]`: the estimate plus, per budget that would apply,
+/// whether the worst case fits now. Reserves nothing.
+async fn estimate(
+    State(app): State<Arc<App>>,
+    Query(q): Query<EstimateQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, raw) = req.into_parts();
+    auth::admin(&app, &parts.headers)?;
+    let body = body::read_limited(&parts.headers, raw, app.settings.limits.max_body_bytes).await?;
+    let now = app.clock.now();
+    let opts =
+        crate::estimate::EstimateOptions::new(now, app.settings.limits.expected_output_fraction);
+    let est = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::estimate::estimate_bytes(&body, &app.pricing, &opts)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?
+    };
+    let hold = hold_of(&est);
+    let project = match &q.project {
+        Some(p) if app.settings.projects.iter().any(|(n, _)| n == p) => p.clone(),
+        Some(p) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "project: no project named `{}`",
+                p.chars().take(64).collect::<String>()
+            )));
+        }
+        None => String::new(),
+    };
+    let refs: Vec<WindowRef> = if project.is_empty() {
+        windows_for(&app, "", now).into_iter().filter(|w| w.project == ALL_PROJECTS).collect()
+    } else {
+        windows_for(&app, &project, now)
+    };
+    let states = app.ledger.windows(&refs).await?;
+    let budgets: Vec<_> = states
+        .iter()
+        .map(|w| {
+            let blocked = blocked_by(w, &hold);
+            json!({
+                "name": w.budget,
+                "fits": blocked.is_none(),
+                "blocked_by": blocked,
+                "remaining_usd": w.limit.map(|l| (l - w.spent - w.reserved).usd_exact()),
+                "window_end": crate::clock::rfc3339_micros(w.end),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "estimate": est, "budgets": budgets })).into_response())
+}

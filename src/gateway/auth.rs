@@ -1,0 +1,85 @@
+//! Who is calling: a project (by its client key) or the operator (by the admin token).
+//! Keys are compared in constant time, against every configured key, so timing reveals
+//! neither a key's prefix nor which project matched.
+
+use axum::http::HeaderMap;
+
+use super::App;
+use super::error::ApiError;
+use crate::config::Secret;
+use crate::metrics::{RejectReason, UNKNOWN_PROJECT};
+
+/// The credential a request carries: `x-api-key`, else `Authorization: Bearer`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Equal without an early exit.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// The calling project, or 401 (counted as an `unauthenticated` rejection).
+pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let found = presented_key(headers).and_then(|key| {
+        let mut hit = None;
+        for (name, keys) in &app.settings.projects {
+            for k in keys {
+                if ct_eq(k.expose().as_bytes(), key.as_bytes()) {
+                    hit = Some(name.clone());
+                }
+            }
+        }
+        hit
+    });
+    found.ok_or_else(|| {
+        app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+        ApiError::Unauthenticated("invalid x-api-key")
+    })
+}
+
+/// The admin token as `Authorization: Bearer`, or 401.
+pub fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = |t: &Secret| {
+        let presented = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split_once(' '))
+            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        presented.is_some_and(|p| ct_eq(p.as_bytes(), t.expose().as_bytes()))
+    };
+    if ok(&app.settings.admin_token) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated("admin token required as Authorization: Bearer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn reads_either_header_and_compares_exactly() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-1"));
+        assert_eq!(presented_key(&h), Some("sk-1"));
+        h.insert("x-api-key", HeaderValue::from_static("sk-2"));
+        assert_eq!(presented_key(&h), Some("sk-2"));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(!ct_eq(b"", b"a"));
+    }
+}

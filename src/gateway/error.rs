@@ -1,0 +1,157 @@
+//! The one API error enum, with an exhaustive status mapping. Every body is the Anthropic
+//! envelope; 5xx bodies are generic so internals (paths, SQL, keys) never leak.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::ledger::LedgerError;
+use crate::providers::anthropic::client::{UpstreamError, UpstreamReply};
+use crate::providers::anthropic::wire::ErrorEnvelope;
+
+/// Why a budget refused a batch: returned as `error.budget`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetRefusal {
+    pub name: String,
+    pub period: String,
+    pub limit_usd: Option<String>,
+    pub spent_usd: String,
+    pub reserved_usd: String,
+    pub requested_usd: String,
+    pub resets_at: String,
+    /// Which limit would be crossed: `usd`, `input_tokens` or `output_tokens`.
+    pub limit_kind: String,
+    #[serde(skip)]
+    pub retry_after_secs: u64,
+}
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request_error`.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401 `authentication_error`.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// 404 `not_found_error`, identical whether the batch is another project's or absent.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `conflict_error`: an identical submission is still being placed.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 `request_too_large`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
+    #[error("batch would exceed budget `{}`", .0.name)]
+    BudgetExceeded(Box<BudgetRefusal>),
+    /// The upstream's own error answer, passed through.
+    #[error("upstream answered {}", .0.status)]
+    Upstream(Box<UpstreamReply>),
+    /// 502/504: no usable upstream answer.
+    #[error(transparent)]
+    UpstreamFailed(#[from] UpstreamError),
+    /// 500 `api_error`.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// 500 `api_error`.
+    #[error("{0}")]
+    Internal(String),
+    /// 503 `api_error`: not ready to serve (ledger or pricing missing).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The upstream's own non-2xx answer, to pass through.
+    pub fn upstream(reply: UpstreamReply) -> Self {
+        ApiError::Upstream(Box::new(reply))
+    }
+
+    /// The HTTP status of every variant.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Upstream(r) => r.status,
+            ApiError::UpstreamFailed(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Ledger(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The envelope's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request_error",
+            ApiError::Unauthenticated(_) => "authentication_error",
+            ApiError::NotFound(_) => "not_found_error",
+            ApiError::Conflict(_) => "conflict_error",
+            ApiError::TooLarge(_) => "request_too_large",
+            ApiError::BudgetExceeded(_) => "budget_exceeded_error",
+            ApiError::Upstream(_) => "api_error",
+            ApiError::UpstreamFailed(UpstreamError::Timeout) => "timeout_error",
+            ApiError::UpstreamFailed(_) => "api_error",
+            ApiError::Ledger(_) | ApiError::Internal(_) | ApiError::Unavailable(_) => "api_error",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Ledger(_) | ApiError::Internal(_) => {
+                "internal error; see the gateway log".into()
+            }
+            ApiError::UpstreamFailed(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        }
+        if let ApiError::Upstream(r) = self {
+            let r = *r;
+            return upstream_passthrough(r.status, r.headers, r.body);
+        }
+        let mut value =
+            serde_json::to_value(ErrorEnvelope::new(self.error_type(), self.public_message()))
+                .unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        if let ApiError::BudgetExceeded(refusal) = &self {
+            value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
+        }
+        (status, headers, axum::Json(value)).into_response()
+    }
+}
+
+/// The upstream's error as it sent it (status, envelope, retry hints).
+fn upstream_passthrough(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {
+    let looks_json = serde_json::from_slice::<ErrorEnvelope>(&body).is_ok();
+    if !looks_json {
+        let msg = format!("upstream answered HTTP {}", status.as_u16());
+        let env = ErrorEnvelope::new(
+            if status.is_server_error() { "api_error" } else { "invalid_request_error" },
+            msg,
+        );
+        return (status, axum::Json(env)).into_response();
+    }
+    let mut resp = (status, body).into_response();
+    for (k, v) in headers.iter() {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}

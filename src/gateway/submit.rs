@@ -1,0 +1,301 @@
+//! Batch submission: validate and price the worst case, reserve it against every budget in
+//! one ledger step (or refuse without calling the upstream), forward, record. A create
+//! whose outcome is unknown (timeout, lost answer, 5xx) is never blindly retried: the
+//! upstream's batch list decides whether it exists, so one client request makes at most
+//! one upstream batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use super::batches::{forward, json, rewrite};
+use super::error::{ApiError, BudgetRefusal};
+use super::{App, auth, body};
+use crate::budgets::{applicable, project_label, window};
+use crate::estimate::{Estimate, EstimateOptions, estimate_bytes};
+use crate::ledger::{Admit, BatchRecord, BatchState, Hold, NewSubmission, WindowRef, WindowState};
+use crate::metrics::RejectReason;
+use crate::providers::ANTHROPIC;
+use crate::providers::anthropic::client::{
+    Forward, UpstreamError, UpstreamReply, refused_outright,
+};
+use crate::settle::{HoldBreakdown, ModelHold};
+
+/// `POST /v1/messages/batches`
+pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let (parts, raw) = req.into_parts();
+    let project = auth::project(&app, &parts.headers)?;
+    let result = submit(&app, &project, &parts.headers, &parts.uri, raw).await;
+    if let Err(e) = &result {
+        let reason = match e {
+            ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
+            ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
+            ApiError::BudgetExceeded(_) => Some(RejectReason::BudgetExceeded),
+            ApiError::Upstream(_) | ApiError::UpstreamFailed(_) => {
+                Some(RejectReason::UpstreamError)
+            }
+            _ => None,
+        };
+        if let Some(r) = reason {
+            app.metrics.rejected(&project, r);
+        }
+    }
+    result
+}
+
+/// Removes the "create in progress" mark however the submission ends.
+struct InProgress<'a>(&'a App, String);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.submitting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+    }
+}
+
+async fn submit(
+    app: &Arc<App>,
+    project: &str,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    raw: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
+    let fwd = forward(headers, uri);
+    let now = app.clock.now();
+    // Parsing up to 256 MB is CPU work: keep it off the async workers so small requests
+    // arriving meanwhile are still answered at once.
+    let (est, body_hash) = {
+        let app = app.clone();
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || {
+            let est = price(&app, &body, now);
+            (est, format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body)))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
+    };
+    let est = est?;
+    let windows = windows_for(app, project, now);
+    let breakdown = HoldBreakdown {
+        models: est
+            .models
+            .iter()
+            .map(|m| ModelHold {
+                model: m.model.clone(),
+                requests: m.requests,
+                worst_cost: m.worst.cost,
+            })
+            .collect(),
+    };
+    let sub = NewSubmission {
+        sub_id: new_sub_id(app, &body_hash),
+        project: project.to_string(),
+        provider: ANTHROPIC.to_string(),
+        submitted_at: now,
+        request_count: est.requests,
+        body_hash,
+        custom_id_fingerprint: est.custom_id_fingerprint,
+        hold: hold_of(&est),
+        windows,
+        estimate_json: serde_json::to_string(&breakdown).unwrap_or_default(),
+        dedupe_since: now
+            .saturating_sub(SignedDuration::from_secs(
+                app.settings.limits.dedupe_window_secs as i64,
+            ))
+            .unwrap_or(Timestamp::MIN),
+    };
+    match app.ledger.admit(&sub).await? {
+        Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
+        Admit::Duplicate(rec) => return answer_duplicate(app, rec, &fwd).await,
+        Admit::Admitted => {}
+    }
+    app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
+    let mark = InProgress(app, sub.sub_id.clone());
+    let outcome = app.upstream.create(body, &fwd).await;
+    let accepted = match &outcome {
+        Ok(r) if r.status.is_success() => batch_id(r),
+        _ => None,
+    };
+    if let (Some(id), Ok(reply)) = (accepted, &outcome) {
+        let next = now
+            .saturating_add(SignedDuration::from_millis(app.settings.tracker.poll_min_ms as i64))
+            .unwrap_or(now);
+        app.ledger.mark_submitted(&sub.sub_id, &id, next).await?;
+        drop(mark);
+        app.metrics.submitted(project, ANTHROPIC);
+        app.wake_tracker.notify_one();
+        tracing::info!(project, upstream_id = %id, requests = est.requests, hold_usd = %sub.hold.usd.usd_exact(), "batch accepted");
+        return batch_response(app, reply);
+    }
+    drop(mark);
+    let definitive = match &outcome {
+        Ok(r) => r.status.is_client_error() || refused_outright(r.status),
+        Err(UpstreamError::Unreachable(_)) => true,
+        Err(_) => false,
+    };
+    if !definitive {
+        let rec = app.ledger.batch(&sub.sub_id).await?;
+        if let Some(rec) = rec {
+            if let Ok(Some(id)) = crate::tracker::reconcile_one(app, &rec).await {
+                return retrieve_response(app, &id, &fwd).await;
+            }
+        }
+    } else {
+        app.ledger.release(&sub.sub_id, "the upstream refused the batch").await?;
+    }
+    Err(match outcome {
+        Ok(r) => ApiError::upstream(r),
+        Err(e) => ApiError::UpstreamFailed(e),
+    })
+}
+
+/// Estimates and checks the body is a create request (not JSONL).
+fn price(app: &App, body: &Bytes, now: Timestamp) -> Result<Estimate, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::InvalidRequest(
+            "body: expected a JSON object with `requests`".into(),
+        ));
+    }
+    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction);
+    let est = estimate_bytes(body, &app.pricing, &opts)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    if est.format != crate::estimate::BodyFormat::Json {
+        return Err(ApiError::InvalidRequest(
+            "body: expected a JSON object with `requests`, not JSON Lines".into(),
+        ));
+    }
+    Ok(est)
+}
+
+/// The worst case in every unit a budget can limit.
+pub fn hold_of(est: &Estimate) -> Hold {
+    Hold {
+        usd: est.worst.cost,
+        input_tokens: est.models.iter().map(|m| m.input_tokens_upper).sum(),
+        output_tokens: est.models.iter().map(|m| m.output_tokens_worst).sum(),
+    }
+}
+
+/// The current window of every budget covering `project`.
+pub fn windows_for(app: &App, project: &str, now: Timestamp) -> Vec<WindowRef> {
+    applicable(&app.settings.budgets, project)
+        .map(|b| {
+            let w = window(b.period, &app.settings.timezone, now);
+            WindowRef {
+                budget: b.name.clone(),
+                project: project_label(b).to_string(),
+                period: b.period,
+                start: w.start,
+                end: w.end,
+                limit: b.limit,
+                limit_input_tokens: b.limit_input_tokens,
+                limit_output_tokens: b.limit_output_tokens,
+            }
+        })
+        .collect()
+}
+
+/// Which of a window's limits `hold` would cross, if any.
+pub fn blocked_by(w: &WindowState, hold: &Hold) -> Option<&'static str> {
+    let over = |limit: Option<i128>, used: i128, add: i128| limit.is_some_and(|l| used + add > l);
+    if over(w.limit.map(|l| l.picos()), (w.spent + w.reserved).picos(), hold.usd.picos()) {
+        return Some("usd");
+    }
+    let tok = |l: Option<u64>| l.map(|v| v as i128);
+    if over(
+        tok(w.limit_input_tokens),
+        (w.spent_input_tokens + w.reserved_input_tokens) as i128,
+        hold.input_tokens as i128,
+    ) {
+        return Some("input_tokens");
+    }
+    if over(
+        tok(w.limit_output_tokens),
+        (w.spent_output_tokens + w.reserved_output_tokens) as i128,
+        hold.output_tokens as i128,
+    ) {
+        return Some("output_tokens");
+    }
+    None
+}
+
+fn refusal(w: &WindowState, hold: &Hold, now: Timestamp) -> ApiError {
+    let secs = w.end.duration_since(now).as_secs().max(1) as u64;
+    ApiError::BudgetExceeded(Box::new(BudgetRefusal {
+        name: w.budget.clone(),
+        period: w.period.as_str().to_string(),
+        limit_usd: w.limit.map(|l| l.usd_exact()),
+        spent_usd: w.spent.usd_exact(),
+        reserved_usd: w.reserved.usd_exact(),
+        requested_usd: hold.usd.usd_exact(),
+        resets_at: crate::clock::rfc3339_micros(w.end),
+        limit_kind: blocked_by(w, hold).unwrap_or("usd").to_string(),
+        retry_after_secs: secs,
+    }))
+}
+
+fn batch_id(reply: &UpstreamReply) -> Option<String> {
+    let v: Value = serde_json::from_slice(&reply.body).ok()?;
+    let id = v.get("id")?.as_str()?;
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+fn batch_response(app: &App, reply: &UpstreamReply) -> Result<Response, ApiError> {
+    let mut value: Value = serde_json::from_slice(&reply.body)
+        .map_err(|_| ApiError::Internal("upstream sent a batch object that is not JSON".into()))?;
+    rewrite(app, &mut value);
+    Ok(json(StatusCode::OK, &reply.headers, &value))
+}
+
+async fn retrieve_response(app: &App, id: &str, fwd: &Forward) -> Result<Response, ApiError> {
+    let reply = app
+        .upstream
+        .call("retrieve", Method::GET, &format!("/v1/messages/batches/{id}"), fwd)
+        .await?;
+    if !reply.status.is_success() {
+        return Err(ApiError::upstream(reply));
+    }
+    batch_response(app, &reply)
+}
+
+/// The client retried a create we already have: answer with the first batch.
+async fn answer_duplicate(
+    app: &App,
+    mut rec: BatchRecord,
+    fwd: &Forward,
+) -> Result<Response, ApiError> {
+    // Bounded wait for the first attempt's create to finish (it may still be uploading).
+    for _ in 0..600 {
+        if rec.state != BatchState::Submitting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rec = app.ledger.batch(&rec.sub_id).await?.unwrap_or(rec);
+    }
+    match (rec.state, rec.upstream_id.as_deref()) {
+        (BatchState::InFlight | BatchState::Settled, Some(id)) => {
+            tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
+            retrieve_response(app, id, fwd).await
+        }
+        _ => Err(ApiError::Conflict(
+            "an identical batch from this project is still being submitted; retry shortly".into(),
+        )),
+    }
+}
+
+fn new_sub_id(app: &App, body_hash: &str) -> String {
+    let n = app.seq.fetch_add(1, Ordering::Relaxed);
+    let t = Timestamp::now().as_nanosecond();
+    let h = xxhash_rust::xxh3::xxh3_128(
+        format!("{t}/{n}/{}/{body_hash}", std::process::id()).as_bytes(),
+    );
+    format!("sub_{h:032x}")
+}

@@ -1,0 +1,305 @@
+//! The ledger: every batch, its worst-case hold, its settled cost, and the budget windows
+//! they count against. It knows no HTTP. Budget admission and settlement are each one
+//! database transaction whose decisive step is a single conditional statement, so the same
+//! interface works for several replicas on PostgreSQL.
+
+mod sqlite;
+
+use std::collections::HashSet;
+
+use futures_util::future::BoxFuture;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Period;
+use crate::money::Money;
+
+pub use sqlite::SqliteLedger;
+
+/// What a ledger call returns.
+pub type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, LedgerError>>;
+
+/// Ledger failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("ledger value out of range: {0}")]
+    Range(String),
+    #[error("ledger storage url not supported: {0}")]
+    Url(String),
+}
+
+/// A batch's worst case, held against every budget that applies until it settles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    pub usd: Money,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One budget's window that a submission counts against, with the limits in force now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowRef {
+    pub budget: String,
+    pub project: String,
+    pub period: Period,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub limit: Option<Money>,
+    pub limit_input_tokens: Option<u64>,
+    pub limit_output_tokens: Option<u64>,
+}
+
+/// A window's totals.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowState {
+    pub budget: String,
+    pub project: String,
+    pub period: Period,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub limit: Option<Money>,
+    pub spent: Money,
+    pub reserved: Money,
+    pub limit_input_tokens: Option<u64>,
+    pub spent_input_tokens: u64,
+    pub reserved_input_tokens: u64,
+    pub limit_output_tokens: Option<u64>,
+    pub spent_output_tokens: u64,
+    pub reserved_output_tokens: u64,
+}
+
+/// A submission about to be sent upstream.
+#[derive(Clone, Debug)]
+pub struct NewSubmission {
+    pub sub_id: String,
+    pub project: String,
+    pub provider: String,
+    pub submitted_at: Timestamp,
+    pub request_count: u64,
+    pub body_hash: String,
+    pub custom_id_fingerprint: u64,
+    pub hold: Hold,
+    pub windows: Vec<WindowRef>,
+    /// The estimate as JSON, kept for `/api/batches/{id}`.
+    pub estimate_json: String,
+    /// An identical body from the same project submitted at or after this instant is a
+    /// client retry.
+    pub dedupe_since: Timestamp,
+}
+
+/// Outcome of [`Ledger::admit`].
+#[derive(Debug)]
+pub enum Admit {
+    Admitted,
+    /// The first window that could not take the hold, as it stood.
+    Refused(WindowState),
+    /// The same body was submitted moments ago: the client is retrying.
+    Duplicate(BatchRecord),
+}
+
+/// Where a batch is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Reserved; the upstream has not (yet) confirmed it.
+    Submitting,
+    /// Accepted upstream, not yet settled.
+    InFlight,
+    Settled,
+    /// The upstream refused it; its hold was released.
+    Failed,
+}
+
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Submitting => "submitting",
+            BatchState::InFlight => "in_flight",
+            BatchState::Settled => "settled",
+            BatchState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "submitting" => BatchState::Submitting,
+            "in_flight" => BatchState::InFlight,
+            "settled" => BatchState::Settled,
+            "failed" => BatchState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One batch as the ledger holds it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchRecord {
+    pub sub_id: String,
+    pub upstream_id: Option<String>,
+    pub project: String,
+    pub provider: String,
+    pub state: BatchState,
+    pub submitted_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub settled_at: Option<Timestamp>,
+    pub request_count: u64,
+    pub hold: Hold,
+    pub cost: Option<Money>,
+    pub list_cost: Option<Money>,
+    pub custom_id_fingerprint: u64,
+    pub body_hash: String,
+    pub next_poll_at: Option<Timestamp>,
+    pub poll_attempts: u32,
+    pub last_status: Option<String>,
+    pub error: Option<String>,
+    pub estimate_json: String,
+}
+
+/// Token counts by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TokenTotals {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+    pub web_search_requests: u64,
+}
+
+impl TokenTotals {
+    /// Every input-side token, for input-token budgets.
+    pub fn all_input(&self) -> u64 {
+        self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read
+    }
+}
+
+/// Requests by result type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResultCounts {
+    pub succeeded: u64,
+    pub errored: u64,
+    pub canceled: u64,
+    pub expired: u64,
+}
+
+/// A settled batch's usage for one model.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ModelUsage {
+    pub model: String,
+    pub tokens: TokenTotals,
+    pub requests: ResultCounts,
+    pub cost: Money,
+    pub list_cost: Money,
+}
+
+/// What settlement records, in one transaction.
+#[derive(Clone, Debug)]
+pub struct Settlement {
+    pub ended_at: Timestamp,
+    pub settled_at: Timestamp,
+    pub models: Vec<ModelUsage>,
+}
+
+impl Settlement {
+    pub fn cost(&self) -> Money {
+        self.models.iter().map(|m| m.cost).sum()
+    }
+
+    pub fn list_cost(&self) -> Money {
+        self.models.iter().map(|m| m.list_cost).sum()
+    }
+
+    pub fn input_tokens(&self) -> u64 {
+        self.models.iter().map(|m| m.tokens.all_input()).sum()
+    }
+
+    pub fn output_tokens(&self) -> u64 {
+        self.models.iter().map(|m| m.tokens.output).sum()
+    }
+}
+
+/// Open batches per project and provider, for gauges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    pub project: String,
+    pub provider: String,
+    pub batches: u64,
+    pub requests: u64,
+    pub oldest_submitted_at: Timestamp,
+}
+
+/// The ledger interface; backends are chosen by the storage URL's scheme.
+pub trait Ledger: Send + Sync {
+    /// Checks every window and reserves the hold in all of them, or none, and records the
+    /// submission as `submitting`; or finds it is a client's retry.
+    fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit>;
+    /// `submitting` -> `in_flight` with the upstream's id. False if it was not submitting.
+    fn mark_submitted<'a>(
+        &'a self,
+        sub_id: &'a str,
+        upstream_id: &'a str,
+        next_poll_at: Timestamp,
+    ) -> LedgerFuture<'a, bool>;
+    /// `submitting` -> `failed`, releasing the hold. False if it was not submitting.
+    fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool>;
+    fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>>;
+    fn batch_by_upstream<'a>(
+        &'a self,
+        upstream_id: &'a str,
+    ) -> LedgerFuture<'a, Option<BatchRecord>>;
+    fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>>;
+    /// In-flight batches whose next poll is due.
+    fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>>;
+    fn schedule_poll<'a>(
+        &'a self,
+        sub_id: &'a str,
+        next_poll_at: Timestamp,
+        attempts: u32,
+        last_status: Option<&'a str>,
+        error: Option<&'a str>,
+    ) -> LedgerFuture<'a, ()>;
+    /// Records the cost, moves every window's hold to spent and marks the batch settled,
+    /// all in one transaction, exactly once: false if it was already settled.
+    fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool>;
+    fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>>;
+    /// Current totals of these windows (zero where nothing was recorded yet).
+    fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>>;
+    fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>>;
+    /// Which of these upstream ids the ledger already knows.
+    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>>;
+    /// Can the ledger answer? For `/readyz`.
+    fn ping(&self) -> LedgerFuture<'_, ()>;
+}
+
+/// Opens the backend the URL names.
+pub async fn open(
+    url: &str,
+    durability: crate::config::Durability,
+) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?))
+    } else {
+        Err(LedgerError::Url(format!(
+            "`{url}`: expected sqlite://PATH (PostgreSQL support is planned)"
+        )))
+    }
+}
+
+pub(crate) fn to_db(m: Money) -> Result<i64, LedgerError> {
+    m.to_i64().ok_or_else(|| LedgerError::Range(format!("amount {m} exceeds the ledger's range")))
+}
+
+pub(crate) fn count_to_db(n: u64) -> Result<i64, LedgerError> {
+    i64::try_from(n)
+        .map_err(|_| LedgerError::Range(format!("count {n} exceeds the ledger's range")))
+}
+
+pub(crate) fn ts_to_db(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(crate) fn ts_from_db(v: i64) -> Timestamp {
+    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}

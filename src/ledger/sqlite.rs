@@ -1,0 +1,560 @@
+//! SQLite backend: WAL journal, one writer connection (SQLite has one writer anyway, and a
+//! single connection never meets a lock-upgrade deadlock) and a small reader pool.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::*;
+use crate::config::Durability;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, submitted_at, \
+    ended_at, settled_at, request_count, hold_pico, hold_input, hold_output, cost_pico, \
+    list_cost_pico, custom_id_fp, body_hash, next_poll_at, poll_attempts, last_status, error, \
+    estimate_json";
+
+/// The SQLite ledger.
+pub struct SqliteLedger {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if missing) and migrates, with the default durability.
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        Self::open_with(url, Durability::Normal).await
+    }
+
+    /// In WAL mode NORMAL loses nothing when the process dies (the WAL is in the page
+    /// cache at commit); FULL also flushes it to disk, surviving power loss.
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Self, LedgerError> {
+        let memory = url.contains(":memory:");
+        let sync = match durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+        };
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sync)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?
+        };
+        Ok(SqliteLedger { writer, reader })
+    }
+
+    async fn window_state(
+        tx: &mut Transaction<'_, Sqlite>,
+        w: &WindowRef,
+    ) -> Result<WindowState, LedgerError> {
+        let row =
+            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(match row {
+            Some(r) => window_from_row(&r, w)?,
+            None => empty_window(w),
+        })
+    }
+}
+
+fn empty_window(w: &WindowRef) -> WindowState {
+    WindowState {
+        budget: w.budget.clone(),
+        project: w.project.clone(),
+        period: w.period,
+        start: w.start,
+        end: w.end,
+        limit: w.limit,
+        spent: Money::ZERO,
+        reserved: Money::ZERO,
+        limit_input_tokens: w.limit_input_tokens,
+        spent_input_tokens: 0,
+        reserved_input_tokens: 0,
+        limit_output_tokens: w.limit_output_tokens,
+        spent_output_tokens: 0,
+        reserved_output_tokens: 0,
+    }
+}
+
+fn u(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn window_from_row(r: &SqliteRow, w: &WindowRef) -> Result<WindowState, LedgerError> {
+    Ok(WindowState {
+        spent: Money::from_i64(r.try_get("spent_pico")?),
+        reserved: Money::from_i64(r.try_get("reserved_pico")?),
+        spent_input_tokens: u(r.try_get("spent_input")?),
+        reserved_input_tokens: u(r.try_get("reserved_input")?),
+        spent_output_tokens: u(r.try_get("spent_output")?),
+        reserved_output_tokens: u(r.try_get("reserved_output")?),
+        ..empty_window(w)
+    })
+}
+
+fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, LedgerError> {
+    let state: String = r.try_get("state")?;
+    let opt_ts = |c: &str| -> Result<Option<Timestamp>, LedgerError> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(ts_from_db))
+    };
+    let opt_money = |c: &str| -> Result<Option<Money>, LedgerError> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(Money::from_i64))
+    };
+    Ok(BatchRecord {
+        sub_id: r.try_get("sub_id")?,
+        upstream_id: r.try_get("upstream_id")?,
+        project: r.try_get("project")?,
+        provider: r.try_get("provider")?,
+        state: BatchState::parse(&state)
+            .ok_or_else(|| LedgerError::Range(format!("unknown batch state `{state}`")))?,
+        submitted_at: ts_from_db(r.try_get("submitted_at")?),
+        ended_at: opt_ts("ended_at")?,
+        settled_at: opt_ts("settled_at")?,
+        request_count: u(r.try_get("request_count")?),
+        hold: Hold {
+            usd: Money::from_i64(r.try_get("hold_pico")?),
+            input_tokens: u(r.try_get("hold_input")?),
+            output_tokens: u(r.try_get("hold_output")?),
+        },
+        cost: opt_money("cost_pico")?,
+        list_cost: opt_money("list_cost_pico")?,
+        custom_id_fingerprint: r.try_get::<i64, _>("custom_id_fp")? as u64,
+        body_hash: r.try_get("body_hash")?,
+        next_poll_at: opt_ts("next_poll_at")?,
+        poll_attempts: r.try_get::<i64, _>("poll_attempts")?.clamp(0, u32::MAX as i64) as u32,
+        last_status: r.try_get("last_status")?,
+        error: r.try_get("error")?,
+        estimate_json: r.try_get("estimate_json")?,
+    })
+}
+
+fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
+    Ok(ModelUsage {
+        model: r.try_get("model")?,
+        tokens: TokenTotals {
+            input: u(r.try_get("input_tokens")?),
+            output: u(r.try_get("output_tokens")?),
+            cache_write_5m: u(r.try_get("cache_write_5m")?),
+            cache_write_1h: u(r.try_get("cache_write_1h")?),
+            cache_read: u(r.try_get("cache_read")?),
+            web_search_requests: u(r.try_get("web_searches")?),
+        },
+        requests: ResultCounts {
+            succeeded: u(r.try_get("succeeded")?),
+            errored: u(r.try_get("errored")?),
+            canceled: u(r.try_get("canceled")?),
+            expired: u(r.try_get("expired")?),
+        },
+        cost: Money::from_i64(r.try_get("cost_pico")?),
+        list_cost: Money::from_i64(r.try_get("list_cost_pico")?),
+    })
+}
+
+fn opt_count(v: Option<u64>) -> Result<Option<i64>, LedgerError> {
+    v.map(count_to_db).transpose()
+}
+
+impl Ledger for SqliteLedger {
+    fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await?;
+            let dup = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE project = $1 AND body_hash = $2 \
+                 AND submitted_at >= $3 AND state <> 'failed' ORDER BY submitted_at DESC LIMIT 1"
+            ))
+            .bind(&s.project)
+            .bind(&s.body_hash)
+            .bind(ts_to_db(s.dedupe_since))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = dup {
+                return Ok(Admit::Duplicate(batch_from_row(&row)?));
+            }
+            let (usd, inp, out) = (
+                to_db(s.hold.usd)?,
+                count_to_db(s.hold.input_tokens)?,
+                count_to_db(s.hold.output_tokens)?,
+            );
+            for w in &s.windows {
+                sqlx::query(
+                    "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
+                     limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
+                     limit_input = excluded.limit_input, limit_output = excluded.limit_output",
+                )
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .bind(ts_to_db(w.end))
+                .bind(&w.project)
+                .bind(w.period.as_str())
+                .bind(w.limit.map(to_db).transpose()?)
+                .bind(opt_count(w.limit_input_tokens)?)
+                .bind(opt_count(w.limit_output_tokens)?)
+                .execute(&mut *tx)
+                .await?;
+                // The decisive step: one conditional statement per window.
+                let reserved = sqlx::query(
+                    "UPDATE budget_windows SET reserved_pico = reserved_pico + $3, \
+                     reserved_input = reserved_input + $4, reserved_output = reserved_output + $5 \
+                     WHERE budget = $1 AND window_start = $2 \
+                     AND (limit_pico IS NULL OR spent_pico + reserved_pico + $3 <= limit_pico) \
+                     AND (limit_input IS NULL OR spent_input + reserved_input + $4 <= limit_input) \
+                     AND (limit_output IS NULL OR spent_output + reserved_output + $5 <= limit_output)",
+                )
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .bind(usd)
+                .bind(inp)
+                .bind(out)
+                .execute(&mut *tx)
+                .await?;
+                if reserved.rows_affected() != 1 {
+                    let state = Self::window_state(&mut tx, w).await?;
+                    tx.rollback().await?;
+                    return Ok(Admit::Refused(state));
+                }
+                sqlx::query(
+                    "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
+                     hold_output, state) VALUES ($1, $2, $3, $4, $5, $6, 'held')",
+                )
+                .bind(&s.sub_id)
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .bind(usd)
+                .bind(inp)
+                .bind(out)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
+                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json) \
+                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&s.sub_id)
+            .bind(&s.project)
+            .bind(&s.provider)
+            .bind(ts_to_db(s.submitted_at))
+            .bind(count_to_db(s.request_count)?)
+            .bind(usd)
+            .bind(inp)
+            .bind(out)
+            .bind(s.custom_id_fingerprint as i64)
+            .bind(&s.body_hash)
+            .bind(&s.estimate_json)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Admit::Admitted)
+        })
+    }
+
+    fn mark_submitted<'a>(
+        &'a self,
+        sub_id: &'a str,
+        upstream_id: &'a str,
+        next_poll_at: Timestamp,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
+                 WHERE sub_id = $1 AND state = 'submitting'",
+            )
+            .bind(sub_id)
+            .bind(upstream_id)
+            .bind(ts_to_db(next_poll_at))
+            .execute(&self.writer)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await?;
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'failed', error = $2 WHERE sub_id = $1 AND state = 'submitting'",
+            )
+            .bind(sub_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE budget_windows SET \
+                 reserved_pico = reserved_pico - (SELECT hold_pico FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start), \
+                 reserved_input = reserved_input - (SELECT hold_input FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start), \
+                 reserved_output = reserved_output - (SELECT hold_output FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start) \
+                 WHERE EXISTS (SELECT 1 FROM reservations r WHERE r.sub_id = $1 AND r.state = 'held' AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start)",
+            )
+            .bind(sub_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE reservations SET state = 'released' WHERE sub_id = $1")
+                .bind(sub_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
+                    .bind(sub_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+            row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn batch_by_upstream<'a>(
+        &'a self,
+        upstream_id: &'a str,
+    ) -> LedgerFuture<'a, Option<BatchRecord>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE upstream_id = $1"))
+                    .bind(upstream_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+            row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE state = $1 ORDER BY submitted_at"
+            ))
+            .bind(state.as_str())
+            .fetch_all(&self.reader)
+            .await?;
+            rows.iter().map(batch_from_row).collect()
+        })
+    }
+
+    fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE state = 'in_flight' \
+                 AND (next_poll_at IS NULL OR next_poll_at <= $1) ORDER BY next_poll_at LIMIT $2"
+            ))
+            .bind(ts_to_db(now))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+            rows.iter().map(batch_from_row).collect()
+        })
+    }
+
+    fn schedule_poll<'a>(
+        &'a self,
+        sub_id: &'a str,
+        next_poll_at: Timestamp,
+        attempts: u32,
+        last_status: Option<&'a str>,
+        error: Option<&'a str>,
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
+                 last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
+            )
+            .bind(sub_id)
+            .bind(ts_to_db(next_poll_at))
+            .bind(attempts as i64)
+            .bind(last_status)
+            .bind(error)
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
+            let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
+            let mut tx = self.writer.begin().await?;
+            // Exactly once: only an in-flight batch can become settled.
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
+                 ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
+                 next_poll_at = NULL WHERE sub_id = $1 AND state = 'in_flight'",
+            )
+            .bind(sub_id)
+            .bind(cost)
+            .bind(list)
+            .bind(ts_to_db(s.ended_at))
+            .bind(ts_to_db(s.settled_at))
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for m in &s.models {
+                let t = &m.tokens;
+                let q = &m.requests;
+                sqlx::query(
+                    "INSERT INTO batch_usage (sub_id, model, input_tokens, output_tokens, \
+                     cache_write_5m, cache_write_1h, cache_read, web_searches, succeeded, errored, \
+                     canceled, expired, cost_pico, list_cost_pico) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(sub_id)
+                .bind(&m.model)
+                .bind(count_to_db(t.input)?)
+                .bind(count_to_db(t.output)?)
+                .bind(count_to_db(t.cache_write_5m)?)
+                .bind(count_to_db(t.cache_write_1h)?)
+                .bind(count_to_db(t.cache_read)?)
+                .bind(count_to_db(t.web_search_requests)?)
+                .bind(count_to_db(q.succeeded)?)
+                .bind(count_to_db(q.errored)?)
+                .bind(count_to_db(q.canceled)?)
+                .bind(count_to_db(q.expired)?)
+                .bind(to_db(m.cost)?)
+                .bind(to_db(m.list_cost)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let holds = sqlx::query(
+                "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
+                 WHERE sub_id = $1 AND state = 'held'",
+            )
+            .bind(sub_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for h in &holds {
+                sqlx::query(
+                    "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
+                     reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
+                     spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
+                     spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
+                )
+                .bind(h.try_get::<String, _>("budget")?)
+                .bind(h.try_get::<i64, _>("window_start")?)
+                .bind(h.try_get::<i64, _>("hold_pico")?)
+                .bind(h.try_get::<i64, _>("hold_input")?)
+                .bind(h.try_get::<i64, _>("hold_output")?)
+                .bind(cost)
+                .bind(inp)
+                .bind(out)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE reservations SET state = 'settled' WHERE sub_id = $1")
+                .bind(sub_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM batch_usage WHERE sub_id = $1 ORDER BY model")
+                .bind(sub_id)
+                .fetch_all(&self.reader)
+                .await?;
+            rows.iter().map(usage_from_row).collect()
+        })
+    }
+
+    fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(refs.len());
+            for w in refs {
+                let row = sqlx::query(
+                    "SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2",
+                )
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .fetch_optional(&self.reader)
+                .await?;
+                out.push(match row {
+                    Some(r) => window_from_row(&r, w)?,
+                    None => empty_window(w),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT project, provider, COUNT(*) AS n, SUM(request_count) AS r, \
+                 MIN(submitted_at) AS oldest FROM batches \
+                 WHERE state IN ('submitting', 'in_flight') GROUP BY project, provider",
+            )
+            .fetch_all(&self.reader)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(InFlight {
+                        project: r.try_get("project")?,
+                        provider: r.try_get("provider")?,
+                        batches: u(r.try_get("n")?),
+                        requests: u(r.try_get::<Option<i64>, _>("r")?.unwrap_or(0)),
+                        oldest_submitted_at: ts_from_db(r.try_get("oldest")?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>> {
+        Box::pin(async move {
+            let mut known = HashSet::new();
+            for id in ids {
+                let hit = sqlx::query("SELECT 1 FROM batches WHERE upstream_id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+                if hit.is_some() {
+                    known.insert(id.clone());
+                }
+            }
+            Ok(known)
+        })
+    }
+
+    fn ping(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.reader).await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! `batchcost pricing check [FILE]`: validate a table and print it, so a price edit can be
+//! reviewed before it reaches a running gateway.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::{PriceTable, Rates};
+use crate::cli::CliError;
+use crate::money::Money;
+
+/// Arguments of `batchcost pricing check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Price table to validate [default: pricing.toml]
+    pub file: Option<PathBuf>,
+}
+
+/// Validates the table and prints it; a bad table is a usage error (exit 2).
+pub fn run_check(args: CheckArgs) -> Result<(), CliError> {
+    let path = args.file.unwrap_or_else(|| PathBuf::from("pricing.toml"));
+    let table = PriceTable::load(&path).map_err(|e| CliError::Usage(e.to_string()))?;
+    print!("{}", render(&table));
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+/// USD per million tokens, the unit the file is written in.
+fn per_million(per_token: Money) -> String {
+    per_token.times(1_000_000).usd_exact()
+}
+
+/// OpenAI has no cache-write classes: show that instead of the input price they fall back to.
+fn write_price(m: &super::table::Model, per_token: Money) -> String {
+    if m.provider == "openai" { "n/a".into() } else { per_million(per_token) }
+}
+
+/// One aligned row per price entry: standard prices, batch input/output and flags.
+pub(super) fn render(table: &PriceTable) -> String {
+    let header = [
+        "provider", "model", "aliases", "from", "input", "output", "cw_5m", "cw_1h", "c_read",
+        "b_in", "b_out", "b_read", "flags",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for m in table.raw_models() {
+        for e in &m.entries {
+            let Rates { input, output, cache_write_5m, cache_write_1h, cache_read } = e.list;
+            let mut flags = Vec::new();
+            if e.unconfirmed {
+                flags.push("UNCONFIRMED".to_string());
+            }
+            if m.geo_us {
+                flags.push(format!("geo_us x{}", m.settings.geo_us.to_f64()));
+            }
+            rows.push(vec![
+                m.provider.clone(),
+                m.id.clone(),
+                if m.aliases.is_empty() { "-".into() } else { m.aliases.join(",") },
+                e.effective_from.to_string(),
+                per_million(input),
+                per_million(output),
+                write_price(m, cache_write_5m),
+                write_price(m, cache_write_1h),
+                per_million(cache_read),
+                per_million(e.batch.input),
+                per_million(e.batch.output),
+                per_million(e.batch.cache_read),
+                flags.join(" "),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("pricing version {} (USD per million tokens)\n", table.version());
+    for r in &rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! Settlement through the real HTTP path: exact cost from the result lines, one upstream
+//! batch per client request even when the client retries, holds released on refusal.
+
+mod common;
+
+use std::sync::Arc;
+
+use batchcost::clock::SystemClock;
+use batchcost::config::Period;
+use batchcost::money::Money;
+use batchcost::pricing::{PriceTable, TokenUsage};
+use batchcost::providers::anthropic::wire::{BatchResult, ResultLine};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_batch_costs_exactly_what_its_result_lines_say() {
+    let h = harness(
+        vec![budget("alpha-daily", Some("alpha"), Period::Day, Money::from_usd(100))],
+        Arc::new(SystemClock),
+        sim_config(),
+    )
+    .await;
+    let (status, v, _) =
+        h.submit("alpha-key", &batch_body("s", "claude-sonnet-4-6", 40, 600)).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let rec = h.wait_settled(&id).await;
+    let results = h
+        .http
+        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
+        .header("x-api-key", "alpha-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(results.headers()["content-type"], "application/x-jsonl");
+    let text = results.text().await.unwrap();
+    let table =
+        PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"))
+            .unwrap();
+    let submitted: jiff::Timestamp = rec["submitted_at"].as_str().unwrap().parse().unwrap();
+    let (mut cost, mut list, mut lines) = (Money::ZERO, Money::ZERO, 0);
+    for line in text.lines() {
+        lines += 1;
+        let l: ResultLine = serde_json::from_str(line).unwrap();
+        if let BatchResult::Succeeded { message } = l.result {
+            let price = table.resolve(&message.model, submitted).unwrap();
+            let c = price.cost(&TokenUsage::from_anthropic(&message.usage));
+            cost += c.cost;
+            list += c.list_cost;
+        }
+    }
+    assert_eq!(lines, 40);
+    assert!(cost > Money::ZERO);
+    assert_eq!(rec["cost_usd"], cost.usd_exact());
+    assert_eq!(rec["list_cost_usd"], list.usd_exact());
+    let b = h.budget("alpha-daily").await;
+    assert_eq!(b["spent_usd"], cost.usd_exact());
+    assert_eq!(b["reserved_usd"], "0");
+    let m = h.metrics().await;
+    let counted = metric(&m, "batchcost_cost_usd_total", &[("project", "alpha")]);
+    assert!((counted - cost.to_f64_usd()).abs() < 1e-9, "{counted} vs {cost}");
+    assert_eq!(metric(&m, "batchcost_batches_settled_total", &[("project", "alpha")]), 1.0);
+    assert_eq!(metric(&m, "batchcost_batches_in_flight", &[("project", "alpha")]), 0.0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_retrying_a_create_gets_the_first_batch_back() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    let body = batch_body("r", "claude-haiku-4-5", 5, 100);
+    let (s1, v1, _) = h.submit("alpha-key", &body).await;
+    let (s2, v2, _) = h.submit("alpha-key", &body).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(v1["id"], v2["id"]);
+    assert_eq!(h.sim.stats().creates_accepted, 1);
+    // The same body from another project is that project's own batch.
+    let (s3, v3, _) = h.submit("beta-key", &body).await;
+    assert_eq!(s3, 200);
+    assert_ne!(v3["id"], v1["id"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_projects_batch_is_a_404_and_keys_are_required() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    let (_, v, _) = h.submit("alpha-key", &batch_body("p", "claude-haiku-4-5", 2, 100)).await;
+    let id = v["id"].as_str().unwrap();
+    for path in [
+        format!("/v1/messages/batches/{id}"),
+        format!("/v1/messages/batches/{id}/results"),
+        "/v1/messages/batches/msgbatch_nope".into(),
+    ] {
+        let r = h
+            .http
+            .get(format!("{}{path}", h.base))
+            .header("x-api-key", "beta-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "not_found_error");
+    }
+    let r = h
+        .http
+        .get(format!("{}/v1/messages/batches/{id}", h.base))
+        .header("x-api-key", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = h.http.get(format!("{}/api/budgets", h.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r =
+        h.http.get(format!("{}/metrics", h.base)).bearer_auth("alpha-key").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    h.stop().await;
+}

@@ -1,0 +1,88 @@
+"""Starts the real binaries for the gateway tests: `batchcost simulate` and
+`batchcost serve`, each on port 0, found through the `listening on` line they print once
+bound (no sleeps), and stopped (or killed) at the end."""
+
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+BIN = os.environ.get("BATCHCOST_BIN", "target/debug/batchcost")
+REPO = Path(os.environ.get("BATCHCOST_REPO", Path(__file__).resolve().parents[2]))
+
+
+class Proc:
+    def __init__(self, args, env=None):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env.setdefault("RUST_LOG", "info")
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"batchcost-{os.getpid()}-{id(self)}.log"
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=full_env, text=True)
+        line = self.p.stdout.readline()
+        if not line.startswith("listening on "):
+            self.p.kill()
+            raise RuntimeError(f"{args[1]} did not start: {line!r}; log: {self.log_path.read_text()[-2000:]}")
+        self.url = line.split("listening on ", 1)[1].strip()
+
+    def stop(self, kill=False):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+    def logs(self):
+        return self.log_path.read_text()
+
+
+def simulator(key="sim-provider-key", time_scale=3600, seed=7, extra=()):
+    return Proc([BIN, "simulate", "--listen", "127.0.0.1:0", "--api-key", key,
+                 "--time-scale", str(time_scale), "--seed", str(seed), *extra])
+
+
+def write_config(path, upstream_url, projects, budgets, db, tracker_ms=(100, 1000), reconcile_after=2):
+    """projects: {name: [env var, ...]}; budgets: list of dicts (TOML tables)."""
+    lines = [
+        'listen = "127.0.0.1:0"',
+        f'pricing = "{REPO / "pricing.toml"}"',
+        'timezone = "Asia/Seoul"',
+        "[storage]",
+        f'url = "sqlite://{db}"',
+        "[upstream.anthropic]",
+        f'base_url = "{upstream_url}"',
+        'api_key_env = "TEST_PROVIDER_KEY"',
+        "timeout_secs = 30",
+        "[admin]",
+        'token_env = "TEST_ADMIN_TOKEN"',
+        "[tracker]",
+        f"poll_min_ms = {tracker_ms[0]}",
+        f"poll_max_ms = {tracker_ms[1]}",
+        f"reconcile_after_secs = {reconcile_after}",
+    ]
+    for name, envs in projects.items():
+        lines += ["[[projects]]", f'name = "{name}"', "api_key_envs = [" + ", ".join(f'"{e}"' for e in envs) + "]"]
+    for b in budgets:
+        lines.append("[[budgets]]")
+        for k, v in b.items():
+            if isinstance(v, str):
+                lines.append(f'{k} = "{v}"')
+            elif isinstance(v, list):
+                lines.append(f"{k} = [" + ", ".join(str(x) for x in v) + "]")
+            else:
+                lines.append(f"{k} = {v}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def gateway(config, env):
+    return Proc([BIN, "serve", "--config", str(config)], env=env)
+
+
+def admin_get(url, token):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode()
