@@ -100,14 +100,15 @@ class Simulator:
         self.proc.stderr.close()
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_credentials(monkeypatch):
+@pytest.fixture
+def no_ambient_credentials(monkeypatch):
+    """The SDK must use only the credentials a test gives it."""
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def sim():
+def sim(no_ambient_credentials):
     """A simulator whose time stands still until the test advances it (seed 7, 10 req/s,
     60 s startup, 1 s cancel grace)."""
     s = Simulator("--time-scale", "0", "--seed", "7", "--rate", "10", "--startup-secs", "60", "--cancel-grace-secs", "1")

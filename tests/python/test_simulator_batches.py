@@ -2,11 +2,15 @@
 lifecycle, every documented field and status, both auth styles, the beta resource."""
 
 import json
+import time
+from datetime import timedelta
 
 import anthropic
 import pytest
 
-from conftest import KEY, SDK_MAJOR, check_batch, parse_ts, request
+from conftest import KEY, SDK_MAJOR, Simulator, check_batch, parse_ts, request
+
+pytestmark = pytest.mark.usefixtures("no_ambient_credentials")
 
 
 @pytest.mark.parametrize("auth", ["default", "token", "header"])
@@ -111,7 +115,7 @@ def test_cancel_goes_through_canceling_and_keeps_in_flight_successes(sim):
     sim.advance(61)
     raw = client.messages.batches.with_raw_response.cancel(batch.id).http_response.json()
     check_batch(raw, sim, 50, "canceling")
-    assert parse_ts(raw["cancel_initiated_at"]) - parse_ts(raw["created_at"]) == __import__("datetime").timedelta(seconds=61)
+    assert parse_ts(raw["cancel_initiated_at"]) - parse_ts(raw["created_at"]) == timedelta(seconds=61)
     sim.advance(1)
     ended = client.messages.batches.with_raw_response.retrieve(batch.id).http_response.json()
     check_batch(ended, sim, 50, "ended")
@@ -171,8 +175,6 @@ def test_bad_params_surface_as_errored_results(sim):
 
 
 def test_expiry_and_archival_in_simulated_time():
-    from conftest import Simulator
-
     sim = Simulator("--time-scale", "0", "--rate", "0.000277777777777778", "--startup-secs", "0")
     try:
         client = sim.client()
@@ -194,9 +196,6 @@ def test_expiry_and_archival_in_simulated_time():
 
 
 def test_time_scale_runs_a_batch_to_the_end_without_manual_steps():
-    from conftest import Simulator
-    import time
-
     # 3600x: the 60 s startup passes in ~17 ms of real time.
     sim = Simulator("--time-scale", "3600")
     try:

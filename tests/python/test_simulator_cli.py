@@ -4,7 +4,11 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from conftest import BIN, KEY, Simulator
+
+pytestmark = pytest.mark.usefixtures("no_ambient_credentials")
 
 
 def run(*args, env_key=None, timeout=30):

@@ -6,6 +6,8 @@ import pytest
 
 from conftest import request
 
+pytestmark = pytest.mark.usefixtures("no_ambient_credentials")
+
 
 @pytest.mark.parametrize(
     "faults, exc, status, error_type",

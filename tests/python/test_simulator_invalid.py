@@ -6,6 +6,8 @@ import pytest
 
 from conftest import request
 
+pytestmark = pytest.mark.usefixtures("no_ambient_credentials")
+
 
 def assert_envelope(err: anthropic.APIStatusError, status: int, error_type: str) -> str:
     assert err.status_code == status

@@ -1,6 +1,10 @@
 """A full-size batch through the SDK, and seeded determinism of the results bytes."""
 
+import pytest
+
 from conftest import Simulator, request
+
+pytestmark = pytest.mark.usefixtures("no_ambient_credentials")
 
 
 def test_a_100000_request_batch_is_accepted_ends_and_streams_to_the_sdk(sim):
