@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 413 `request_too_large`.
     #[error("{0}")]
     TooLarge(String),
+    /// 408 `timeout_error`: the client stalled or trickled its body past the limits.
+    #[error("{0}")]
+    ClientTimeout(String),
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
     #[error("batch would exceed budget `{}`", .0.name)]
     BudgetExceeded(Box<BudgetRefusal>),
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(r) => r.status,
             ApiError::UpstreamFailed(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Conflict(_) => "conflict_error",
             ApiError::TooLarge(_) => "request_too_large",
+            ApiError::ClientTimeout(_) => "timeout_error",
             ApiError::BudgetExceeded(_) => "budget_exceeded_error",
             ApiError::Upstream(_) => "api_error",
             ApiError::UpstreamFailed(UpstreamError::Timeout) => "timeout_error",

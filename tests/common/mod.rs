@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchcost::clock::Clock;
-use batchcost::config::{Budget, Limits, Period, Secret, Settings, Tracker};
+use batchcost::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
 use batchcost::gateway::{App, Running, start};
 use batchcost::money::Money;
 use batchcost::simulator::{SimConfig, SimHandle, spawn};
@@ -64,6 +64,7 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
         admin_token: Secret::new(ADMIN),
         tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
         limits: Limits::default(),
+        server: Server::default(),
     };
     let app = App::build(settings, clock).await.unwrap();
     let gw = start(app, listener).await.unwrap();
