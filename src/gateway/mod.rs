@@ -101,9 +101,11 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(batches::router())
         .merge(admin::router())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Bodies are read as streams with our own limit (413 before buffering too much)
         // and our own idle and total timeouts (408 for a client that stalls).
         .layer(axum::middleware::from_fn_with_state(app.clone(), body::guard))
+        .layer(axum::middleware::from_fn(error::envelope))
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }

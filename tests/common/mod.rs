@@ -43,6 +43,16 @@ pub fn sim_config() -> SimConfig {
 }
 
 pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig) -> Harness {
+    harness_with(budgets, clock, sim, |_| {}).await
+}
+
+/// [`harness`] with the gateway's settings adjusted by `tweak` before it starts.
+pub async fn harness_with(
+    budgets: Vec<Budget>,
+    clock: Arc<dyn Clock>,
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut Settings),
+) -> Harness {
     let sim = spawn(sim, TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,6 +76,8 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
         limits: Limits::default(),
         server: Server::default(),
     };
+    let mut settings = settings;
+    tweak(&mut settings);
     let app = App::build(settings, clock).await.unwrap();
     let gw = start(app, listener).await.unwrap();
     Harness { sim, base: format!("http://{addr}"), gw, http: reqwest::Client::new(), dir }
