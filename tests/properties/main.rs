@@ -2,8 +2,8 @@
 //! promise budgets rest on: the estimator's worst-case input tokens are never below what
 //! the upstream (here, the simulator's own token model) then reports for the request.
 //!
-//! Case counts are fixed (no wall-clock budget) so a run is reproducible; a failure prints
-//! the shrunk input and proptest's seed.
+//! Case counts are fixed (no wall-clock budget); seeds are fresh each run, so CI keeps
+//! exploring, and a failure prints the shrunk input.
 
 mod strategies;
 
