@@ -5,6 +5,8 @@
 //! Case counts are fixed (no wall-clock budget); seeds are fresh each run, so CI keeps
 //! exploring, and a failure prints the shrunk input.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod strategies;
 
 use std::cell::Cell;
@@ -222,4 +224,70 @@ proptest! {
             prop_assert_eq!(got, want, "input tokens summed wrong (wrapped?)");
         }
     }
+}
+
+/// (c) end to end: generated requests through the gateway and a real simulator batch; every
+/// result's input + cache writes + cache reads is within that request's bound, and the
+/// settled cost within the reservation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_real_batch_every_result_is_within_its_bound() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let known = models();
+    let mut params = Vec::new();
+    while params.len() < 120 {
+        let p = strategies::params().new_tree(&mut runner).unwrap().current();
+        if summarize(p.as_object().unwrap(), &known, Mode::Batch).invalid.is_none() {
+            params.push(p);
+        }
+    }
+    let clock = std::sync::Arc::new(batchcost::clock::SystemClock);
+    let h = common::harness(vec![], clock, common::sim_config()).await;
+    let requests: Vec<Value> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"custom_id": format!("r{i}"), "params": p}))
+        .collect();
+    let (status, v, _) = h.submit("alpha-key", &json!({ "requests": requests })).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let rec = h.wait_settled(&id).await;
+    let text = h
+        .http
+        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
+        .header("x-api-key", "alpha-key")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let l: Value = serde_json::from_str(line).unwrap();
+        if l["result"]["type"] != "succeeded" {
+            continue;
+        }
+        let i: usize = l["custom_id"].as_str().unwrap()[1..].parse().unwrap();
+        let u = &l["result"]["message"]["usage"];
+        let used = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
+            .iter()
+            .map(|k| u[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        let bound = request_input_upper_bound(&serde_json::to_vec(&params[i]).unwrap()).unwrap();
+        assert!(
+            used <= bound,
+            "request {i}: simulator reported {used} input tokens, bound {bound}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 100, "only {checked} results succeeded");
+    let (cost, reserved) =
+        (rec["cost_usd"].as_str().unwrap(), rec["reserved_usd"].as_str().unwrap());
+    let picos = |s: &str| batchcost::money::Money::parse_usd(s).unwrap().picos();
+    assert!(picos(cost) <= picos(reserved), "cost {cost} above the reservation {reserved}");
+    eprintln!(
+        "real batch: {checked} results within their bounds; cost {cost} of {reserved} reserved"
+    );
+    h.stop().await;
 }
