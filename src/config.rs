@@ -37,6 +37,8 @@ pub struct Config {
     pub tracker: Tracker,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub server: Server,
 }
 
 /// `[storage]`
@@ -222,6 +224,56 @@ fn default_fraction() -> f64 {
     0.5
 }
 
+/// `[server]`: how long a client may take, and how long a stopping gateway waits. A client
+/// that stalls holds a connection and, mid-batch, up to 256 MB of buffer: these bound both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Time a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after the same time.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Longest pause between two pieces of a request body (answered 408).
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout_secs: u64,
+    /// Longest time to receive a whole body (answered 408). 256 MB at 1 MB/s takes 256 s.
+    #[serde(default = "default_body_total_timeout")]
+    pub body_total_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C: how long requests in progress (submissions above all) get to
+    /// finish before the process exits anyway. Set it above `upstream.anthropic.timeout_secs`
+    /// so a submission always finishes or rolls back before exit; one cut off stays
+    /// `submitting` in the ledger and the next start reconciles it.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_idle_timeout_secs: default_body_idle_timeout(),
+            body_total_timeout_secs: default_body_total_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
+}
+
+fn default_body_idle_timeout() -> u64 {
+    30
+}
+
+fn default_body_total_timeout() -> u64 {
+    600
+}
+
+fn default_shutdown_grace() -> u64 {
+    150
+}
+
 /// A value that must never be printed: `Debug` shows `[redacted]`, and there is no
 /// `Display` or `Serialize`.
 #[derive(Clone, PartialEq, Eq)]
@@ -284,6 +336,7 @@ pub struct Settings {
     pub admin_token: Secret,
     pub tracker: Tracker,
     pub limits: Limits,
+    pub server: Server,
 }
 
 impl Config {
@@ -407,6 +460,18 @@ impl Config {
         if self.tracker.poll_min_ms == 0 || self.tracker.poll_max_ms < self.tracker.poll_min_ms {
             return Err(err("tracker.poll_max_ms: expected >= poll_min_ms > 0".into()));
         }
+        let sv = &self.server;
+        let server_times = [
+            ("header_read_timeout_secs", sv.header_read_timeout_secs),
+            ("body_idle_timeout_secs", sv.body_idle_timeout_secs),
+            ("body_total_timeout_secs", sv.body_total_timeout_secs),
+            ("shutdown_grace_secs", sv.shutdown_grace_secs),
+        ];
+        for (key, v) in server_times {
+            if v == 0 {
+                return Err(err(format!("server.{key}: expected at least 1 second, got 0")));
+            }
+        }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
         let up = &self.upstream.anthropic;
         Ok(Settings {
@@ -433,6 +498,7 @@ impl Config {
             admin_token: secret("admin.token_env", &self.admin.token_env)?,
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
+            server: self.server.clone(),
         })
     }
 }

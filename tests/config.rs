@@ -72,3 +72,18 @@ fn mistakes_are_named() {
     let line = load(&example().replace("timezone = ", "timezon = ")).unwrap_err();
     assert!(line.contains("line 5"), "syntax-level errors carry the line: {line}");
 }
+
+#[test]
+fn the_server_table_has_defaults_and_is_strict() {
+    let s = load(&example()).unwrap();
+    assert_eq!(s.server, batchcost::config::Server::default());
+    assert_eq!(s.server.header_read_timeout_secs, 30);
+    assert_eq!(s.server.shutdown_grace_secs, 150);
+    let set = load(&format!("{}\n[server]\nbody_idle_timeout_secs = 5\n", example())).unwrap();
+    assert_eq!(set.server.body_idle_timeout_secs, 5);
+    assert_eq!(set.server.body_total_timeout_secs, 600);
+    let zero = load(&format!("{}\n[server]\nshutdown_grace_secs = 0\n", example())).unwrap_err();
+    assert!(zero.contains("server.shutdown_grace_secs: expected at least 1 second"), "{zero}");
+    let typo = load(&format!("{}\n[server]\nheader_timeout_secs = 5\n", example())).unwrap_err();
+    assert!(typo.contains("unknown field `header_timeout_secs`"), "{typo}");
+}

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::CliError;
 use crate::clock::SystemClock;
-use crate::config::{Budget, Limits, Period, Secret, Settings, Tracker};
+use crate::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
 use crate::gateway::{App, Running, start};
 use crate::money::Money;
 
@@ -85,6 +85,7 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         admin_token: Secret::new(admin_token()),
         tracker: Tracker { poll_min_ms: 200, poll_max_ms: 2_000, reconcile_after_secs: 10 },
         limits: Limits::default(),
+        server: Server::default(),
     }
 }
 

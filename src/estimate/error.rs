@@ -84,6 +84,11 @@ pub enum Problem {
     UnknownModel {
         model: String,
     },
+    /// Priced, but served by another provider than the endpoint called.
+    OtherProvider {
+        model: String,
+        provider: String,
+    },
     UnknownField,
     Stream,
     Invalid(String),
@@ -105,6 +110,12 @@ impl fmt::Display for Problem {
             }
             Problem::UnknownModel { model } => {
                 write!(f, "model \"{model}\" is not in the price table")
+            }
+            Problem::OtherProvider { model, provider } => {
+                write!(
+                    f,
+                    "model \"{model}\" is priced for provider {provider}, not this endpoint's"
+                )
             }
             Problem::UnknownField => f.write_str("unknown field"),
             Problem::Stream => f.write_str("must be false or absent: a batch cannot stream"),

@@ -164,7 +164,8 @@ fn price(app: &App, body: &Bytes, now: Timestamp) -> Result<Estimate, ApiError> 
             "body: expected a JSON object with `requests`".into(),
         ));
     }
-    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction);
+    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction)
+        .for_provider(ANTHROPIC);
     let est = estimate_bytes(body, &app.pricing, &opts)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     if est.format != crate::estimate::BodyFormat::Json {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchcost::clock::Clock;
-use batchcost::config::{Budget, Limits, Period, Secret, Settings, Tracker};
+use batchcost::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
 use batchcost::gateway::{App, Running, start};
 use batchcost::money::Money;
 use batchcost::simulator::{SimConfig, SimHandle, spawn};
@@ -43,6 +43,16 @@ pub fn sim_config() -> SimConfig {
 }
 
 pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig) -> Harness {
+    harness_with(budgets, clock, sim, |_| {}).await
+}
+
+/// [`harness`] with the gateway's settings adjusted by `tweak` before it starts.
+pub async fn harness_with(
+    budgets: Vec<Budget>,
+    clock: Arc<dyn Clock>,
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut Settings),
+) -> Harness {
     let sim = spawn(sim, TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,7 +75,10 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
         admin_token: Secret::new(ADMIN),
         tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
         limits: Limits::default(),
+        server: Server::default(),
     };
+    let mut settings = settings;
+    tweak(&mut settings);
     let app = App::build(settings, clock).await.unwrap();
     let gw = start(app, listener).await.unwrap();
     Harness { sim, base: format!("http://{addr}"), gw, http: reqwest::Client::new(), dir }
