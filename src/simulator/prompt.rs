@@ -146,15 +146,47 @@ impl Walker {
     }
 }
 
-/// Images cost a fixed amount; documents too, unless their source is plain text, which
-/// is counted like any other text.
+/// Images cost a fixed amount, and so do PDF and URL documents (the simulator cannot see
+/// pixels or pages). Documents whose source is text (`text`, `content`, or base64 with
+/// `media_type: text/plain`) are counted as the text they carry.
 fn media_tokens(o: &Map<String, Value>) -> u64 {
-    let source = o.get("source").and_then(|s| s.get("type")).and_then(Value::as_str);
-    match o.get("type").and_then(Value::as_str) {
-        Some("image") => IMAGE_TOKENS,
-        _ if source == Some("text") => json_tokens_except(o, "cache_control"),
+    let source = o.get("source");
+    let field = |k: &str| source.and_then(|s| s.get(k)).and_then(Value::as_str);
+    match (o.get("type").and_then(Value::as_str), field("type")) {
+        (Some("image"), _) => IMAGE_TOKENS,
+        (_, Some("text" | "content")) => json_tokens_except(o, "cache_control"),
+        (_, Some("base64")) if field("media_type") == Some("text/plain") => {
+            let decoded = base64_decode(field("data").unwrap_or_default());
+            count(&String::from_utf8_lossy(&decoded))
+        }
         _ => DOCUMENT_TOKENS,
     }
+}
+
+/// Standard base64, padding and whitespace ignored, stopping at the first foreign byte:
+/// enough to read a text document, and never longer than its input.
+fn base64_decode(data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in data.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' | b'\n' | b'\r' | b' ' => continue,
+            _ => break,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 /// Tokens of any JSON: strings, keys and numbers by the text rules, `true`/`null` as one.
@@ -184,5 +216,37 @@ impl std::io::Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base64_decodes_standard_and_url_safe_text() {
+        assert_eq!(base64_decode("aGVsbG8gd29ybGQ="), b"hello world");
+        assert_eq!(base64_decode("aGVs\nbG8"), b"hello");
+        assert_eq!(base64_decode("Pz8_"), b"??\x3f");
+        assert!(base64_decode("!!!").is_empty());
+    }
+
+    #[test]
+    fn text_documents_count_their_text_and_binary_ones_a_fixed_cost() {
+        let doc = |source: Value| json!({"type": "document", "source": source});
+        let tokens = |v: Value| media_tokens(v.as_object().unwrap());
+        let b64 =
+            doc(json!({"type": "base64", "media_type": "text/plain", "data": "aGVsbG8gd29ybGQ="}));
+        assert_eq!(tokens(b64), count("hello world"));
+        let content = doc(json!({"type": "content", "content": [{"type": "text", "text": "hi"}]}));
+        assert!(tokens(content) < 20);
+        let pdf =
+            doc(json!({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}));
+        assert_eq!(tokens(pdf), DOCUMENT_TOKENS);
+        assert_eq!(
+            tokens(json!({"type": "image", "source": {"type": "url", "url": "u"}})),
+            IMAGE_TOKENS
+        );
     }
 }
