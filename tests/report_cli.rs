@@ -119,6 +119,18 @@ async fn bad_flags_and_config_exit_2_naming_what_is_wrong() {
 }
 
 #[test]
+fn a_runtime_failure_exits_1_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    // Not a ledger at all: opening it fails at run time.
+    std::fs::write(dir.path().join("ledger.db"), [b'x'; 4096]).unwrap();
+    let o = report(&cfg, &["--from", "2026-03-01", "--to", "2026-04-01", "--format", "csv"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(e.starts_with("batchcost: "), "{e}");
+}
+
+#[test]
 fn help_states_the_range_rule_and_the_day_rule() {
     let o =
         Command::new(env!("CARGO_BIN_EXE_batchcost")).args(["report", "--help"]).output().unwrap();

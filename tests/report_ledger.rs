@@ -283,3 +283,70 @@ async fn a_long_range_streams_in_many_chunks_and_an_empty_one_still_has_its_fram
     let table = f.report("2027-01-01", "2027-02-01", "day", "table").await;
     assert!(table.contains("no settled batches"), "{table}");
 }
+
+/// A batch whose model has since left the price table: FOCUS cannot price its classes.
+async fn with_retired_model(f: &Fixture) {
+    use batchcost::ledger::{Hold, ModelUsage, NewSubmission, Settlement, TokenTotals};
+    let at = ts("2026-03-12T05:00:00Z");
+    let sub = NewSubmission {
+        sub_id: "sub_retired".into(),
+        project: "alpha".into(),
+        provider: "anthropic".into(),
+        submitted_at: at,
+        request_count: 1,
+        body_hash: "retired".into(),
+        custom_id_fingerprint: 0,
+        hold: Hold { usd: Money::from_usd(1), input_tokens: 0, output_tokens: 0 },
+        windows: vec![],
+        estimate_json: "{}".into(),
+        dedupe_since: at,
+    };
+    f.ledger.admit(&sub).await.unwrap();
+    f.ledger.mark_submitted("sub_retired", "msgbatch_retired", at).await.unwrap();
+    let usage = ModelUsage {
+        model: "claude-retired-1".into(),
+        tokens: TokenTotals { input: 100, ..Default::default() },
+        cost: Money::from_picos(50_000_000),
+        list_cost: Money::from_picos(100_000_000),
+        ..Default::default()
+    };
+    let s = Settlement { ended_at: at, settled_at: at, models: vec![usage] };
+    assert!(f.ledger.settle("sub_retired", &s).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_mid_report_cuts_the_http_body_instead_of_ending_it() {
+    let (f, total) = filled().await;
+    with_retired_model(&f).await;
+    // CSV and JSON need no prices: the retired model's cost is reported.
+    let v: Value =
+        serde_json::from_str(&f.report("2026-03-10", "2026-03-13", "", "json").await).unwrap();
+    let retired = Money::from_picos(50_000_000);
+    assert_eq!(v["totals"]["cost_usd"], (total + retired).usd_exact());
+    // FOCUS fails, naming batch and model; over HTTP the body is cut off, not completed.
+    let q = f.query("2026-03-10", "2026-03-13", "", "focus");
+    let (ledger, pricing, served) = (f.ledger.clone(), f.pricing.clone(), q.clone());
+    let app = axum::Router::new().route(
+        "/r",
+        axum::routing::get(move || {
+            let (ledger, pricing, q) = (ledger.clone(), pricing.clone(), served.clone());
+            async move { batchcost::report::http::response(ledger.as_ref(), &pricing, &q) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let resp = reqwest::get(format!("http://{addr}/r")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the status was sent before the failure");
+    assert!(resp.text().await.is_err(), "a cut-off body must not read as complete");
+    server.abort();
+    let mut chunks = batchcost::report::spend_report(f.ledger.as_ref(), &f.pricing, &q);
+    let mut err = None;
+    while let Some(c) = futures_util::StreamExt::next(&mut chunks).await {
+        if let Err(e) = c {
+            err = Some(e.to_string());
+        }
+    }
+    let err = err.expect("the FOCUS stream ends with an error");
+    assert!(err.contains("msgbatch_retired") && err.contains("claude-retired-1"), "{err}");
+}

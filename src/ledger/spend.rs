@@ -30,12 +30,15 @@ pub struct SpendRow {
 pub type SpendStream = BoxStream<'static, Result<SpendRow, LedgerError>>;
 
 /// Portable SQL ($N placeholders): the PostgreSQL backend can use it as is.
+/// `b.state || ''` keeps the planner off the (state, next_poll_at) index: through it,
+/// SQLite sorts the whole range in a temporary B-tree before the first row comes out;
+/// through the `submitted_at` index rows come out at once, already in order.
 const SPEND_SQL: &str = "SELECT b.sub_id, b.upstream_id, b.project, b.provider, \
     b.submitted_at, b.ended_at, b.settled_at, u.model, u.input_tokens, u.output_tokens, \
     u.cache_write_5m, u.cache_write_1h, u.cache_read, u.web_searches, u.succeeded, u.errored, \
     u.canceled, u.expired, u.cost_pico, u.list_cost_pico \
     FROM batches b JOIN batch_usage u ON u.sub_id = b.sub_id \
-    WHERE b.state = 'settled' AND b.submitted_at >= $1 AND b.submitted_at < $2 \
+    WHERE b.state || '' = 'settled' AND b.submitted_at >= $1 AND b.submitted_at < $2 \
     ORDER BY b.submitted_at, b.sub_id, u.model";
 
 /// Rows handed over per channel message: fewer wake-ups than one row at a time, and still

@@ -77,6 +77,16 @@ impl<'a> JsonRow<'a> {
     }
 }
 
+/// What the JSON report says about itself before its rows.
+#[derive(Serialize)]
+struct JsonHead<'a> {
+    from: String,
+    /// Excluded.
+    to: String,
+    timezone: &'a str,
+    group_by: Vec<&'static str>,
+}
+
 /// Table layout: label columns (the grouped dimensions) then numbers.
 const NUMBER_COLUMNS: [(&str, usize); 10] = [
     ("batches", 8),
@@ -224,15 +234,13 @@ impl Encoder for SpendEncoder {
         match self.format {
             Format::Csv => cells::record(out, CSV_COLUMNS.map(Some)),
             Format::Json => {
-                let dims: Vec<&str> =
-                    q.group_by.dimensions().into_iter().map(Dimension::as_str).collect();
-                let head = serde_json::json!({
-                    "from": q.from_date.to_string(),
-                    "to": q.to_date.to_string(),
-                    "timezone": q.tz_name,
-                    "group_by": dims,
-                });
-                let text = head.to_string();
+                let head = JsonHead {
+                    from: q.from_date.to_string(),
+                    to: q.to_date.to_string(),
+                    timezone: &q.tz_name,
+                    group_by: q.group_by.dimensions().into_iter().map(Dimension::as_str).collect(),
+                };
+                let text = serde_json::to_string(&head).unwrap_or_default();
                 // Re-open the object to stream the rows into it.
                 out.extend_from_slice(&text.as_bytes()[..text.len() - 1]);
                 out.extend_from_slice(b",\"rows\":[");
