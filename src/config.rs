@@ -45,6 +45,19 @@ pub struct Config {
 pub struct Storage {
     /// `sqlite://path.db` (relative to the config file) or `sqlite::memory:`.
     pub url: String,
+    /// `"normal"`: a commit survives the process being killed (kill -9, OOM, panic);
+    /// `"full"`: it also survives power loss, at one disk flush per commit.
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
 }
 
 /// `[upstream]`
@@ -260,6 +273,7 @@ pub struct Settings {
     pub timezone: TimeZone,
     pub timezone_name: String,
     pub storage_url: String,
+    pub durability: Durability,
     pub upstream_base_url: String,
     pub upstream_key: Secret,
     pub upstream_timeout_secs: u64,
@@ -407,6 +421,7 @@ impl Config {
             timezone,
             timezone_name: self.timezone.clone(),
             storage_url,
+            durability: self.storage.durability,
             upstream_base_url: up.base_url.trim_end_matches('/').to_string(),
             upstream_key: secret("upstream.anthropic.api_key_env", &up.api_key_env)?,
             upstream_timeout_secs: up.timeout_secs.max(1),

@@ -70,6 +70,7 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         timezone: jiff::tz::TimeZone::system(),
         timezone_name: jiff::tz::TimeZone::system().iana_name().unwrap_or("UTC").to_string(),
         storage_url: format!("sqlite://{}", db.display()),
+        durability: Default::default(),
         upstream_base_url: upstream,
         upstream_key: Secret::new("demo-provider-key"),
         upstream_timeout_secs: 120,

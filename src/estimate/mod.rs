@@ -10,11 +10,14 @@
 mod content;
 mod error;
 mod fold;
+mod json;
 mod media;
 mod parse;
 mod prompt;
 mod report;
+mod scalar;
 mod tokens;
+mod tools;
 
 use std::path::Path;
 
@@ -129,3 +132,10 @@ fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error
     st.serialize_field("list_cost_usd", &c.list_cost.usd_exact())?;
     st.end()
 }
+
+#[cfg(test)]
+mod tests_cost;
+#[cfg(test)]
+mod tests_validation;
+#[cfg(test)]
+mod testutil;

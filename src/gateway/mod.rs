@@ -61,8 +61,9 @@ impl App {
         let pricing = PriceTable::load(&settings.pricing_path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the price table")?;
-        let ledger =
-            crate::ledger::open(&settings.storage_url).await.context("opening the ledger")?;
+        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
+            .await
+            .context("opening the ledger")?;
         let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
             env!("CARGO_PKG_VERSION"),

@@ -280,9 +280,12 @@ pub trait Ledger: Send + Sync {
 }
 
 /// Opens the backend the URL names.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+pub async fn open(
+    url: &str,
+    durability: crate::config::Durability,
+) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteLedger::open(url).await?))
+        Ok(std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?))
     } else {
         Err(LedgerError::Url(format!(
             "`{url}`: expected sqlite://PATH (PostgreSQL support is planned)"

@@ -116,7 +116,8 @@ pub async fn run(args: ReportArgs) -> Result<(), CliError> {
     }
     let pricing = PriceTable::load(&settings.pricing_path)
         .map_err(|e| CliError::Usage(format!("{}: pricing: {e}", args.config.display())))?;
-    let ledger = crate::ledger::open(&settings.storage_url)
+    // Reports only read: the durability setting does not matter.
+    let ledger = crate::ledger::open(&settings.storage_url, crate::config::Durability::Normal)
         .await
         .map_err(|e| CliError::Runtime(anyhow::Error::new(e).context("opening the ledger")))?;
     let mut chunks = spend_report(ledger.as_ref(), &pricing, &query);

@@ -55,6 +55,7 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
         timezone: jiff::tz::TimeZone::get("Asia/Seoul").unwrap(),
         timezone_name: "Asia/Seoul".into(),
         storage_url: format!("sqlite://{}", dir.path().join("ledger.db").display()),
+        durability: Default::default(),
         upstream_base_url: sim.base_url(),
         upstream_key: Secret::new(PROVIDER),
         upstream_timeout_secs: 30,
