@@ -190,11 +190,19 @@ async fn reports_metrics_budgets_and_result_lines_agree_exactly() {
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_submitted_at_2350_kst_and_settled_after_midnight_counts_on_its_submission_day() {
-    // 23:50 KST on 10 March.
-    let clock = Arc::new(ManualClock::new("2026-03-10T14:50:00Z".parse().unwrap()));
-    let budgets = vec![budget("alpha-daily", Some("alpha"), Period::Day, Money::from_usd(1000))];
+/// Submits at `submit` (23:50 KST), lets the batch end and settle at `settle` (00:30 KST
+/// the next day), then checks the cost sits on `day` (not `next`) in the report and in the
+/// window of a `period` budget containing the submission, and not in the one after.
+async fn late_batch(
+    period: Period,
+    submit: &str,
+    settle: &str,
+    day: &str,
+    next: &str,
+    after: &str,
+) {
+    let clock = Arc::new(ManualClock::new(submit.parse().unwrap()));
+    let budgets = vec![budget("alpha", Some("alpha"), period, Money::from_usd(1000))];
     // Simulated time stands still until the test moves it: the batch cannot end early.
     let mut sim = sim_config();
     sim.time_scale = 0.0;
@@ -203,24 +211,46 @@ async fn a_batch_submitted_at_2350_kst_and_settled_after_midnight_counts_on_its_
         h.submit("alpha-key", &batch_body("late", "claude-haiku-4-5", 6, 300)).await;
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    // 00:30 KST on 11 March, then let the upstream finish.
-    clock.set("2026-03-10T15:30:00Z".parse().unwrap());
+    clock.set(settle.parse().unwrap());
     h.sim.advance(SignedDuration::from_hours(1));
     let rec = h.wait_settled(&id).await;
-    assert_eq!(rec["settled_at"], "2026-03-10T15:30:00.000000Z");
+    let settled: Timestamp = rec["settled_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(settled, settle.parse::<Timestamp>().unwrap());
     let cost = rec["cost_usd"].as_str().unwrap().to_string();
     assert_ne!(cost, "0");
 
-    let (_, day1) = get(&h, "/api/reports/spend?from=2026-03-10&to=2026-03-11&group_by=day").await;
-    let day1: Value = serde_json::from_str(&day1).unwrap();
-    assert_eq!(day1["rows"][0]["date"], "2026-03-10");
-    assert_eq!(day1["totals"]["cost_usd"], cost);
-    let (_, day2) = get(&h, "/api/reports/spend?from=2026-03-11&to=2026-03-12&group_by=day").await;
-    let day2: Value = serde_json::from_str(&day2).unwrap();
-    assert_eq!(day2["totals"]["cost_usd"], "0");
-    // The budget: 11 March's window (now) has spent nothing; 10 March's had it all.
-    assert_eq!(h.budget("alpha-daily").await["spent_usd"], "0");
-    clock.set("2026-03-10T14:59:00Z".parse().unwrap());
-    assert_eq!(h.budget("alpha-daily").await["spent_usd"], cost);
+    let report = |from: String, to: String| {
+        let h = &h;
+        async move {
+            let (status, body) =
+                get(h, &format!("/api/reports/spend?from={from}&to={to}&group_by=day")).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let first = report(day.into(), next.into()).await;
+    assert_eq!(first["rows"][0]["date"], day);
+    assert_eq!(first["totals"]["cost_usd"], cost);
+    let second = report(next.into(), after.into()).await;
+    assert_eq!(second["totals"]["cost_usd"], "0");
+    // The budget: the window current now (after midnight) has spent nothing; the
+    // submission's window has it all.
+    assert_eq!(h.budget("alpha").await["spent_usd"], "0");
+    clock.set(submit.parse().unwrap());
+    assert_eq!(h.budget("alpha").await["spent_usd"], cost);
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_submitted_at_2350_kst_and_settled_after_midnight_counts_on_its_submission_day() {
+    // 23:50 KST on 10 March; settled 00:30 KST on 11 March.
+    let (submit, settle) = ("2026-03-10T14:50:00Z", "2026-03-10T15:30:00Z");
+    late_batch(Period::Day, submit, settle, "2026-03-10", "2026-03-11", "2026-03-12").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_submitted_on_the_last_evening_of_a_month_counts_in_that_month() {
+    // 23:50 KST on 31 March; settled 00:30 KST on 1 April (still 31 March in UTC).
+    let (submit, settle) = ("2026-03-31T14:50:00Z", "2026-03-31T15:30:00Z");
+    late_batch(Period::Month, submit, settle, "2026-03-31", "2026-04-01", "2026-05-01").await;
 }
