@@ -359,9 +359,7 @@ impl Config {
         let file = path.display().to_string();
         let err = |message: String| ConfigError { file: file.clone(), message };
         let base = path.parent().unwrap_or(Path::new("."));
-        let timezone = TimeZone::get(&self.timezone).map_err(|e| {
-            err(format!("timezone: expected an IANA time zone name, got `{}` ({e})", self.timezone))
-        })?;
+        let timezone = self.time_zone().map_err(err)?;
         let secret = |key: &str, var: &str| -> Result<Secret, ConfigError> {
             match env(var) {
                 Some(v) if !v.is_empty() => Ok(Secret::new(v)),
@@ -499,6 +497,39 @@ impl Config {
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),
+        })
+    }
+}
+
+/// What read-only commands (`batchcost report`) need: no secrets, so finance can run
+/// them where the provider key and client keys are not set.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub config_path: PathBuf,
+    pub pricing_path: PathBuf,
+    pub timezone: TimeZone,
+    pub timezone_name: String,
+    pub storage_url: String,
+}
+
+impl Config {
+    fn time_zone(&self) -> Result<TimeZone, String> {
+        TimeZone::get(&self.timezone).map_err(|e| {
+            format!("timezone: expected an IANA time zone name, got `{}` ({e})", self.timezone)
+        })
+    }
+
+    /// Like [`Config::resolve`] for commands that only read the ledger: skips every
+    /// secret environment variable.
+    pub fn resolve_for_reports(&self, path: &Path) -> Result<LedgerSettings, ConfigError> {
+        let err = |message: String| ConfigError { file: path.display().to_string(), message };
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(LedgerSettings {
+            config_path: path.to_path_buf(),
+            pricing_path: base.join(&self.pricing),
+            timezone: self.time_zone().map_err(err)?,
+            timezone_name: self.timezone.clone(),
+            storage_url: resolve_sqlite_path(&self.storage.url, base),
         })
     }
 }

@@ -151,7 +151,7 @@ fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, LedgerError> {
     })
 }
 
-fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
+pub(super) fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
     Ok(ModelUsage {
         model: r.try_get("model")?,
         tokens: TokenTotals {
@@ -556,5 +556,9 @@ impl Ledger for SqliteLedger {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
+    }
+
+    fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
+        super::spend::sqlite_spend_rows(self.reader.clone(), from, to)
     }
 }
