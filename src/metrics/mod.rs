@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -17,6 +15,10 @@ use prometheus::{
 use crate::budgets::ALL_PROJECTS;
 use crate::ledger::{InFlight, ModelUsage, WindowState};
 use crate::money::Money;
+
+mod money;
+
+use money::{MoneyCollector, MoneyCounters};
 
 /// `reason` label values of `batchcost_submissions_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,86 +363,6 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-}
-
-/// Exact per-label cost totals behind `batchcost_cost_usd_total` and
-/// `batchcost_list_cost_usd_total`.
-struct MoneyCounters {
-    totals: Mutex<BTreeMap<[String; 3], (Money, Money)>>,
-    cost_desc: Desc,
-    list_desc: Desc,
-}
-
-impl MoneyCounters {
-    fn new() -> Result<Self, prometheus::Error> {
-        let labels = vec!["project".into(), "provider".into(), "model".into()];
-        Ok(MoneyCounters {
-            totals: Mutex::new(BTreeMap::new()),
-            cost_desc: Desc::new(
-                name("cost_usd_total"),
-                "Settled cost at batch prices, USD.".into(),
-                labels.clone(),
-                Default::default(),
-            )?,
-            list_desc: Desc::new(
-                name("list_cost_usd_total"),
-                "The same tokens at standard (non-batch) prices, USD.".into(),
-                labels,
-                Default::default(),
-            )?,
-        })
-    }
-
-    fn add(&self, project: &str, provider: &str, model: &str, cost: Money, list: Money) {
-        let mut t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        let e = t.entry([project.into(), provider.into(), model.into()]).or_default();
-        e.0 += cost;
-        e.1 += list;
-    }
-
-    fn total(&self) -> Money {
-        self.totals.lock().unwrap_or_else(|e| e.into_inner()).values().map(|v| v.0).sum()
-    }
-}
-
-struct MoneyCollector(std::sync::Arc<MoneyCounters>);
-
-impl Collector for MoneyCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        vec![&self.0.cost_desc, &self.0.list_desc]
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let totals = self.0.totals.lock().unwrap_or_else(|e| e.into_inner());
-        let family = |desc: &Desc, pick: fn(&(Money, Money)) -> Money| {
-            let mut mf = MetricFamily::default();
-            mf.set_name(desc.fq_name.clone());
-            mf.set_help(desc.help.clone());
-            mf.set_field_type(MetricType::COUNTER);
-            for (labels, v) in totals.iter() {
-                let pairs = ["project", "provider", "model"]
-                    .iter()
-                    .zip(labels.iter())
-                    .map(|(k, v)| {
-                        let mut p = proto::LabelPair::default();
-                        p.set_name(k.to_string());
-                        p.set_value(v.clone());
-                        p
-                    })
-                    .collect();
-                let mut c = proto::Counter::default();
-                c.set_value(pick(v).to_f64_usd());
-                let mut m = proto::Metric::from_label(pairs);
-                m.set_counter(c);
-                mf.mut_metric().push(m);
-            }
-            mf
-        };
-        if totals.is_empty() {
-            return Vec::new();
-        }
-        vec![family(&self.0.cost_desc, |v| v.0), family(&self.0.list_desc, |v| v.1)]
     }
 }
 
