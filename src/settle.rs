@@ -256,7 +256,9 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
     }
     let now = app.clock.now();
     let settlement = Settlement { ended_at: now, settled_at: now, models: tally.finish() };
+    app.failpoints.hit("before_settle_commit").await;
     let recorded = app.ledger.settle(&rec.sub_id, &settlement).await?;
+    app.failpoints.hit("after_settle_commit").await;
     if recorded {
         let reserved: BTreeMap<String, Money> =
             holds.models.iter().map(|m| (m.model.clone(), m.worst_cost)).collect();

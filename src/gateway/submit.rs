@@ -118,12 +118,14 @@ async fn submit(
     }
     app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
     let mark = InProgress(app, sub.sub_id.clone());
+    app.failpoints.hit("after_admit").await;
     let outcome = app.upstream.create(body, &fwd).await;
     let accepted = match &outcome {
         Ok(r) if r.status.is_success() => batch_id(r),
         _ => None,
     };
     if let (Some(id), Ok(reply)) = (accepted, &outcome) {
+        app.failpoints.hit("after_upstream_accept").await;
         let next = now
             .saturating_add(SignedDuration::from_millis(app.settings.tracker.poll_min_ms as i64))
             .unwrap_or(now);
