@@ -43,6 +43,16 @@ pub fn sim_config() -> SimConfig {
 }
 
 pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig) -> Harness {
+    harness_with(budgets, clock, sim, |_| {}).await
+}
+
+/// [`harness`] with gateway settings adjusted by `tweak` (timeouts, attempts, limits).
+pub async fn harness_with(
+    budgets: Vec<Budget>,
+    clock: Arc<dyn Clock>,
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut Settings),
+) -> Harness {
     let sim = spawn(sim, TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,6 +75,8 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
         tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
         limits: Limits::default(),
     };
+    let mut settings = settings;
+    tweak(&mut settings);
     let app = App::build(settings, clock).await.unwrap();
     let gw = start(app, listener).await.unwrap();
     Harness { sim, base: format!("http://{addr}"), gw, http: reqwest::Client::new(), dir }
