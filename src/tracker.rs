@@ -203,6 +203,11 @@ pub async fn find_upstream_match(app: &App, rec: &BatchRecord) -> Result<Match, 
     if rivals == 0 && candidates.len() == 1 {
         return Ok(Match::Found(candidates[0].id.clone()));
     }
+    tracing::info!(
+        candidates = candidates.len(),
+        rivals,
+        "same-sized upstream batches: comparing custom ids"
+    );
     let mut open = 0;
     for b in &candidates {
         if b.processing_status != ProcessingStatus::Ended {
