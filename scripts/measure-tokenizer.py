@@ -19,6 +19,7 @@ Corpora (all real text already on the machine, chunked to ~2,000 characters):
   cjk:     the Chinese (zh_CN) and Japanese msgstrs of the catalogs in those locales;
   code:    Rust sources of the crates in ~/.cargo/registry/src and the Python stdlib.
 
+Chunks alternate between the two commands, so `measure` reports on text `fit` never saw.
 `measure` writes one request per chunk, runs the real binary on the batch and on a
 one-request batch per chunk, and compares its expected and upper-bound input tokens (minus
 the fixed per-request framing, measured on an empty text) with the tokenizer's count.
@@ -59,7 +60,9 @@ def chunks(texts):
     return out
 
 
-def sample(items):
+def sample(items, part):
+    """Every other chunk: `fit` trains on part 0, `measure` reports on part 1."""
+    items = items[part::2]
     if len(items) <= PER_CATEGORY:
         return items
     step = len(items) / PER_CATEGORY
@@ -90,7 +93,7 @@ def catalogs(lang="ko", keep=has_hangul):
     return pairs
 
 
-def corpora():
+def corpora(part):
     pairs = catalogs()
     english = [k for k, _ in pairs]
     for lic in ("Apache-2.0", "GPL-3", "MPL-2.0", "LGPL-3", "GFDL-1.3"):
@@ -108,10 +111,10 @@ def corpora():
         except (UnicodeDecodeError, OSError):
             pass
     return {
-        "english": sample(chunks(english)),
-        "korean": sample(chunks(korean)),
-        "code": sample([c for src in code for c in split_long(src)]),
-        "cjk": sample(chunks(cjk)),
+        "english": sample(chunks(english), part),
+        "korean": sample(chunks(korean), part),
+        "code": sample([c for src in code for c in split_long(src)], part),
+        "cjk": sample(chunks(cjk), part),
     }
 
 
@@ -172,7 +175,7 @@ def fit(_args):
 
     tok = tokenizer()
     rows, ys, cats = [], [], []
-    for cat, texts in corpora().items():
+    for cat, texts in corpora(0).items():
         for t in texts:
             rows.append(features(t))
             ys.append(len(tok.encode(t).ids))
@@ -213,20 +216,22 @@ def measure(args):
     up0, ex0 = run_estimate(args.bin, args.pricing, args.model, [""])
     print(f"framing of a one-message request: upper {up0}, expected {ex0} tokens (subtracted)")
     print(f"{'text':8} {'chunks':>6} {'real':>9} {'expected':>9} {'exp/real':>8} "
-          f"{'upper':>9} {'up/real':>8} {'min up/real':>11} {'bytes/real':>10}")
-    for cat, texts in corpora().items():
+          f"{'p5..p95 per chunk':>17} {'upper':>9} {'up/real':>8} {'min up/real':>11}")
+    for cat, texts in corpora(1).items():
         real = [len(tok.encode(t).ids) for t in texts]
         up, ex = run_estimate(args.bin, args.pricing, args.model, texts)
         n = len(texts)
         up -= n * up0
         ex -= n * ex0
-        worst = min(
-            (run_estimate(args.bin, args.pricing, args.model, [t])[0] - up0) / r
-            for t, r in zip(texts[:: args.every], real[:: args.every])
-        )
-        nbytes = sum(len(t.encode()) for t in texts)
-        print(f"{cat:8} {n:6} {sum(real):9} {ex:9} {ex / sum(real):8.3f} {up:9} "
-              f"{up / sum(real):8.3f} {worst:11.3f} {nbytes / sum(real):10.2f}")
+        ups, exs = [], []
+        for t, r in zip(texts[:: args.every], real[:: args.every]):
+            u, e = run_estimate(args.bin, args.pricing, args.model, [t])
+            ups.append((u - up0) / r)
+            exs.append((e - ex0) / r)
+        exs.sort()
+        spread = f"{exs[len(exs) // 20]:.2f}..{exs[-1 - len(exs) // 20]:.2f}"
+        print(f"{cat:8} {n:6} {sum(real):9} {ex:9} {ex / sum(real):8.3f} {spread:>17} "
+              f"{up:9} {up / sum(real):8.3f} {min(ups):11.3f}")
 
 
 def nfkc_table(_args):

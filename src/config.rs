@@ -37,6 +37,8 @@ pub struct Config {
     pub tracker: Tracker,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub server: Server,
 }
 
 /// `[storage]`
@@ -45,6 +47,19 @@ pub struct Config {
 pub struct Storage {
     /// `sqlite://path.db` (relative to the config file) or `sqlite::memory:`.
     pub url: String,
+    /// `"normal"`: a commit survives the process being killed (kill -9, OOM, panic);
+    /// `"full"`: it also survives power loss, at one disk flush per commit.
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
 }
 
 /// `[upstream]`
@@ -209,6 +224,56 @@ fn default_fraction() -> f64 {
     0.5
 }
 
+/// `[server]`: how long a client may take, and how long a stopping gateway waits. A client
+/// that stalls holds a connection and, mid-batch, up to 256 MB of buffer: these bound both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Time a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after the same time.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Longest pause between two pieces of a request body (answered 408).
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout_secs: u64,
+    /// Longest time to receive a whole body (answered 408). 256 MB at 1 MB/s takes 256 s.
+    #[serde(default = "default_body_total_timeout")]
+    pub body_total_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C: how long requests in progress (submissions above all) get to
+    /// finish before the process exits anyway. Set it above `upstream.anthropic.timeout_secs`
+    /// so a submission always finishes or rolls back before exit; one cut off stays
+    /// `submitting` in the ledger and the next start reconciles it.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_idle_timeout_secs: default_body_idle_timeout(),
+            body_total_timeout_secs: default_body_total_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
+}
+
+fn default_body_idle_timeout() -> u64 {
+    30
+}
+
+fn default_body_total_timeout() -> u64 {
+    600
+}
+
+fn default_shutdown_grace() -> u64 {
+    150
+}
+
 /// A value that must never be printed: `Debug` shows `[redacted]`, and there is no
 /// `Display` or `Serialize`.
 #[derive(Clone, PartialEq, Eq)]
@@ -260,6 +325,7 @@ pub struct Settings {
     pub timezone: TimeZone,
     pub timezone_name: String,
     pub storage_url: String,
+    pub durability: Durability,
     pub upstream_base_url: String,
     pub upstream_key: Secret,
     pub upstream_timeout_secs: u64,
@@ -270,6 +336,7 @@ pub struct Settings {
     pub admin_token: Secret,
     pub tracker: Tracker,
     pub limits: Limits,
+    pub server: Server,
 }
 
 impl Config {
@@ -292,9 +359,7 @@ impl Config {
         let file = path.display().to_string();
         let err = |message: String| ConfigError { file: file.clone(), message };
         let base = path.parent().unwrap_or(Path::new("."));
-        let timezone = TimeZone::get(&self.timezone).map_err(|e| {
-            err(format!("timezone: expected an IANA time zone name, got `{}` ({e})", self.timezone))
-        })?;
+        let timezone = self.time_zone().map_err(err)?;
         let secret = |key: &str, var: &str| -> Result<Secret, ConfigError> {
             match env(var) {
                 Some(v) if !v.is_empty() => Ok(Secret::new(v)),
@@ -393,6 +458,18 @@ impl Config {
         if self.tracker.poll_min_ms == 0 || self.tracker.poll_max_ms < self.tracker.poll_min_ms {
             return Err(err("tracker.poll_max_ms: expected >= poll_min_ms > 0".into()));
         }
+        let sv = &self.server;
+        let server_times = [
+            ("header_read_timeout_secs", sv.header_read_timeout_secs),
+            ("body_idle_timeout_secs", sv.body_idle_timeout_secs),
+            ("body_total_timeout_secs", sv.body_total_timeout_secs),
+            ("shutdown_grace_secs", sv.shutdown_grace_secs),
+        ];
+        for (key, v) in server_times {
+            if v == 0 {
+                return Err(err(format!("server.{key}: expected at least 1 second, got 0")));
+            }
+        }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
         let up = &self.upstream.anthropic;
         Ok(Settings {
@@ -409,6 +486,7 @@ impl Config {
             timezone,
             timezone_name: self.timezone.clone(),
             storage_url,
+            durability: self.storage.durability,
             upstream_base_url: up.base_url.trim_end_matches('/').to_string(),
             upstream_key: secret("upstream.anthropic.api_key_env", &up.api_key_env)?,
             upstream_timeout_secs: up.timeout_secs.max(1),
@@ -418,6 +496,40 @@ impl Config {
             admin_token: secret("admin.token_env", &self.admin.token_env)?,
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
+            server: self.server.clone(),
+        })
+    }
+}
+
+/// What read-only commands (`batchcost report`) need: no secrets, so finance can run
+/// them where the provider key and client keys are not set.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub config_path: PathBuf,
+    pub pricing_path: PathBuf,
+    pub timezone: TimeZone,
+    pub timezone_name: String,
+    pub storage_url: String,
+}
+
+impl Config {
+    fn time_zone(&self) -> Result<TimeZone, String> {
+        TimeZone::get(&self.timezone).map_err(|e| {
+            format!("timezone: expected an IANA time zone name, got `{}` ({e})", self.timezone)
+        })
+    }
+
+    /// Like [`Config::resolve`] for commands that only read the ledger: skips every
+    /// secret environment variable.
+    pub fn resolve_for_reports(&self, path: &Path) -> Result<LedgerSettings, ConfigError> {
+        let err = |message: String| ConfigError { file: path.display().to_string(), message };
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(LedgerSettings {
+            config_path: path.to_path_buf(),
+            pricing_path: base.join(&self.pricing),
+            timezone: self.time_zone().map_err(err)?,
+            timezone_name: self.timezone.clone(),
+            storage_url: resolve_sqlite_path(&self.storage.url, base),
         })
     }
 }

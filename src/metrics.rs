@@ -77,6 +77,8 @@ pub struct LedgerSnapshot {
 pub struct Metrics {
     registry: Registry,
     models: BTreeSet<String>,
+    /// (project, provider) pairs whose in-flight gauges read 0 rather than vanish.
+    pairs: Vec<(String, String)>,
     batches_submitted: IntCounterVec,
     batches_settled: IntCounterVec,
     submissions_rejected: IntCounterVec,
@@ -135,6 +137,10 @@ impl Metrics {
         let pp = &["project", "provider"];
         let m = Metrics {
             models: models.into_iter().collect(),
+            pairs: projects
+                .iter()
+                .flat_map(|p| providers.iter().map(move |prov| (p.clone(), prov.to_string())))
+                .collect(),
             batches_submitted: counter(
                 "batches_submitted_total",
                 "Batches accepted upstream.",
@@ -341,6 +347,9 @@ impl Metrics {
         }
         for g in [&self.batches_in_flight, &self.requests_in_flight, &self.oldest_batch_age] {
             g.reset();
+            for (project, provider) in &self.pairs {
+                g.with_label_values(&[project.as_str(), provider.as_str()]).set(0.0);
+            }
         }
         for f in &snap.in_flight {
             let labels = [f.project.as_str(), f.provider.as_str()];

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::{ApiError, App};
-use crate::ledger::{BatchRecord, LedgerError, ModelUsage, Settlement};
+use crate::ledger::{BatchRecord, LedgerError, ModelUsage, Settlement, TokenTotals};
 use crate::money::Money;
 use crate::pricing::{PriceTable, ResolvedPrice, TokenUsage};
 use crate::providers::anthropic::client::{Forward, UpstreamError};
@@ -128,17 +128,15 @@ impl<'a> Tally<'a> {
                     }
                 };
                 let usage = TokenUsage::from_anthropic(&message.usage);
-                let cost = price.cost(&usage);
                 let m = self.models.entry(price.model.clone()).or_insert_with(|| ModelUsage {
                     model: price.model.clone(),
                     ..Default::default()
                 });
-                m.tokens.input += usage.input;
-                m.tokens.output += usage.output;
-                m.tokens.cache_write_5m += usage.cache_write_5m;
-                m.tokens.cache_write_1h += usage.cache_write_1h;
-                m.tokens.cache_read += usage.cache_read;
-                m.tokens.web_search_requests += usage.web_search_requests;
+                m.tokens = add_tokens(&m.tokens, &usage).ok_or_else(|| SettleError::BadLine {
+                    line: n,
+                    reason: "token counts beyond any real batch (corrupt usage)".into(),
+                })?;
+                let cost = price.cost(&usage);
                 m.requests.succeeded += 1;
                 m.cost += cost.cost;
                 m.list_cost += cost.list_cost;
@@ -167,6 +165,24 @@ impl<'a> Tally<'a> {
     pub fn finish(self) -> Vec<ModelUsage> {
         self.models.into_values().collect()
     }
+}
+
+/// Most tokens of one kind a batch may total: 2^50, four orders of magnitude above
+/// 100,000 requests of a million tokens each. Past it the usage is corrupt, and summing it
+/// would overflow (a panic in debug builds, a silent wrap in release).
+const MAX_TOKEN_TOTAL: u64 = 1 << 50;
+
+/// `totals + usage`, or `None` when a total passes [`MAX_TOKEN_TOTAL`].
+fn add_tokens(t: &TokenTotals, u: &TokenUsage) -> Option<TokenTotals> {
+    let add = |a: u64, b: u64| a.checked_add(b).filter(|s| *s <= MAX_TOKEN_TOTAL);
+    Some(TokenTotals {
+        input: add(t.input, u.input)?,
+        output: add(t.output, u.output)?,
+        cache_write_5m: add(t.cache_write_5m, u.cache_write_5m)?,
+        cache_write_1h: add(t.cache_write_1h, u.cache_write_1h)?,
+        cache_read: add(t.cache_read, u.cache_read)?,
+        web_search_requests: add(t.web_search_requests, u.web_search_requests)?,
+    })
 }
 
 /// Settles in the background unless this process is already settling it.

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::CliError;
 use crate::clock::SystemClock;
-use crate::config::{Budget, Limits, Period, Secret, Settings, Tracker};
+use crate::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
 use crate::gateway::{App, Running, start};
 use crate::money::Money;
 
@@ -70,6 +70,7 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         timezone: jiff::tz::TimeZone::system(),
         timezone_name: jiff::tz::TimeZone::system().iana_name().unwrap_or("UTC").to_string(),
         storage_url: format!("sqlite://{}", db.display()),
+        durability: Default::default(),
         upstream_base_url: upstream,
         upstream_key: Secret::new("demo-provider-key"),
         upstream_timeout_secs: 120,
@@ -84,6 +85,7 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         admin_token: Secret::new(admin_token()),
         tracker: Tracker { poll_min_ms: 200, poll_max_ms: 2_000, reconcile_after_secs: 10 },
         limits: Limits::default(),
+        server: Server::default(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Visitors for what the model reads: messages, content blocks, system, tools, and raw
-//! JSON (tool schemas, tool inputs). Each adds to a [`Tally`] as it goes and drops the
+//! Visitors for what the model reads in messages and the system prompt: content blocks
+//! of every type, images and documents. Each adds to a [`Tally`] as it goes and drops the
 //! text; only a base64 `data` string is held (borrowed) until its block's type is known.
 
 use std::borrow::Cow;
@@ -7,50 +7,20 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::error::{Problem, show};
+use super::error::Problem;
+use super::json::{CacheSeed, JsonSeed};
 use super::media;
-use super::parse::{Ctx, Path, Scalar, reject_scalars};
-use super::prompt::{Tally, Ttl, WebSearch};
+use super::parse::Ctx;
+use super::prompt::Tally;
+use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
 use super::tokens::Tokens;
 
 /// Role markers and turn separators of one message.
-const MESSAGE_OVERHEAD: Tokens = Tokens::fixed(8, 3);
+pub(super) const MESSAGE_OVERHEAD: Tokens = Tokens::fixed(8, 3);
 /// Delimiters of one content block.
-const BLOCK_OVERHEAD: Tokens = Tokens::fixed(8, 2);
+pub(super) const BLOCK_OVERHEAD: Tokens = Tokens::fixed(8, 2);
 /// Delimiters around the system prompt.
-const SYSTEM_OVERHEAD: Tokens = Tokens::fixed(8, 2);
-/// The tool-use system prompt Anthropic adds when `tools` is non-empty: documented from
-/// 159 to 530 tokens (Claude 3), reported up to ~935 for later models.
-const TOOLS_PROMPT: Tokens = Tokens::fixed(1_000, 350);
-/// Searches assumed for a web search tool without `max_uses`: the server-side tool loop
-/// pauses (`stop_reason: "pause_turn"`) after 10 iterations by default.
-const WEB_SEARCHES_UNCAPPED: u64 = 10;
-/// Delimiters of one tool definition.
-const TOOL_OVERHEAD: Tokens = Tokens::fixed(16, 4);
-
-/// Generates the `DeserializeSeed` (via `deserialize_any`) and the `wrong` helper that
-/// turns an unexpected JSON type into a typed problem at the seed's path.
-macro_rules! seed {
-    ($seed:ident, $value:ty, $expected:literal) => {
-        impl<'de> DeserializeSeed<'de> for $seed<'_, '_, '_> {
-            type Value = $value;
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
-                d.deserialize_any(self)
-            }
-        }
-        impl $seed<'_, '_, '_> {
-            fn wrong<E: de::Error>(self, got: Scalar) -> Result<$value, E> {
-                let problem = Problem::WrongType { expected: $expected, got: show(&got) };
-                Err(self.ctx.fail(self.path, problem))
-            }
-        }
-    };
-}
-
-fn type_error<E: de::Error>(ctx: &Ctx, path: &Path, expected: &'static str, got: &Scalar) -> E {
-    ctx.fail(path, Problem::WrongType { expected, got: show(got) })
-}
-
+pub(super) const SYSTEM_OVERHEAD: Tokens = Tokens::fixed(8, 2);
 /// `messages`: an array of `{role, content}`.
 pub struct MessagesSeed<'c, 'p, 't> {
     pub ctx: &'c Ctx,
@@ -352,223 +322,4 @@ impl<'de> Visitor<'de> for SourceSeed<'_, '_, '_> {
         }
         Ok(src)
     }
-}
-
-/// `tools`: each definition counted as JSON, plus the tool-use system prompt once.
-pub struct ToolsSeed<'c, 'p, 't> {
-    pub ctx: &'c Ctx,
-    pub path: &'p Path<'p>,
-    pub tally: &'t mut Tally,
-}
-seed!(ToolsSeed, WebSearch, "an array of tools");
-
-impl<'de> Visitor<'de> for ToolsSeed<'_, '_, '_> {
-    type Value = WebSearch;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of tools")
-    }
-    reject_scalars!();
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<WebSearch, A::Error> {
-        self.wrong(Scalar::Object)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<WebSearch, A::Error> {
-        let mut web: WebSearch = None;
-        let mut i = 0;
-        loop {
-            let at = self.path.index(i);
-            let seed =
-                ToolSeed { ctx: self.ctx, path: &at, tally: &mut *self.tally, first: i == 0 };
-            match seq.next_element_seed(seed)? {
-                None => return Ok(web),
-                Some(searches) => {
-                    if let Some(n) = searches {
-                        web = Some(web.unwrap_or(0).saturating_add(n));
-                    }
-                }
-            }
-            i += 1;
-        }
-    }
-}
-
-struct ToolSeed<'c, 'p, 't> {
-    ctx: &'c Ctx,
-    path: &'p Path<'p>,
-    tally: &'t mut Tally,
-    /// The first tool brings the tool-use system prompt.
-    first: bool,
-}
-seed!(ToolSeed, WebSearch, "a tool object");
-
-impl<'de> Visitor<'de> for ToolSeed<'_, '_, '_> {
-    type Value = WebSearch;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a tool")
-    }
-    reject_scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<WebSearch, A::Error> {
-        self.wrong(Scalar::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WebSearch, A::Error> {
-        let (ctx, path, tally) = (self.ctx, self.path, self.tally);
-        if self.first {
-            tally.overhead(TOOLS_PROMPT, 5);
-        }
-        tally.overhead(TOOL_OVERHEAD, 3);
-        let (mut ttl, mut web, mut max_uses) = (None, false, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let at = path.key(&key);
-            match &*key {
-                "cache_control" => ttl = map.next_value_seed(CacheSeed { ctx, path: &at })?,
-                "type" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(s) => {
-                        web = s.starts_with("web_search");
-                        tally.text(&s);
-                    }
-                    other => return Err(type_error(ctx, &at, "a string", &other)),
-                },
-                "max_uses" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Int(n) if n >= 0 => max_uses = Some(n.min(u64::MAX.into()) as u64),
-                    other => return Err(type_error(ctx, &at, "a non-negative integer", &other)),
-                },
-                _ => {
-                    tally.text(&key);
-                    map.next_value_seed(JsonSeed { tally: &mut *tally, depth: 1 })?;
-                }
-            }
-        }
-        if let Some(ttl) = ttl {
-            tally.mark(ttl);
-        }
-        Ok(web.then(|| max_uses.unwrap_or(WEB_SEARCHES_UNCAPPED)))
-    }
-}
-
-/// `cache_control`: `{"type": "ephemeral", "ttl": "5m" | "1h"}` or null.
-pub struct CacheSeed<'c, 'p> {
-    pub ctx: &'c Ctx,
-    pub path: &'p Path<'p>,
-}
-
-impl<'de> DeserializeSeed<'de> for CacheSeed<'_, '_> {
-    type Value = Option<Ttl>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Ttl>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl CacheSeed<'_, '_> {
-    /// `null` means no breakpoint; any other non-object is an error.
-    fn wrong<E: de::Error>(self, got: Scalar) -> Result<Option<Ttl>, E> {
-        if matches!(got, Scalar::Null) {
-            return Ok(None);
-        }
-        Err(type_error(self.ctx, self.path, "an object like {\"type\": \"ephemeral\"}", &got))
-    }
-}
-
-impl<'de> Visitor<'de> for CacheSeed<'_, '_> {
-    type Value = Option<Ttl>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("cache_control")
-    }
-    reject_scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Option<Ttl>, A::Error> {
-        self.wrong(Scalar::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Ttl>, A::Error> {
-        let mut ttl = Ttl::FiveMinutes;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let at = self.path.key(&key);
-            let v = map.next_value::<Scalar<'de>>()?;
-            match (&*key, v) {
-                ("type", Scalar::Str(s)) if s == "ephemeral" => {}
-                ("type", other) => return Err(type_error(self.ctx, &at, "\"ephemeral\"", &other)),
-                ("ttl", Scalar::Str(s)) if s == "5m" => ttl = Ttl::FiveMinutes,
-                ("ttl", Scalar::Str(s)) if s == "1h" => ttl = Ttl::OneHour,
-                ("ttl", other) => {
-                    return Err(type_error(self.ctx, &at, "\"5m\" or \"1h\"", &other));
-                }
-                _ => {}
-            }
-        }
-        Ok(Some(ttl))
-    }
-}
-
-/// Any JSON the model reads rendered as text (tool schemas, tool inputs). Bound: its
-/// strings plus, per value, quotes, separators and a newline with indentation.
-pub struct JsonSeed<'t> {
-    pub tally: &'t mut Tally,
-    pub depth: u64,
-}
-
-impl JsonSeed<'_> {
-    fn node(&mut self, extra_upper: u64, extra_milli: u64) {
-        self.tally
-            .add(Tokens { upper: 4 + 2 * self.depth + extra_upper, milli: 1_000 + extra_milli });
-    }
-
-    fn number(mut self, text_len: u64, bits: u64) {
-        self.tally.hash_bytes(&bits.to_le_bytes());
-        self.node(text_len, 975 * text_len);
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for JsonSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for JsonSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(mut self) -> Result<(), E> {
-        self.node(4, 1_000);
-        Ok(())
-    }
-    fn visit_bool<E>(mut self, _: bool) -> Result<(), E> {
-        self.node(5, 1_000);
-        Ok(())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.number(digits(v.unsigned_abs()) + u64::from(v < 0), v as u64);
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.number(digits(v), v);
-        Ok(())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.number(format!("{v:?}").len() as u64, v.to_bits());
-        Ok(())
-    }
-    fn visit_str<E>(mut self, s: &str) -> Result<(), E> {
-        self.tally.text(s);
-        self.node(0, 0);
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        self.node(0, 0);
-        let depth = self.depth + 1;
-        while seq.next_element_seed(JsonSeed { tally: &mut *self.tally, depth })?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        self.node(0, 0);
-        let depth = self.depth + 1;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            self.tally.text(&key);
-            map.next_value_seed(JsonSeed { tally: &mut *self.tally, depth })?;
-        }
-        Ok(())
-    }
-}
-
-fn digits(v: u64) -> u64 {
-    v.checked_ilog10().map_or(1, |d| u64::from(d) + 1)
 }

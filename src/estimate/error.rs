@@ -22,7 +22,7 @@ pub enum EstimateError {
     #[error("requests: a batch holds 1 to {MAX_REQUESTS} requests, got {got}")]
     Count { got: String },
     /// One request is invalid: which one, which field, and what is wrong.
-    #[error("{at}.{field}: {problem}")]
+    #[error("{at}{}{field}: {problem}", if field.is_empty() { "" } else { "." })]
     Request { at: RequestAt, field: String, problem: Problem },
     /// The file could not be read (`batchcost estimate` only).
     #[error("cannot read {path}: {source}")]
@@ -84,6 +84,11 @@ pub enum Problem {
     UnknownModel {
         model: String,
     },
+    /// Priced, but served by another provider than the endpoint called.
+    OtherProvider {
+        model: String,
+        provider: String,
+    },
     UnknownField,
     Stream,
     Invalid(String),
@@ -106,8 +111,14 @@ impl fmt::Display for Problem {
             Problem::UnknownModel { model } => {
                 write!(f, "model \"{model}\" is not in the price table")
             }
+            Problem::OtherProvider { model, provider } => {
+                write!(
+                    f,
+                    "model \"{model}\" is priced for provider {provider}, not this endpoint's"
+                )
+            }
             Problem::UnknownField => f.write_str("unknown field"),
-            Problem::Stream => f.write_str("stream: true is not allowed in a batch"),
+            Problem::Stream => f.write_str("must be false or absent: a batch cannot stream"),
             Problem::Invalid(why) => f.write_str(why),
         }
     }
@@ -115,8 +126,8 @@ impl fmt::Display for Problem {
 
 /// A short rendering of a JSON value for messages: scalars as written (strings quoted and
 /// cut at 40 characters), containers by kind.
-pub fn show(v: &super::parse::Scalar<'_>) -> String {
-    use super::parse::Scalar;
+pub fn show(v: &super::scalar::Scalar<'_>) -> String {
+    use super::scalar::Scalar;
     match v {
         Scalar::Null => "null".into(),
         Scalar::Bool(b) => b.to_string(),

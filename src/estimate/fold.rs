@@ -60,6 +60,8 @@ pub struct Folder<'t> {
     table: &'t PriceTable,
     at: jiff::Timestamp,
     fraction: f64,
+    /// See `EstimateOptions::provider`.
+    pub provider: Option<&'static str>,
     /// Model name as sent (id or alias) -> slot.
     names: HashMap<String, usize>,
     slots: Vec<Slot>,
@@ -77,6 +79,7 @@ impl<'t> Folder<'t> {
             table,
             at,
             fraction,
+            provider: None,
             names: HashMap::new(),
             slots: Vec::new(),
             ids: HashMap::new(),
@@ -99,6 +102,12 @@ impl<'t> Folder<'t> {
         let slot = self.slot(&p.model).ok_or_else(|| {
             fail("params.model", Problem::UnknownModel { model: p.model.to_string() })
         })?;
+        let provider = &self.slots[slot].price.provider;
+        if self.provider.is_some_and(|want| want != provider) {
+            let problem =
+                Problem::OtherProvider { model: p.model.to_string(), provider: provider.clone() };
+            return Err(fail("params.model", problem));
+        }
         let (total, marks) = flatten(&p.prompt);
         let worst = worst_split(total, &marks);
         let expected = self.expected_split(slot, total, &marks);

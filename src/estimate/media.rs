@@ -224,32 +224,7 @@ fn skip_ws(s: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn b64(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for c in bytes.chunks(3) {
-            let v = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for k in 0..4 {
-                if k <= c.len() {
-                    out.push(A[(v >> (18 - 6 * k)) as usize & 63] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    fn png(w: u32, h: u32) -> Vec<u8> {
-        let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-        v.extend_from_slice(&w.to_be_bytes());
-        v.extend_from_slice(&h.to_be_bytes());
-        v.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
-        v
-    }
+    use crate::estimate::testutil::{b64, png};
 
     #[test]
     fn image_tokens_follow_the_area_formula_and_the_caps() {

@@ -10,11 +10,14 @@
 mod content;
 mod error;
 mod fold;
+mod json;
 mod media;
 mod parse;
 mod prompt;
 mod report;
+mod scalar;
 mod tokens;
+mod tools;
 
 use std::path::Path;
 
@@ -36,11 +39,20 @@ pub struct EstimateOptions {
     pub at: jiff::Timestamp,
     /// Expected output as a fraction of `max_tokens`, in [0, 1].
     pub expected_output_fraction: f64,
+    /// Only this provider's models are accepted (a gateway endpoint serves one provider:
+    /// another's model in the price table is still refused). `None`: any priced model.
+    pub provider: Option<&'static str>,
 }
 
 impl EstimateOptions {
     pub fn new(at: jiff::Timestamp, expected_output_fraction: f64) -> Self {
-        EstimateOptions { at, expected_output_fraction }
+        EstimateOptions { at, expected_output_fraction, provider: None }
+    }
+
+    /// Refuses models of any other provider.
+    pub fn for_provider(mut self, provider: &'static str) -> Self {
+        self.provider = Some(provider);
+        self
     }
 }
 
@@ -94,6 +106,7 @@ pub fn estimate_bytes(
         return Err(EstimateError::Options(f));
     }
     let mut folder = fold::Folder::new(table, opts.at, f);
+    folder.provider = opts.provider;
     let format = parse::walk(body, &mut |at, req| folder.add(at, req))?;
     Ok(folder.finish(format))
 }
@@ -129,3 +142,10 @@ fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error
     st.serialize_field("list_cost_usd", &c.list_cost.usd_exact())?;
     st.end()
 }
+
+#[cfg(test)]
+mod tests_cost;
+#[cfg(test)]
+mod tests_validation;
+#[cfg(test)]
+mod testutil;

@@ -8,10 +8,13 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use xxhash_rust::xxh3::Xxh3Default;
 
-use super::content::{CacheSeed, JsonSeed, MessagesSeed, SystemSeed, ToolsSeed};
+use super::content::{MessagesSeed, SystemSeed};
 use super::error::{MAX_MAX_TOKENS, Problem, show};
-use super::parse::{Ctx, Path, Scalar, reject_scalars};
+use super::json::{CacheSeed, JsonSeed};
+use super::parse::Ctx;
+use super::scalar::{Path, Scalar, reject_scalars};
 use super::tokens::Tokens;
+use super::tools::ToolsSeed;
 
 /// Framing of every request (start of prompt, assistant turn), at most / typically.
 pub const REQUEST_OVERHEAD: Tokens = Tokens::fixed(16, 4);

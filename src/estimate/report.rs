@@ -41,6 +41,7 @@ pub fn run(args: EstimateArgs) -> Result<(), CliError> {
     let opts = EstimateOptions {
         at: args.at.unwrap_or_else(jiff::Timestamp::now),
         expected_output_fraction: args.expected_output_fraction,
+        provider: None,
     };
     let estimate = estimate_file(&args.file, &table, &opts)
         .map_err(|e| CliError::Usage(format!("{}: {}", args.file.display(), e.message())))?;

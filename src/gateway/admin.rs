@@ -26,6 +26,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/api/estimate", post(estimate))
         .route("/api/budgets", get(budgets))
         .route("/api/batches/{id}", get(batch))
+        .route("/api/reports/spend", get(spend_report))
 }
 
 async fn healthz() -> &'static str {
@@ -177,6 +178,19 @@ async fn batch(
         })).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// `GET /api/reports/spend`: as `batchcost report`, streamed.
+async fn spend_report(
+    State(app): State<Arc<App>>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::admin(&app, &headers)?;
+    let s = &app.settings;
+    let query = crate::report::http::parse(&params, &s.timezone, &s.timezone_name)
+        .map_err(ApiError::InvalidRequest)?;
+    Ok(crate::report::http::response(app.ledger.as_ref(), &app.pricing, &query))
 }
 
 #[derive(Deserialize)]

@@ -104,8 +104,12 @@ fn settle_if_ended(app: &Arc<App>, rec: &BatchRecord, batch: &Value) {
     }
 }
 
+/// Runs the submission as its own task, detached from the connection: a client that
+/// disconnects mid-create (or a shutdown closing its connection) must not cancel it between
+/// the upstream's acceptance and the ledger write. The task ends recorded or released.
 async fn create(State(app): State<Arc<App>>, req: Request) -> Result<Response, ApiError> {
-    super::submit::create(app, req).await
+    let task = app.tasks.spawn(super::submit::create(app.clone(), req));
+    task.await.map_err(|e| ApiError::Internal(format!("submission task failed: {e}")))?
 }
 
 async fn retrieve(

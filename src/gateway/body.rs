@@ -1,13 +1,72 @@
-//! Reading a batch body: refuse by `Content-Length` before reading anything, and stop
-//! reading the moment a chunked body passes the limit, so an oversized upload never sits
-//! whole in memory.
+//! Reading a request body safely. Size: refuse by `Content-Length` before reading anything,
+//! and stop reading the moment a chunked body passes the limit, so an oversized upload
+//! never sits whole in memory. Time: every body is wrapped (by [`guard`], a middleware) so
+//! a client that pauses too long between chunks, or trickles a body slower than the total
+//! limit allows, is answered 408 instead of holding a connection and a buffer forever.
 
-use axum::body::Body;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
+use super::App;
 use super::error::ApiError;
+
+/// Why a wrapped body stopped yielding data.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyTimeout {
+    #[error("no request body data for {0:?}")]
+    Idle(Duration),
+    #[error("request body not received within {0:?}")]
+    Total(Duration),
+}
+
+/// Middleware: applies the `[server]` body timeouts to every request body.
+pub async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let s = &app.settings.server;
+    let idle = Duration::from_secs(s.body_idle_timeout_secs);
+    let total = Duration::from_secs(s.body_total_timeout_secs);
+    next.run(req.map(|b| timed(b, idle, total))).await
+}
+
+/// `body`, failing with [`BodyTimeout`] when a chunk is `idle` late or the whole body is
+/// not in after `total` (counted from now, when the headers are in).
+pub fn timed(body: Body, idle: Duration, total: Duration) -> Body {
+    if body.is_end_stream() {
+        return body;
+    }
+    let deadline = Instant::now() + total;
+    let stream = futures_util::stream::unfold(
+        (body.into_data_stream(), false),
+        move |(mut inner, failed)| async move {
+            if failed {
+                return None;
+            }
+            let until = (Instant::now() + idle).min(deadline);
+            match tokio::time::timeout_at(until, inner.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), (inner, false))),
+                Ok(Some(Err(e))) => Some((Err(axum::BoxError::from(e)), (inner, true))),
+                Ok(None) => None,
+                Err(_) => {
+                    let e = if until == deadline {
+                        BodyTimeout::Total(total)
+                    } else {
+                        BodyTimeout::Idle(idle)
+                    };
+                    Some((Err(e.into()), (inner, true)))
+                }
+            }
+        },
+    );
+    Body::from_stream(stream)
+}
 
 /// The whole body, at most `limit` bytes.
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
@@ -27,12 +86,75 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(limit) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::InvalidRequest("request body interrupted".into()))?;
+        let chunk = chunk.map_err(interrupted)?;
         if buf.len() as u64 + chunk.len() as u64 > limit {
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// A body read failure: 408 for our own timeouts, 400 for a connection cut mid-body.
+fn interrupted(e: axum::Error) -> ApiError {
+    // axum wraps a stream body's error once more for every `Body` layer: walk the chain.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<BodyTimeout>() {
+            return ApiError::ClientTimeout(t.to_string());
+        }
+        cause = c.source();
+    }
+    ApiError::InvalidRequest("request body interrupted".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn chunks(parts: Vec<(u64, &'static [u8])>) -> Body {
+        let s = futures_util::stream::iter(parts).then(|(delay_ms, bytes)| async move {
+            tokio::time::sleep(ms(delay_ms)).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(bytes))
+        });
+        Body::from_stream(s)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_keeps_coming_is_read_whole() {
+        let body = timed(chunks(vec![(50, b"ab"), (100, b"cd"), (100, b"ef")]), ms(400), ms(5_000));
+        let got = read_limited(&HeaderMap::new(), body, 100).await.unwrap();
+        assert_eq!(&got[..], b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_408_after_the_idle_timeout() {
+        let body = timed(chunks(vec![(0, b"ab"), (2_000, b"cd")]), ms(200), ms(5_000));
+        let err = read_limited(&HeaderMap::new(), body, 100).await.unwrap_err();
+        assert_eq!(err.status().as_u16(), 408);
+        assert_eq!(err.to_string(), "no request body data for 200ms");
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_is_a_408_after_the_total_timeout() {
+        let parts = (0..40).map(|_| (100, &b"x"[..])).collect();
+        let body = timed(chunks(parts), ms(400), ms(1_000));
+        let err = read_limited(&HeaderMap::new(), body, 100).await.unwrap_err();
+        assert_eq!(err.status().as_u16(), 408);
+        assert_eq!(err.to_string(), "request body not received within 1s");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_stops_at_the_limit() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", "101".parse().unwrap());
+        let err = read_limited(&h, Body::from(vec![0u8; 101]), 100).await.unwrap_err();
+        assert_eq!(err.status().as_u16(), 413);
+        let err = read_limited(&HeaderMap::new(), Body::from(vec![0u8; 101]), 100).await;
+        assert_eq!(err.unwrap_err().status().as_u16(), 413);
+    }
 }

@@ -1,7 +1,9 @@
 //! The one API error enum, with an exhaustive status mapping. Every body is the Anthropic
 //! envelope; 5xx bodies are generic so internals (paths, SQL, keys) never leak.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
@@ -44,6 +46,9 @@ pub enum ApiError {
     /// 413 `request_too_large`.
     #[error("{0}")]
     TooLarge(String),
+    /// 408 `timeout_error`: the client stalled or trickled its body past the limits.
+    #[error("{0}")]
+    ClientTimeout(String),
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
     #[error("batch would exceed budget `{}`", .0.name)]
     BudgetExceeded(Box<BudgetRefusal>),
@@ -78,6 +83,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(r) => r.status,
             ApiError::UpstreamFailed(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -95,6 +101,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Conflict(_) => "conflict_error",
             ApiError::TooLarge(_) => "request_too_large",
+            ApiError::ClientTimeout(_) => "timeout_error",
             ApiError::BudgetExceeded(_) => "budget_exceeded_error",
             ApiError::Upstream(_) => "api_error",
             ApiError::UpstreamFailed(UpstreamError::Timeout) => "timeout_error",
@@ -135,6 +142,48 @@ impl IntoResponse for ApiError {
         }
         (status, headers, axum::Json(value)).into_response()
     }
+}
+
+/// Middleware: puts every error answer that is not already JSON in the envelope: axum's
+/// own rejections (a path that is not UTF-8, a bad query string) and routing's 405.
+/// 5xx text is replaced by the status name so nothing internal leaks.
+pub async fn envelope(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let reason = status.canonical_reason().unwrap_or("error").to_string();
+    let message = if status.is_server_error() {
+        reason
+    } else {
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let text: String = String::from_utf8_lossy(&text).trim().chars().take(300).collect();
+        if text.is_empty() { reason } else { text }
+    };
+    let etype = match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        408 => "timeout_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        s if s < 500 => "invalid_request_error",
+        _ => "api_error",
+    };
+    let mut out = (status, axum::Json(ErrorEnvelope::new(etype, message))).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// The upstream's error as it sent it (status, envelope, retry hints).

@@ -6,6 +6,7 @@ mod auth;
 mod batches;
 mod body;
 pub mod error;
+mod serve;
 mod submit;
 
 use std::collections::HashSet;
@@ -64,8 +65,9 @@ impl App {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the price table")?;
         let failpoints = crate::failpoint::Failpoints::from_env()?;
-        let ledger =
-            crate::ledger::open(&settings.storage_url).await.context("opening the ledger")?;
+        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
+            .await
+            .context("opening the ledger")?;
         let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
         let metrics = Arc::new(Metrics::new(
             env!("CARGO_PKG_VERSION"),
@@ -104,7 +106,11 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(batches::router())
         .merge(admin::router())
-        // Bodies are read as streams with our own limit (413 before buffering too much).
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        // Bodies are read as streams with our own limit (413 before buffering too much)
+        // and our own idle and total timeouts (408 for a client that stalls).
+        .layer(axum::middleware::from_fn_with_state(app.clone(), body::guard))
+        .layer(axum::middleware::from_fn(error::envelope))
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
@@ -113,27 +119,40 @@ pub fn router(app: Arc<App>) -> Router {
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, stops the tracker.
+    /// Stops accepting at once; lets requests in progress and background work (the
+    /// tracker's current poll, settlements, submissions whose client went away) finish
+    /// within `[server] shutdown_grace_secs`, then returns. A submission cut off by the
+    /// deadline keeps its hold as `submitting`: the next start reconciles it against the
+    /// upstream, which is the only safe choice when the create may have been accepted.
     pub async fn shutdown(self) {
+        let grace = Duration::from_secs(self.app.settings.server.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
         self.app.shutdown.cancel();
         let _ = self.server.await;
         self.app.tasks.close();
-        self.app.tasks.wait().await;
+        if tokio::time::timeout_at(deadline, self.app.tasks.wait()).await.is_err() {
+            let left = self.app.submitting.lock().unwrap_or_else(|e| e.into_inner()).len();
+            tracing::warn!(
+                submissions_in_progress = left,
+                "shutdown grace ran out; unfinished submissions are reconciled on the next start"
+            );
+        }
     }
 }
 
 /// Serves `app` on an already-bound listener (bind first, then serve: tests use port 0).
 pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let token = app.shutdown.clone();
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, service).with_graceful_shutdown(token.cancelled_owned()).await
-    });
+    let opts = serve::ServeOptions {
+        header_read_timeout: Duration::from_secs(app.settings.server.header_read_timeout_secs),
+        grace: Duration::from_secs(app.settings.server.shutdown_grace_secs),
+    };
+    let server =
+        tokio::spawn(serve::serve(listener, router(app.clone()), opts, app.shutdown.clone()));
     let tracker_app = app.clone();
     app.tasks.spawn(crate::tracker::run(tracker_app));
     Ok(Running { addr, app, server })

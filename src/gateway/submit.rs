@@ -33,19 +33,7 @@ use crate::tracker::Match;
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
     let project = auth::project(&app, &parts.headers)?;
-    // Detached from the connection: a client that hangs up (say, it timed out and will
-    // retry) must not cancel a submission between its reservation and the record of the
-    // upstream's answer. Graceful shutdown waits for it like any other task.
-    let task = {
-        let (app, project) = (app.clone(), project.clone());
-        app.tasks
-            .clone()
-            .spawn(async move { submit(&app, &project, &parts.headers, &parts.uri, raw).await })
-    };
-    let result = task
-        .await
-        .map_err(|e| ApiError::Internal(format!("submission task failed: {e}")))
-        .and_then(|r| r);
+    let result = submit(&app, &project, &parts.headers, &parts.uri, raw).await;
     if let Err(e) = &result {
         let reason = match e {
             ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
@@ -240,7 +228,8 @@ fn price(app: &App, body: &Bytes, now: Timestamp) -> Result<Estimate, ApiError> 
             "body: expected a JSON object with `requests`".into(),
         ));
     }
-    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction);
+    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction)
+        .for_provider(ANTHROPIC);
     let est = estimate_bytes(body, &app.pricing, &opts)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     if est.format != crate::estimate::BodyFormat::Json {

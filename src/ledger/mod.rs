@@ -3,6 +3,7 @@
 //! database transaction whose decisive step is a single conditional statement, so the same
 //! interface works for several replicas on PostgreSQL.
 
+mod spend;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::config::Period;
 use crate::money::Money;
 
+pub use spend::{SpendRow, SpendStream};
 pub use sqlite::SqliteLedger;
 
 /// What a ledger call returns.
@@ -271,12 +273,19 @@ pub trait Ledger: Send + Sync {
     fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
+    /// Settled batches submitted in `[from, to)`, one row per batch and model, in
+    /// submission order, streamed from the database (reports never load a range whole).
+    /// Must be called within a Tokio runtime.
+    fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
 }
 
 /// Opens the backend the URL names.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+pub async fn open(
+    url: &str,
+    durability: crate::config::Durability,
+) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteLedger::open(url).await?))
+        Ok(std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?))
     } else {
         Err(LedgerError::Url(format!(
             "`{url}`: expected sqlite://PATH (PostgreSQL support is planned)"

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::*;
+use crate::config::Durability;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -28,14 +29,23 @@ pub struct SqliteLedger {
 }
 
 impl SqliteLedger {
-    /// Opens (creating if missing) and migrates.
+    /// Opens (creating if missing) and migrates, with the default durability.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        Self::open_with(url, Durability::Normal).await
+    }
+
+    /// In WAL mode NORMAL loses nothing when the process dies (the WAL is in the page
+    /// cache at commit); FULL also flushes it to disk, surviving power loss.
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Self, LedgerError> {
         let memory = url.contains(":memory:");
+        let sync = match durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+        };
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed settlement survives power loss, not only kill -9.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(sync)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -141,7 +151,7 @@ fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, LedgerError> {
     })
 }
 
-fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
+pub(super) fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
     Ok(ModelUsage {
         model: r.try_get("model")?,
         tokens: TokenTotals {
@@ -546,5 +556,9 @@ impl Ledger for SqliteLedger {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
+    }
+
+    fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
+        super::spend::sqlite_spend_rows(self.reader.clone(), from, to)
     }
 }

@@ -12,6 +12,7 @@ mod handlers;
 mod ids;
 mod ingest;
 pub mod params;
+mod prompt;
 mod results;
 mod server;
 mod state;
@@ -33,12 +34,14 @@ use tokio::task::JoinHandle;
 pub use command::{SimulateArgs, run};
 pub use faults::{Faults, Operation};
 pub use ingest::{MAX_BODY_BYTES, MAX_REQUESTS};
-pub use server::router;
+pub use prompt::{
+    DOCUMENT_TOKENS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD, TOOL_OVERHEAD,
+};
 pub use stats::{FaultStats, SimStats};
 pub use time::BaseClock;
 pub use usage::MIN_CACHEABLE_TOKENS;
 
-use server::App;
+use server::{App, router};
 
 /// Models the simulator knows; any other model gives a `not_found_error` result line.
 /// Dated snapshot ids and aliases from the price reference (batch-apis.md 4.2).

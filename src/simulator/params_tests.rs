@@ -1,4 +1,6 @@
 use super::*;
+use crate::simulator::prompt::{DOCUMENT_TOKENS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD};
+use crate::simulator::tokenizer::count;
 use serde_json::json;
 
 fn models() -> HashSet<String> {
@@ -114,12 +116,24 @@ fn tokens_never_exceed_the_params_bytes_plus_media_costs() {
                 {"type":"image","source":{"type":"url","url":"https://x/y.png"}}]},
                 {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"t","input":{"a":1,"b":[true,null]}}]},
                 {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"ok"}]}]}),
+        json!({"model":"claude-sonnet-4-6","max_tokens":5,"messages":[{"role":"user","content":[
+            {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0x"}},
+            {"type":"document","source":{"type":"text","media_type":"text/plain","data":"plain words"}},
+            {"type":"tool_result","tool_use_id":"t","content":[
+                {"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}},
+                {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}]}]}]}),
     ];
     for v in samples {
         let s = sum(v.clone());
         assert_eq!(s.invalid, None);
         let bytes = serde_json::to_vec(&v).unwrap().len() as u64;
         let images = v.to_string().matches("\"image\"").count() as u64;
-        assert!(s.input_tokens <= bytes + IMAGE_TOKENS * images, "{} > {bytes}", s.input_tokens);
+        let pdfs = v.to_string().matches("application/pdf").count() as u64;
+        let bound = bytes + IMAGE_TOKENS * images + DOCUMENT_TOKENS * pdfs;
+        assert!(s.input_tokens <= bound, "{} > {bound}", s.input_tokens);
+        assert!(
+            s.input_tokens + DOCUMENT_TOKENS > bound || pdfs == 0,
+            "PDFs cost their fixed amount"
+        );
     }
 }

@@ -121,11 +121,16 @@ async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response
             app.stats.create_attempts.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if let Err(e) = check_key(&app.api_key, req.headers()) {
-        app.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-        return reject(req, e).await;
-    }
-    if path.starts_with("/v1/") && !req.headers().contains_key("anthropic-version") {
+    match check_key(&app.api_key, req.headers()) {
+        Ok(AuthKind::XApiKey) => app.stats.auth_x_api_key.fetch_add(1, Ordering::Relaxed),
+        Ok(AuthKind::Bearer) => app.stats.auth_bearer.fetch_add(1, Ordering::Relaxed),
+        Err(e) => {
+            app.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            return reject(req, e).await;
+        }
+    };
+    let version = req.headers().get("anthropic-version");
+    if path.starts_with("/v1/") && version.is_none_or(|v| v.is_empty()) {
         return reject(
             req,
             ApiError::InvalidRequest("anthropic-version: header is required".into()),
@@ -162,19 +167,30 @@ async fn reject(req: Request, err: ApiError) -> Response {
     err.into_response()
 }
 
+/// Which header carried the accepted key (SDK 1.x sends `x-api-key`, 2.x `Bearer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthKind {
+    XApiKey,
+    Bearer,
+}
+
 /// `x-api-key: KEY` or `Authorization: Bearer KEY`, compared in constant time.
-fn check_key(expected: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_key(expected: &str, headers: &HeaderMap) -> Result<AuthKind, ApiError> {
     let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let given: Vec<&str> = [x_api_key, bearer].into_iter().flatten().collect();
-    if given.is_empty() {
+    if x_api_key.is_none() && bearer.is_none() {
         return Err(ApiError::Authentication("x-api-key header is required".into()));
     }
-    if given.iter().any(|k| constant_time_eq(k.trim().as_bytes(), expected.as_bytes())) {
-        Ok(())
+    let matches = |k: Option<&str>| {
+        k.is_some_and(|k| constant_time_eq(k.trim().as_bytes(), expected.as_bytes()))
+    };
+    if matches(x_api_key) {
+        Ok(AuthKind::XApiKey)
+    } else if matches(bearer) {
+        Ok(AuthKind::Bearer)
     } else {
         Err(ApiError::Authentication("invalid x-api-key".into()))
     }
@@ -257,11 +273,11 @@ mod tests {
             matches!(check_key("k1", &h), Err(ApiError::Authentication(m)) if m.contains("required"))
         );
         h.insert("x-api-key", HeaderValue::from_static("k1"));
-        assert!(check_key("k1", &h).is_ok());
+        assert_eq!(check_key("k1", &h).ok(), Some(AuthKind::XApiKey));
         assert!(check_key("k2", &h).is_err());
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
-        assert!(check_key("k1", &h).is_ok());
+        assert_eq!(check_key("k1", &h).ok(), Some(AuthKind::Bearer));
         assert!(check_key("k1x", &h).is_err());
     }
 }

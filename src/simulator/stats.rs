@@ -15,6 +15,8 @@ pub struct Stats {
     pub create_attempts: AtomicU64,
     pub creates_accepted: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub auth_x_api_key: AtomicU64,
+    pub auth_bearer: AtomicU64,
     pub result_lines: AtomicU64,
     by_op: [AtomicU64; 7],
     pub faults: FaultCounters,
@@ -54,6 +56,8 @@ impl Stats {
             create_attempts: get(&self.create_attempts),
             creates_accepted: get(&self.creates_accepted),
             auth_failures: get(&self.auth_failures),
+            auth_x_api_key: get(&self.auth_x_api_key),
+            auth_bearer: get(&self.auth_bearer),
             result_lines_streamed: get(&self.result_lines),
             live_batches,
             requests: OPS
@@ -81,6 +85,10 @@ pub struct SimStats {
     /// Batches actually created (including those whose answer was lost on purpose).
     pub creates_accepted: u64,
     pub auth_failures: u64,
+    /// Calls authenticated by `x-api-key`.
+    pub auth_x_api_key: u64,
+    /// Calls authenticated by `Authorization: Bearer`.
+    pub auth_bearer: u64,
     /// Complete result lines sent.
     pub result_lines_streamed: u64,
     /// Batches currently stored (not deleted).

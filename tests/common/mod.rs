@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchcost::clock::Clock;
-use batchcost::config::{Budget, Limits, Period, Secret, Settings, Tracker};
+use batchcost::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
 use batchcost::gateway::{App, Running, start};
 use batchcost::money::Money;
 use batchcost::simulator::{SimConfig, SimHandle, spawn};
@@ -46,7 +46,7 @@ pub async fn harness(budgets: Vec<Budget>, clock: Arc<dyn Clock>, sim: SimConfig
     harness_with(budgets, clock, sim, |_| {}).await
 }
 
-/// [`harness`] with gateway settings adjusted by `tweak` (timeouts, attempts, limits).
+/// [`harness`] with the gateway's settings adjusted by `tweak` before it starts.
 pub async fn harness_with(
     budgets: Vec<Budget>,
     clock: Arc<dyn Clock>,
@@ -65,6 +65,7 @@ pub async fn harness_with(
         timezone: jiff::tz::TimeZone::get("Asia/Seoul").unwrap(),
         timezone_name: "Asia/Seoul".into(),
         storage_url: format!("sqlite://{}", dir.path().join("ledger.db").display()),
+        durability: Default::default(),
         upstream_base_url: sim.base_url(),
         upstream_key: Secret::new(PROVIDER),
         upstream_timeout_secs: 30,
@@ -74,6 +75,7 @@ pub async fn harness_with(
         admin_token: Secret::new(ADMIN),
         tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
         limits: Limits::default(),
+        server: Server::default(),
     };
     let mut settings = settings;
     tweak(&mut settings);

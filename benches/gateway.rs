@@ -1,0 +1,310 @@
+//! Gateway benchmarks (issue 4 targets). Run: `cargo bench --bench gateway`.
+//!
+//! Starts the release binary twice (`simulate` and `serve`) on loopback and measures, with
+//! the simulator as the baseline:
+//! - the time a 100,000-request (~200 MB) batch adds to a submission, and the gateway's
+//!   peak memory relative to the body;
+//! - the latency of a small request arriving while that upload is in progress;
+//! - the median time a 10-request create adds;
+//! - admission throughput of small submissions (SQLite ledger);
+//! - settlement: a fresh gateway process settling the 100,000-line batch (time, peak RSS),
+//!   and the in-process results parser on its own (lines per second).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use batchcost::pricing::PriceTable;
+use batchcost::settle::Tally;
+
+const KEY: &str = "bench-provider-key";
+const CLIENT: &str = "bench-client-key";
+const ADMIN: &str = "bench-admin-token";
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Proc {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchcost"));
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn batchcost");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+        Proc { child, url }
+    }
+
+    fn kb(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A create body of `n` requests of about `bytes_each` bytes.
+fn body(tag: &str, n: usize, bytes_each: usize) -> Vec<u8> {
+    let filler: String =
+        "The quarterly report shows steady growth in every region. ".repeat(bytes_each / 58 + 1);
+    let text = &filler[..bytes_each.min(filler.len())];
+    let mut out = Vec::with_capacity(n * (bytes_each + 200));
+    out.extend_from_slice(b"{\"requests\":[");
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        write!(
+            out,
+            r#"{{"custom_id":"{tag}-{i:06}","params":{{"model":"claude-haiku-4-5","max_tokens":256,"messages":[{{"role":"user","content":"{text}"}}]}}}}"#
+        )
+        .unwrap();
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn post(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> (Duration, serde_json::Value) {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{url}/v1/messages/batches"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("post");
+    let status = r.status();
+    let v: serde_json::Value = r.json().unwrap_or_default();
+    assert!(status.is_success(), "create failed: {status} {v}");
+    (t.elapsed(), v)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
+    let path = dir.join("batchcost.toml");
+    let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen = "127.0.0.1:0"
+pricing = "{}"
+timezone = "UTC"
+[storage]
+url = "sqlite://{}"
+[upstream.anthropic]
+base_url = "{upstream}"
+api_key_env = "BENCH_PROVIDER_KEY"
+[admin]
+token_env = "BENCH_ADMIN"
+[tracker]
+poll_min_ms = 100
+poll_max_ms = 500
+[[projects]]
+name = "bench"
+api_key_envs = ["BENCH_CLIENT_KEY"]
+[[budgets]]
+name = "bench-daily"
+project = "bench"
+period = "day"
+limit_usd = 9000000.0
+"#,
+            pricing.display(),
+            dir.join("ledger.db").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("BENCH_PROVIDER_KEY", KEY), ("BENCH_ADMIN", ADMIN), ("BENCH_CLIENT_KEY", CLIENT)];
+    let sim = Proc::start(
+        &[
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            KEY,
+            "--time-scale",
+            "100000",
+            "--rate",
+            "100000",
+        ],
+        &[],
+    );
+    let cfg = config(dir.path(), &sim.url);
+    let gw = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &env);
+    let http =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+
+    // 1. 10-request creates: direct vs through the gateway.
+    let (mut direct, mut via) = (Vec::new(), Vec::new());
+    for i in 0..200 {
+        direct.push(post(&http, &sim.url, KEY, body(&format!("d{i}"), 10, 200)).0);
+        via.push(post(&http, &gw.url, CLIENT, body(&format!("g{i}"), 10, 200)).0);
+    }
+    let (d, g) = (median(direct), median(via));
+    println!(
+        "10-request create: direct median {:.2} ms, via gateway {:.2} ms, added {:.2} ms",
+        ms(d),
+        ms(g),
+        ms(g.saturating_sub(d))
+    );
+
+    // 2. Admission throughput: 2,000 small submissions from 16 clients.
+    let n = 2_000;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..16 {
+            let http = &http;
+            let url = &gw.url;
+            s.spawn(move || {
+                for i in 0..n / 16 {
+                    post(http, url, CLIENT, body(&format!("t{c}-{i}"), 2, 100));
+                }
+            });
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "admission: {n} submissions in {secs:.2} s = {:.0}/s (16 concurrent clients)",
+        n as f64 / secs
+    );
+
+    // 3. The 100,000-request batch.
+    let big_direct = body("bigd", 100_000, 1_900);
+    let size = big_direct.len();
+    let (t_direct, _) = post(&http, &sim.url, KEY, big_direct);
+    let big = body("bigg", 100_000, 1_900);
+    let base_hwm = gw.kb("VmHWM:");
+    let small_latency = std::thread::scope(|s| {
+        let h = s.spawn(|| post(&http, &gw.url, CLIENT, big));
+        // Wait until the upload is well under way, then time a small request.
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        post(&http, &gw.url, CLIENT, body("during", 5, 100));
+        let lat = t.elapsed();
+        let t = Instant::now();
+        let ok =
+            http.get(format!("{}/api/budgets", gw.url)).bearer_auth(ADMIN).send().unwrap().status();
+        assert!(ok.is_success());
+        let admin_lat = t.elapsed();
+        let (t_gw, v) = h.join().unwrap();
+        (lat, admin_lat, t_gw, v)
+    });
+    let (lat, admin_lat, t_gw, v) = small_latency;
+    let id = v["id"].as_str().unwrap().to_string();
+    let hwm = gw.kb("VmHWM:");
+    println!(
+        "100,000 requests / {:.0} MB: direct {:.2} s, via gateway {:.2} s, added {:.2} s; gateway peak RSS {:.0} MB ({:.2}x body; before {:.0} MB)",
+        size as f64 / 1e6,
+        t_direct.as_secs_f64(),
+        t_gw.as_secs_f64(),
+        t_gw.saturating_sub(t_direct).as_secs_f64(),
+        hwm as f64 / 1024.0,
+        hwm as f64 * 1024.0 / size as f64,
+        base_hwm as f64 / 1024.0,
+    );
+    println!(
+        "during the big upload: a small create (gateway + simulator) {:.1} ms, GET /api/budgets {:.1} ms",
+        ms(lat),
+        ms(admin_lat)
+    );
+    // Baseline: the same small create sent straight to the simulator during a big upload.
+    let base = std::thread::scope(|s| {
+        let h = s.spawn(|| post(&http, &sim.url, KEY, body("bigd2", 100_000, 1_900)));
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        post(&http, &sim.url, KEY, body("during-direct", 5, 100));
+        let lat = t.elapsed();
+        h.join().unwrap();
+        lat
+    });
+    println!(
+        "baseline: the small create straight to the simulator during a big direct upload {:.1} ms",
+        ms(base)
+    );
+
+    // 4. Settlement by a fresh process (its peak RSS is the settlement's own).
+    drop(gw);
+    let gw2 = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &env);
+    let t = Instant::now();
+    let mut peak_rss = 0;
+    loop {
+        peak_rss = peak_rss.max(gw2.kb("VmRSS:"));
+        let r: serde_json::Value = http
+            .get(format!("{}/api/batches/{id}", gw2.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if r["status"] == "settled" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "not settled: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t.elapsed().as_secs_f64();
+    println!(
+        "settlement after restart of the 100,000-line batch (includes resuming and polling): {took:.2} s = {:.0} lines/s, peak RSS {:.0} MB (VmHWM {:.0} MB)",
+        100_000.0 / took,
+        peak_rss as f64 / 1024.0,
+        gw2.kb("VmHWM:") as f64 / 1024.0
+    );
+
+    // 5. The results parser alone.
+    let results = http
+        .get(format!("{}/v1/messages/batches/{id}/results", sim.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let table =
+        PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"))
+            .unwrap();
+    let t = Instant::now();
+    let mut tally = Tally::new(&table, jiff::Timestamp::now(), Some("claude-haiku-4-5".into()));
+    for line in results.split(|b| *b == b'\n') {
+        tally.add_line(line).unwrap();
+    }
+    let lines = tally.lines;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "results parser: {lines} lines ({:.0} MB) in {secs:.3} s = {:.0} lines/s",
+        results.len() as f64 / 1e6,
+        lines as f64 / secs
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
