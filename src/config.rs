@@ -81,7 +81,7 @@ pub struct AnthropicUpstream {
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,
     /// Attempts per idempotent call (retrieve, list, results) and for creates the upstream
-    /// refused outright (429, 529).
+    /// refused outright (429, 529) or, after another 5xx, its batch list proved absent.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
 }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod estimate;
+pub mod failpoint;
 pub mod gateway;
 pub mod ledger;
 pub mod metrics;

@@ -81,6 +81,8 @@ pub struct Tally<'a> {
     prices: HashMap<String, Option<ResolvedPrice>>,
     models: BTreeMap<String, ModelUsage>,
     pub lines: u64,
+    /// Custom-id fingerprint of the lines so far (see [`results_fingerprint`]).
+    pub fingerprint: u64,
 }
 
 impl<'a> Tally<'a> {
@@ -92,6 +94,7 @@ impl<'a> Tally<'a> {
             prices: HashMap::new(),
             models: BTreeMap::new(),
             lines: 0,
+            fingerprint: 0,
         }
     }
 
@@ -112,6 +115,8 @@ impl<'a> Tally<'a> {
         let n = self.lines;
         let parsed: ResultLineUsage = serde_json::from_slice(line)
             .map_err(|e| SettleError::BadLine { line: n, reason: e.to_string() })?;
+        self.fingerprint =
+            self.fingerprint.wrapping_add(xxhash_rust::xxh3::xxh3_64(parsed.custom_id.as_bytes()));
         match parsed.result {
             ResultUsage::Succeeded { message } => {
                 let price = match self.price(&message.model) {
@@ -248,31 +253,19 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
     let holds: HoldBreakdown = serde_json::from_str(&rec.estimate_json).unwrap_or_default();
     let mut tally =
         Tally::new(&app.pricing, rec.submitted_at, holds.main_model().map(str::to_string));
-    let resp = app.upstream.results(&path_of(app, &batch), &fwd).await?;
-    if !resp.status().is_success() {
-        return Err(SettleError::Status(resp.status().as_u16()));
-    }
-    let mut stream = resp.bytes_stream();
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| SettleError::Upstream(UpstreamError::Lost("results stream cut".into())))?;
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            tally.add_line(&buf[..pos])?;
-            buf.advance(pos + 1);
-        }
-    }
-    if !buf.is_empty() {
-        tally.add_line(&buf)?;
-    }
+    stream_lines(app, &batch, |line| tally.add_line(line)).await?;
     let expected = batch.request_counts.total().max(rec.request_count);
     if tally.lines != expected {
         return Err(SettleError::Incomplete { got: tally.lines, expected });
     }
+    if tally.fingerprint != rec.custom_id_fingerprint {
+        tracing::warn!(upstream_id = %id, "the results carry other custom ids than the submission: wrong batch adopted?");
+    }
     let now = app.clock.now();
     let settlement = Settlement { ended_at: now, settled_at: now, models: tally.finish() };
+    app.failpoints.hit("before_settle_commit").await;
     let recorded = app.ledger.settle(&rec.sub_id, &settlement).await?;
+    app.failpoints.hit("after_settle_commit").await;
     if recorded {
         let reserved: BTreeMap<String, Money> =
             holds.models.iter().map(|m| (m.model.clone(), m.worst_cost)).collect();
@@ -293,6 +286,60 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
         );
     }
     Ok(recorded)
+}
+
+/// Feeds every line of an ended batch's results to `f`, streaming (never the whole file).
+async fn stream_lines(
+    app: &App,
+    batch: &MessageBatch,
+    mut f: impl FnMut(&[u8]) -> Result<(), SettleError>,
+) -> Result<(), SettleError> {
+    let resp = app.upstream.results(&path_of(app, batch), &Forward::default()).await?;
+    if !resp.status().is_success() {
+        return Err(SettleError::Status(resp.status().as_u16()));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| SettleError::Upstream(UpstreamError::Lost("results stream cut".into())))?;
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            f(&buf[..pos])?;
+            buf.advance(pos + 1);
+        }
+    }
+    if !buf.is_empty() {
+        f(&buf)?;
+    }
+    Ok(())
+}
+
+/// The custom-id fingerprint (wrapping sum of `xxh3_64(custom_id)`, as the estimator
+/// computes it at submission) of an ended batch's results: which of several same-sized
+/// upstream batches a submission became.
+pub async fn results_fingerprint(app: &App, batch: &MessageBatch) -> Result<u64, SettleError> {
+    #[derive(Deserialize)]
+    struct Line {
+        custom_id: String,
+    }
+    let (mut fp, mut lines) = (0u64, 0u64);
+    stream_lines(app, batch, |line| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        lines += 1;
+        let l: Line = serde_json::from_slice(line)
+            .map_err(|e| SettleError::BadLine { line: lines, reason: e.to_string() })?;
+        fp = fp.wrapping_add(xxhash_rust::xxh3::xxh3_64(l.custom_id.as_bytes()));
+        Ok(())
+    })
+    .await?;
+    let expected = batch.request_counts.total();
+    if lines != expected {
+        return Err(SettleError::Incomplete { got: lines, expected });
+    }
+    Ok(fp)
 }
 
 /// Processing time as the upstream measured it (its clock, its timestamps).

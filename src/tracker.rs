@@ -130,25 +130,27 @@ pub async fn reconcile_pending(app: &App) {
     }
 }
 
-/// Adopts the upstream batch `rec` became, or releases `rec`. Returns the adopted id.
+/// What the upstream's batch list says about a submission whose answer was never recorded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Match {
+    /// This upstream batch is the one.
+    Found(String),
+    /// The upstream has no batch it could be.
+    Absent,
+    /// Several same-sized batches could be it; their custom ids tell once they end.
+    Undecided(usize),
+}
+
+/// Adopts the upstream batch `rec` became, or releases `rec` if there is none. Returns the
+/// adopted id; an error when it cannot be decided yet (retried on the next round).
 #[tracing::instrument(skip_all, fields(sub_id = %rec.sub_id))]
 pub async fn reconcile_one(app: &App, rec: &BatchRecord) -> Result<Option<String>, String> {
     match find_upstream_match(app, rec).await? {
-        Some(id) => {
-            let next = app.clock.now();
-            let adopted = app
-                .ledger
-                .mark_submitted(&rec.sub_id, &id, next)
-                .await
-                .map_err(|e| e.to_string())?;
-            if adopted {
-                app.metrics.submitted(&rec.project, &rec.provider);
-                tracing::warn!(upstream_id = %id, "adopted an upstream batch whose acceptance was never recorded");
-                app.wake_tracker.notify_one();
-            }
+        Match::Found(id) => {
+            adopt(app, rec, &id).await?;
             Ok(Some(id))
         }
-        None => {
+        Match::Absent => {
             let released = app
                 .ledger
                 .release(&rec.sub_id, "the upstream never created this batch")
@@ -159,13 +161,71 @@ pub async fn reconcile_one(app: &App, rec: &BatchRecord) -> Result<Option<String
             }
             Ok(None)
         }
+        Match::Undecided(n) => Err(format!(
+            "{n} upstream batches of {} requests could be this one; waiting for them to end \
+             to compare custom ids",
+            rec.request_count
+        )),
     }
 }
 
-/// The oldest upstream batch the ledger does not know, with the same request count.
-async fn find_upstream_match(app: &App, rec: &BatchRecord) -> Result<Option<String>, String> {
+/// Records `id` as the upstream batch of `rec` (no-op if `rec` is no longer submitting).
+pub async fn adopt(app: &App, rec: &BatchRecord, id: &str) -> Result<(), String> {
+    let adopted = app
+        .ledger
+        .mark_submitted(&rec.sub_id, id, app.clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    if adopted {
+        app.metrics.submitted(&rec.project, &rec.provider);
+        tracing::warn!(upstream_id = %id, "adopted an upstream batch whose acceptance was never recorded");
+        app.wake_tracker.notify_one();
+    }
+    Ok(())
+}
+
+/// Finds the batch `rec` became among upstream batches the ledger does not know with its
+/// request count. One candidate is it when no other pending submission has that count;
+/// otherwise (two processes' creates cut short at once, say) only the custom ids in the
+/// results can tell, so the candidate must have ended: matching by size alone could
+/// charge one project's batch to another.
+pub async fn find_upstream_match(app: &App, rec: &BatchRecord) -> Result<Match, String> {
+    let candidates = unknown_upstream(app, rec.request_count).await?;
+    if candidates.is_empty() {
+        return Ok(Match::Absent);
+    }
+    let pending =
+        app.ledger.batches_in_state(BatchState::Submitting).await.map_err(|e| e.to_string())?;
+    let rivals = pending
+        .iter()
+        .filter(|p| p.sub_id != rec.sub_id && p.request_count == rec.request_count)
+        .count();
+    if rivals == 0 && candidates.len() == 1 {
+        return Ok(Match::Found(candidates[0].id.clone()));
+    }
+    tracing::info!(
+        candidates = candidates.len(),
+        rivals,
+        "same-sized upstream batches: comparing custom ids"
+    );
+    let mut open = 0;
+    for b in &candidates {
+        if b.processing_status != ProcessingStatus::Ended {
+            open += 1;
+            continue;
+        }
+        let fp = crate::settle::results_fingerprint(app, b).await.map_err(|e| e.to_string())?;
+        if fp == rec.custom_id_fingerprint {
+            return Ok(Match::Found(b.id.clone()));
+        }
+    }
+    Ok(if open == 0 { Match::Absent } else { Match::Undecided(candidates.len()) })
+}
+
+/// Upstream batches of `requests` requests the ledger does not know (newest 1000).
+async fn unknown_upstream(app: &App, requests: u64) -> Result<Vec<MessageBatch>, String> {
     let mut after: Option<String> = None;
-    let mut candidate = None;
+    let mut found = Vec::new();
     for _ in 0..10 {
         let query = match &after {
             Some(a) => format!("limit=100&after_id={a}"),
@@ -183,17 +243,17 @@ async fn find_upstream_match(app: &App, rec: &BatchRecord) -> Result<Option<Stri
         let page: BatchPage = serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
         let ids: Vec<String> = page.data.iter().map(|b| b.id.clone()).collect();
         let known = app.ledger.known_upstream_ids(&ids).await.map_err(|e| e.to_string())?;
-        for b in &page.data {
-            if !known.contains(&b.id) && b.request_counts.total() == rec.request_count {
-                candidate = Some(b.id.clone());
-            }
-        }
+        found.extend(
+            page.data
+                .into_iter()
+                .filter(|b| !known.contains(&b.id) && b.request_counts.total() == requests),
+        );
         if !page.has_more {
             break;
         }
         after = page.last_id.clone();
     }
-    Ok(candidate)
+    Ok(found)
 }
 
 #[cfg(test)]

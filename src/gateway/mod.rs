@@ -54,6 +54,8 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Makes submission ids unique within this process.
     pub seq: std::sync::atomic::AtomicU64,
+    /// Crash-test hooks; none armed in production.
+    pub failpoints: crate::failpoint::Failpoints,
 }
 
 impl App {
@@ -62,6 +64,7 @@ impl App {
         let pricing = PriceTable::load(&settings.pricing_path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the price table")?;
+        let failpoints = crate::failpoint::Failpoints::from_env()?;
         let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
             .await
             .context("opening the ledger")?;
@@ -93,6 +96,7 @@ impl App {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             seq: std::sync::atomic::AtomicU64::new(0),
+            failpoints,
         }))
     }
 }

@@ -27,6 +27,7 @@ use crate::providers::anthropic::client::{
     Forward, UpstreamError, UpstreamReply, refused_outright,
 };
 use crate::settle::{HoldBreakdown, ModelHold};
+use crate::tracker::Match;
 
 /// `POST /v1/messages/batches`
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
@@ -111,49 +112,112 @@ async fn submit(
             ))
             .unwrap_or(Timestamp::MIN),
     };
-    match app.ledger.admit(&sub).await? {
-        Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
-        Admit::Duplicate(rec) => return answer_duplicate(app, rec, &fwd).await,
-        Admit::Admitted => {}
-    }
-    app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
-    let mark = InProgress(app, sub.sub_id.clone());
-    let outcome = app.upstream.create(body, &fwd).await;
-    let accepted = match &outcome {
-        Ok(r) if r.status.is_success() => batch_id(r),
-        _ => None,
-    };
-    if let (Some(id), Ok(reply)) = (accepted, &outcome) {
-        let next = now
-            .saturating_add(SignedDuration::from_millis(app.settings.tracker.poll_min_ms as i64))
-            .unwrap_or(now);
-        app.ledger.mark_submitted(&sub.sub_id, &id, next).await?;
-        drop(mark);
-        app.metrics.submitted(project, ANTHROPIC);
-        app.wake_tracker.notify_one();
-        tracing::info!(project, upstream_id = %id, requests = est.requests, hold_usd = %sub.hold.usd.usd_exact(), "batch accepted");
-        return batch_response(app, reply);
-    }
-    drop(mark);
-    let definitive = match &outcome {
-        Ok(r) => r.status.is_client_error() || refused_outright(r.status),
-        Err(UpstreamError::Unreachable(_)) => true,
-        Err(_) => false,
-    };
-    if !definitive {
-        let rec = app.ledger.batch(&sub.sub_id).await?;
-        if let Some(rec) = rec {
-            if let Ok(Some(id)) = crate::tracker::reconcile_one(app, &rec).await {
-                return retrieve_response(app, &id, &fwd).await;
+    // A retry whose first attempt failed outright finds nothing to answer with: admit it
+    // as new (bounded, in case identical retries race each other).
+    for _ in 0..3 {
+        match app.ledger.admit(&sub).await? {
+            Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
+            Admit::Admitted => {
+                app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
+                let _mark = InProgress(app, sub.sub_id.clone());
+                app.failpoints.hit("after_admit").await;
+                return forward_create(app, &sub, body, &fwd).await;
+            }
+            Admit::Duplicate(rec) => {
+                if let Some(resp) = answer_duplicate(app, rec, &fwd).await? {
+                    return Ok(resp);
+                }
             }
         }
-    } else {
-        app.ledger.release(&sub.sub_id, "the upstream refused the batch").await?;
     }
-    Err(match outcome {
-        Ok(r) => ApiError::upstream(r),
-        Err(e) => ApiError::UpstreamFailed(e),
-    })
+    Err(ApiError::Conflict(
+        "identical batches from this project keep failing; retry shortly".into(),
+    ))
+}
+
+/// How far a create got, as far as we can tell.
+enum Outcome {
+    /// The upstream said it created nothing (4xx, 429, 529) or was never reached.
+    Refused,
+    /// A complete answer that is neither: the upstream is done with it, either way.
+    Unclear,
+    /// No complete answer (timeout, cut): the upstream may still act on it.
+    Unanswered,
+}
+
+/// Sends an admitted submission upstream and records what became of it. A create whose
+/// outcome is unclear is settled by the upstream's batch list; one the list proves never
+/// happened is retried like any refused call.
+async fn forward_create(
+    app: &Arc<App>,
+    sub: &NewSubmission,
+    body: Bytes,
+    fwd: &Forward,
+) -> Result<Response, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = app.upstream.create(body.clone(), fwd).await;
+        if let Ok(reply) = &outcome {
+            if let Some(id) = batch_id(reply).filter(|_| reply.status.is_success()) {
+                app.failpoints.hit("after_upstream_accept").await;
+                return accepted(app, sub, &id, reply).await;
+            }
+        }
+        let kind = match &outcome {
+            Ok(r) if r.status.is_client_error() || refused_outright(r.status) => Outcome::Refused,
+            Err(UpstreamError::Unreachable(_)) => Outcome::Refused,
+            Ok(_) => Outcome::Unclear,
+            Err(_) => Outcome::Unanswered,
+        };
+        let failed = |outcome| match outcome {
+            Ok(r) => ApiError::upstream(r),
+            Err(e) => ApiError::UpstreamFailed(e),
+        };
+        if let Outcome::Refused = kind {
+            app.ledger.release(&sub.sub_id, "the upstream refused the batch").await?;
+            return Err(failed(outcome));
+        }
+        let rec =
+            app.ledger.batch(&sub.sub_id).await?.ok_or_else(|| {
+                ApiError::Internal("a submission vanished from the ledger".into())
+            })?;
+        match crate::tracker::find_upstream_match(app, &rec).await {
+            Ok(Match::Found(id)) => {
+                crate::tracker::adopt(app, &rec, &id).await.map_err(ApiError::Internal)?;
+                return retrieve_response(app, &id, fwd).await;
+            }
+            Ok(Match::Absent) if matches!(kind, Outcome::Unclear) => {
+                if attempt < app.settings.upstream_max_attempts {
+                    app.upstream.pause(attempt, outcome.as_ref().ok()).await;
+                    continue;
+                }
+                app.ledger.release(&sub.sub_id, "the upstream failed to create the batch").await?;
+            }
+            // Undecided, unanswered or the list failed: the tracker decides later.
+            Ok(_) => {}
+            Err(e) => tracing::warn!(sub_id = %sub.sub_id, error = %e, "reconciliation deferred"),
+        }
+        return Err(failed(outcome));
+    }
+}
+
+/// Records the upstream's acceptance and answers with its batch.
+async fn accepted(
+    app: &App,
+    sub: &NewSubmission,
+    id: &str,
+    reply: &UpstreamReply,
+) -> Result<Response, ApiError> {
+    let next = sub
+        .submitted_at
+        .saturating_add(SignedDuration::from_millis(app.settings.tracker.poll_min_ms as i64))
+        .unwrap_or(sub.submitted_at);
+    app.ledger.mark_submitted(&sub.sub_id, id, next).await?;
+    app.metrics.submitted(&sub.project, ANTHROPIC);
+    app.wake_tracker.notify_one();
+    tracing::info!(project = %sub.project, upstream_id = %id, requests = sub.request_count, hold_usd = %sub.hold.usd.usd_exact(), "batch accepted");
+    batch_response(app, reply)
 }
 
 /// Estimates and checks the body is a create request (not JSONL).
@@ -267,12 +331,13 @@ async fn retrieve_response(app: &App, id: &str, fwd: &Forward) -> Result<Respons
     batch_response(app, &reply)
 }
 
-/// The client retried a create we already have: answer with the first batch.
+/// The client retried a create we already have: answer with the first batch, or None
+/// when the first attempt failed without creating anything (the retry is new).
 async fn answer_duplicate(
     app: &App,
     mut rec: BatchRecord,
     fwd: &Forward,
-) -> Result<Response, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     // Bounded wait for the first attempt's create to finish (it may still be uploading).
     for _ in 0..600 {
         if rec.state != BatchState::Submitting {
@@ -284,8 +349,9 @@ async fn answer_duplicate(
     match (rec.state, rec.upstream_id.as_deref()) {
         (BatchState::InFlight | BatchState::Settled, Some(id)) => {
             tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
-            retrieve_response(app, id, fwd).await
+            retrieve_response(app, id, fwd).await.map(Some)
         }
+        (BatchState::Failed, _) => Ok(None),
         _ => Err(ApiError::Conflict(
             "an identical batch from this project is still being submitted; retry shortly".into(),
         )),

@@ -260,7 +260,9 @@ impl AnthropicClient {
         }
     }
 
-    async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
+    /// Waits before attempt `attempt + 1`: backoff with jitter, or the reply's
+    /// `retry-after` when longer.
+    pub async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
         self.sleep_backoff(attempt, reply.and_then(|r| retry_after(&r.headers))).await;
     }
 
