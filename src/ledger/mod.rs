@@ -3,6 +3,7 @@
 //! database transaction whose decisive step is a single conditional statement, so the same
 //! interface works for several replicas on PostgreSQL.
 
+mod rows;
 mod spend;
 mod sqlite;
 

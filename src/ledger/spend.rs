@@ -90,6 +90,6 @@ fn spend_from_row(r: &SqliteRow) -> Result<SpendRow, LedgerError> {
         submitted_at: ts_from_db(r.try_get("submitted_at")?),
         ended_at: opt_ts("ended_at")?,
         settled_at: opt_ts("settled_at")?,
-        usage: super::sqlite::usage_from_row(r)?,
+        usage: super::rows::usage_from_row(r)?,
     })
 }

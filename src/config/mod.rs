@@ -1,0 +1,276 @@
+//! Typed, strict configuration (`batchcost.toml`, contract section 3). Unknown keys are
+//! errors; secrets are read from the environment variables the file names, never from the
+//! file, and held in [`Secret`] so they cannot reach a log line by accident.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+mod resolve;
+mod secret;
+
+pub use resolve::*;
+pub use secret::Secret;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// Path of the price table, relative to the config file's folder.
+    pub pricing: PathBuf,
+    /// IANA time zone in which budget days and months begin at local midnight.
+    pub timezone: String,
+    /// Base URL clients reach the gateway at; `results_url` is rewritten to it.
+    /// Default: `http://` and the address the listener is bound to.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    pub storage: Storage,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub projects: Vec<Project>,
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
+    pub admin: Admin,
+    #[serde(default)]
+    pub tracker: Tracker,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub server: Server,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// `sqlite://path.db` (relative to the config file) or `sqlite::memory:`.
+    pub url: String,
+    /// `"normal"`: a commit survives the process being killed (kill -9, OOM, panic);
+    /// `"full"`: it also survives power loss, at one disk flush per commit.
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub anthropic: AnthropicUpstream,
+}
+
+/// `[upstream.anthropic]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnthropicUpstream {
+    pub base_url: String,
+    /// Name of the environment variable holding the provider key.
+    pub api_key_env: String,
+    /// Per-call timeout for JSON calls, seconds. A results download gets this much between
+    /// chunks, not in total.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// Attempts per idempotent call (retrieve, list, results) and for creates the upstream
+    /// refused outright (429, 529) or, after another 5xx, its batch list proved absent.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_upstream_timeout() -> u64 {
+    120
+}
+
+fn default_attempts() -> u32 {
+    4
+}
+
+/// `[[projects]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Becomes the `project` label: a bounded, configured set.
+    pub name: String,
+    /// Environment variables whose values are this project's client keys.
+    pub api_key_envs: Vec<String>,
+}
+
+/// Budget window length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Month,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// `[[budgets]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    pub name: String,
+    /// Omitted: the budget covers every project.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub period: Period,
+    #[serde(default)]
+    pub limit_usd: Option<f64>,
+    #[serde(default)]
+    pub limit_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub limit_output_tokens: Option<u64>,
+    /// Fractions of the limit exported for alert rules.
+    #[serde(default)]
+    pub alert_at: Vec<f64>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Guards `/api/*` and, when set, `/metrics`.
+    pub token_env: String,
+}
+
+/// `[tracker]`: how often open batches are polled. Batches take minutes to hours, so the
+/// interval starts short (a small batch may end quickly) and grows to minutes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracker {
+    #[serde(default = "default_poll_min")]
+    pub poll_min_ms: u64,
+    #[serde(default = "default_poll_max")]
+    pub poll_max_ms: u64,
+    /// A submission with no upstream answer after this long is reconciled against the
+    /// upstream's batch list (crash or lost response).
+    #[serde(default = "default_reconcile_after")]
+    pub reconcile_after_secs: u64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            poll_min_ms: default_poll_min(),
+            poll_max_ms: default_poll_max(),
+            reconcile_after_secs: default_reconcile_after(),
+        }
+    }
+}
+
+fn default_poll_min() -> u64 {
+    5_000
+}
+
+fn default_poll_max() -> u64 {
+    300_000
+}
+
+fn default_reconcile_after() -> u64 {
+    180
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted batch body, bytes (the upstream's own limit is 256 MB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// A create with the same body from the same project within this many seconds is
+    /// taken as the client's retry and answered with the first batch.
+    #[serde(default = "default_dedupe")]
+    pub dedupe_window_secs: u64,
+    /// Share of `max_tokens` the expected (not worst-case) estimate assumes.
+    #[serde(default = "default_fraction")]
+    pub expected_output_fraction: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: default_max_body(),
+            dedupe_window_secs: default_dedupe(),
+            expected_output_fraction: default_fraction(),
+        }
+    }
+}
+
+fn default_max_body() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_dedupe() -> u64 {
+    600
+}
+
+fn default_fraction() -> f64 {
+    0.5
+}
+
+/// `[server]`: how long a client may take, and how long a stopping gateway waits. A client
+/// that stalls holds a connection and, mid-batch, up to 256 MB of buffer: these bound both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Time a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after the same time.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Longest pause between two pieces of a request body (answered 408).
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout_secs: u64,
+    /// Longest time to receive a whole body (answered 408). 256 MB at 1 MB/s takes 256 s.
+    #[serde(default = "default_body_total_timeout")]
+    pub body_total_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C: how long requests in progress (submissions above all) get to
+    /// finish before the process exits anyway. Set it above `upstream.anthropic.timeout_secs`
+    /// so a submission always finishes or rolls back before exit; one cut off stays
+    /// `submitting` in the ledger and the next start reconciles it.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_idle_timeout_secs: default_body_idle_timeout(),
+            body_total_timeout_secs: default_body_total_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
+}
+
+fn default_body_idle_timeout() -> u64 {
+    30
+}
+
+fn default_body_total_timeout() -> u64 {
+    600
+}
+
+fn default_shutdown_grace() -> u64 {
+    150
+}
