@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure how close `batchcost estimate` comes to a real tokenizer (docs/estimate.md).
+"""Measure how close `batchcost estimate` comes to a real tokenizer (README, "How close the input estimate is").
 
 Not part of CI: it needs Anthropic's published Claude 2-era tokenizer, which the
 `anthropic` PyPI package shipped until 0.38, and text that happens to be on a Debian box.

@@ -5,7 +5,7 @@
 //! `tokens`), every cache breakpoint's prefix priced as a cache write, `max_tokens` of
 //! output. The expectation is for people: a fitted token estimate, cache hits for prefixes
 //! repeated in the batch, and a fraction of `max_tokens` as output. Details and measured
-//! accuracy: docs/estimate.md.
+//! accuracy: the README (estimating section).
 
 mod content;
 mod error;

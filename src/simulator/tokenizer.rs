@@ -13,7 +13,7 @@
 //! - Whitespace: a single space is free; other runs cost `1 + (n-1)/4`.
 //!
 //! Bound: every rule spends at least one UTF-8 byte per token, so
-//! `count(s) <= s.len()` for every string. docs/simulate.md states the per-request bound.
+//! `count(s) <= s.len()` for every string. the README (simulator section) states the per-request bound.
 
 /// Tokens of one string under the rules above.
 pub fn count(text: &str) -> u64 {

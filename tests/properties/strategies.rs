@@ -106,7 +106,7 @@ fn tool(ttl_1h: bool) -> BoxedStrategy<Value> {
 /// `text/plain` documents and `content`-sourced documents the simulator charges a flat
 /// 1,600 / 3,000 tokens whatever the size, while the API (and the estimator) count the
 /// pixels or the text, so a 1x1 PNG is ~41 tokens to the estimator and 1,606 to the
-/// simulator: there the yardstick, not the bound, is off (docs/guarantees.md).
+/// simulator: there the yardstick, not the bound, is off (README, "Guarantees").
 fn block() -> BoxedStrategy<Value> {
     let url_image =
         json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}});
