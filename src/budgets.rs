@@ -6,6 +6,7 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
 use crate::config::{Budget, Period};
+use crate::ledger::WindowRef;
 
 /// The project label of a budget that covers every project.
 pub const ALL_PROJECTS: &str = "all";
@@ -41,6 +42,21 @@ fn local_midnight(date: jiff::civil::Date, tz: &TimeZone) -> Option<Timestamp> {
 /// Budgets covering `project`: its own and the global ones.
 pub fn applicable<'a>(budgets: &'a [Budget], project: &'a str) -> impl Iterator<Item = &'a Budget> {
     budgets.iter().filter(move |b| b.project.as_deref().is_none_or(|p| p == project))
+}
+
+/// `budget`'s window containing `at`, with the limits in force now, as the ledger takes it.
+pub fn window_ref(b: &Budget, tz: &TimeZone, at: Timestamp) -> WindowRef {
+    let w = window(b.period, tz, at);
+    WindowRef {
+        budget: b.name.clone(),
+        project: project_label(b).to_string(),
+        period: b.period,
+        start: w.start,
+        end: w.end,
+        limit: b.limit,
+        limit_input_tokens: b.limit_input_tokens,
+        limit_output_tokens: b.limit_output_tokens,
+    }
 }
 
 /// The `project` label value of a budget.

@@ -18,6 +18,7 @@ pub mod pricing;
 pub mod providers;
 pub mod report;
 pub mod settle;
+pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
 pub mod tracker;

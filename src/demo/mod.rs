@@ -141,7 +141,7 @@ async fn run_in(args: &DemoArgs, dir: &std::path::Path) -> Result<(), CliError> 
             "metrics: curl -H \"Authorization: Bearer $BATCHCOST_ADMIN_TOKEN\" http://{}/metrics   (Ctrl-C to stop)",
             running.addr
         );
-        crate::gateway::shutdown_signal().await;
+        crate::shutdown::signal().await;
     }
     running.shutdown().await;
     sim.shutdown().await;

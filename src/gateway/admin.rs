@@ -14,7 +14,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::submit::{blocked_by, hold_of, windows_for};
 use super::{App, auth, body};
-use crate::budgets::{ALL_PROJECTS, window};
+use crate::budgets::{ALL_PROJECTS, window_ref};
 use crate::ledger::{WindowRef, WindowState};
 use crate::metrics::LedgerSnapshot;
 
@@ -47,24 +47,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 /// Every budget's current window, with its alert fractions.
 pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, ApiError> {
     let now = app.clock.now();
-    let refs: Vec<WindowRef> = app
-        .settings
-        .budgets
-        .iter()
-        .map(|b| {
-            let w = window(b.period, &app.settings.timezone, now);
-            WindowRef {
-                budget: b.name.clone(),
-                project: b.project.clone().unwrap_or_else(|| ALL_PROJECTS.to_string()),
-                period: b.period,
-                start: w.start,
-                end: w.end,
-                limit: b.limit,
-                limit_input_tokens: b.limit_input_tokens,
-                limit_output_tokens: b.limit_output_tokens,
-            }
-        })
-        .collect();
+    let refs: Vec<WindowRef> =
+        app.settings.budgets.iter().map(|b| window_ref(b, &app.settings.timezone, now)).collect();
     let states = app.ledger.windows(&refs).await?;
     Ok(states.into_iter().zip(app.settings.budgets.iter().map(|b| b.alert_at.clone())).collect())
 }

@@ -112,26 +112,33 @@ async fn create(State(app): State<Arc<App>>, req: Request) -> Result<Response, A
     task.await.map_err(|e| ApiError::Internal(format!("submission task failed: {e}")))?
 }
 
+/// Retrieve or cancel: the caller's own batch, relayed with `results_url` rewritten, and
+/// settled in the background if the client has just seen it end.
+async fn relay(
+    app: &Arc<App>,
+    id: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    op: &str,
+    method: Method,
+    path: String,
+) -> Result<Response, ApiError> {
+    let project = auth::project(app, headers)?;
+    let rec = owned(app, &project, id).await?;
+    let reply = app.upstream.call(op, method, &path, &forward(headers, uri)).await?;
+    let (value, resp) = batch_reply(app, reply)?;
+    settle_if_ended(app, &rec, &value);
+    Ok(resp)
+}
+
 async fn retrieve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let project = auth::project(&app, &headers)?;
-    let rec = owned(&app, &project, &id).await?;
-    let reply = app
-        .upstream
-        .call(
-            "retrieve",
-            Method::GET,
-            &format!("/v1/messages/batches/{id}"),
-            &forward(&headers, &uri),
-        )
-        .await?;
-    let (value, resp) = batch_reply(&app, reply)?;
-    settle_if_ended(&app, &rec, &value);
-    Ok(resp)
+    let path = format!("/v1/messages/batches/{id}");
+    relay(&app, &id, &headers, &uri, "retrieve", Method::GET, path).await
 }
 
 async fn cancel(
@@ -140,20 +147,9 @@ async fn cancel(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let project = auth::project(&app, &headers)?;
-    let rec = owned(&app, &project, &id).await?;
-    let reply = app
-        .upstream
-        .call(
-            "cancel",
-            Method::POST,
-            &format!("/v1/messages/batches/{id}/cancel"),
-            &forward(&headers, &uri),
-        )
-        .await?;
-    let (value, resp) = batch_reply(&app, reply)?;
+    let path = format!("/v1/messages/batches/{id}/cancel");
+    let resp = relay(&app, &id, &headers, &uri, "cancel", Method::POST, path).await?;
     app.wake_tracker.notify_one();
-    settle_if_ended(&app, &rec, &value);
     Ok(resp)
 }
 

@@ -181,27 +181,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
     let running = start(app, listener).await?;
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, "gateway listening");
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::batches::{forward, json, rewrite};
 use super::error::{ApiError, BudgetRefusal};
 use super::{App, auth, body};
-use crate::budgets::{applicable, project_label, window};
+use crate::budgets::{applicable, window_ref};
 use crate::estimate::{Estimate, EstimateOptions, estimate_bytes};
 use crate::ledger::{Admit, BatchRecord, BatchState, Hold, NewSubmission, WindowRef, WindowState};
 use crate::metrics::RejectReason;
@@ -252,19 +252,7 @@ pub fn hold_of(est: &Estimate) -> Hold {
 /// The current window of every budget covering `project`.
 pub fn windows_for(app: &App, project: &str, now: Timestamp) -> Vec<WindowRef> {
     applicable(&app.settings.budgets, project)
-        .map(|b| {
-            let w = window(b.period, &app.settings.timezone, now);
-            WindowRef {
-                budget: b.name.clone(),
-                project: project_label(b).to_string(),
-                period: b.period,
-                start: w.start,
-                end: w.end,
-                limit: b.limit,
-                limit_input_tokens: b.limit_input_tokens,
-                limit_output_tokens: b.limit_output_tokens,
-            }
-        })
+        .map(|b| window_ref(b, &app.settings.timezone, now))
         .collect()
 }
 

@@ -173,29 +173,8 @@ pub async fn run(args: SimulateArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", handle.addr()).and_then(|()| out.flush()).ok();
     drop(out);
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     tracing::info!("simulator shutting down");
     handle.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
