@@ -310,7 +310,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = num("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
         return Some(Duration::from_millis(ms as u64));
     }
-    num("retry-after").filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64)
+    // Clamped first: `from_secs_f64` panics past `Duration::MAX` (e.g. `retry-after: 1e300`).
+    num("retry-after")
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| Duration::from_secs_f64(v.min(u32::MAX as f64)))
 }
 
 fn keep_headers(from: &HeaderMap) -> HeaderMap {
@@ -350,5 +353,13 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert("retry-after-ms", HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped_not_a_panic() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1e300"));
+        let hint = retry_after(&h);
+        assert_eq!(backoff(1, hint, 0.5), Duration::from_secs(60));
     }
 }
