@@ -116,3 +116,56 @@ async fn another_projects_batch_is_a_404_and_keys_are_required() {
     assert_eq!(r.status(), 401);
     h.stop().await;
 }
+
+/// Retrieves through the gateway until the upstream says the batch ended (bounded).
+async fn wait_ended(h: &Harness, key: &str, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v: serde_json::Value = h
+            .http
+            .get(format!("{}/v1/messages/batches/{id}", h.base))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["processing_status"] == "ended" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "batch {id} did not end: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_another_task_is_settling_is_not_deleted_from_under_it() {
+    // Slow enough that the batch is still running when the settling mark is taken.
+    let sim = batchcost::simulator::SimConfig { time_scale: 60.0, ..sim_config() };
+    let h = harness(vec![], Arc::new(SystemClock), sim).await;
+    let (status, v, _) =
+        h.submit("alpha-key", &batch_body("del", "claude-haiku-4-5", 3, 100)).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let rec = h.admin(&format!("/api/batches/{id}")).await;
+    let sub_id = rec["submission_id"].as_str().unwrap().to_string();
+    // Another task of this process is streaming its results right now.
+    h.gw.app.settling.lock().unwrap().insert(sub_id.clone());
+    wait_ended(&h, "alpha-key", &id).await;
+    let del = |h: &Harness| {
+        h.http
+            .delete(format!("{}/v1/messages/batches/{id}", h.base))
+            .header("x-api-key", "alpha-key")
+            .send()
+    };
+    let r = del(&h).await.unwrap();
+    assert_eq!(r.status(), 409, "deleted while its results were still being read");
+    // That settlement finishes (here: the tracker takes over); then the delete goes through.
+    h.gw.app.settling.lock().unwrap().remove(&sub_id);
+    let rec = h.wait_settled(&id).await;
+    assert!(rec["cost_usd"].as_str().is_some(), "{rec}");
+    let r = del(&h).await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.stop().await;
+}

@@ -163,9 +163,18 @@ async fn delete(
     let rec = owned(&app, &project, &id).await?;
     if rec.state == BatchState::InFlight {
         // Deleting drops the results upstream: settle first or the cost is lost for good.
-        crate::settle::settle_now(&app, &rec).await.map_err(|e| {
+        let recorded = crate::settle::settle_now(&app, &rec).await.map_err(|e| {
             ApiError::Conflict(format!("batch cannot be deleted before it is settled: {e}"))
         })?;
+        // Not recorded by this call: settled already, or another task is reading the
+        // results right now and deleting would cut them off.
+        let settled = recorded
+            || app.ledger.batch(&rec.sub_id).await?.is_some_and(|r| r.state == BatchState::Settled);
+        if !settled {
+            return Err(ApiError::Conflict(
+                "batch cannot be deleted while it is being settled; retry shortly".into(),
+            ));
+        }
     }
     let reply = app
         .upstream
