@@ -169,3 +169,57 @@ async fn a_batch_another_task_is_settling_is_not_deleted_from_under_it() {
     assert_eq!(r.status(), 200);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    // Upstream, newest first: a4 b3 a3 b2 a2 b1 a1.
+    let mut alpha = Vec::new();
+    for i in 0..4 {
+        let (s, v, _) =
+            h.submit("alpha-key", &batch_body(&format!("a{i}"), "claude-haiku-4-5", 1, 50)).await;
+        assert_eq!(s, 200, "{v}");
+        alpha.push(v["id"].as_str().unwrap().to_string());
+        if i < 3 {
+            let (s, v, _) = h
+                .submit("beta-key", &batch_body(&format!("b{i}"), "claude-haiku-4-5", 1, 50))
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    let page = |before: String| {
+        let h = &h;
+        async move {
+            let v: serde_json::Value = h
+                .http
+                .get(format!("{}/v1/messages/batches?limit=2&before_id={before}", h.base))
+                .header("x-api-key", "alpha-key")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The two alpha batches just newer than a1, newest first, as the upstream orders a page.
+    let first = page(alpha[0].clone()).await;
+    assert_eq!(ids(&first), vec![alpha[2].clone(), alpha[1].clone()], "{first}");
+    assert_eq!(first["first_id"], alpha[2].as_str());
+    assert_eq!(first["last_id"], alpha[1].as_str());
+    assert_eq!(first["has_more"], true);
+    // The SDK continues with before_id = first_id.
+    let next = page(alpha[2].clone()).await;
+    assert_eq!(ids(&next), vec![alpha[3].clone()], "{next}");
+    assert_eq!(next["has_more"], false);
+    h.stop().await;
+}

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::{App, auth};
 use crate::ledger::{BatchRecord, BatchState};
 use crate::providers::anthropic::client::{FORWARDED_HEADERS, Forward, UpstreamReply};
-use crate::providers::anthropic::wire::{BatchPage, ProcessingStatus};
+use crate::providers::anthropic::wire::{BatchPage, MessageBatch, ProcessingStatus};
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -234,6 +234,7 @@ async fn list(
     let mut data = Vec::new();
     let mut has_more = false;
     let mut last_headers = HeaderMap::new();
+    let backwards = q.before_id.is_some();
     for _page in 0..20 {
         fwd.query = Some(q.upstream_query(before.as_deref(), after.as_deref()));
         let reply = app.upstream.call("list", Method::GET, "/v1/messages/batches", &fwd).await?;
@@ -244,7 +245,11 @@ async fn list(
         let page: BatchPage = serde_json::from_slice(&reply.body)
             .map_err(|_| ApiError::Internal("upstream sent an unreadable batch list".into()))?;
         let n = page.data.len();
-        for (i, b) in page.data.iter().enumerate() {
+        // A `before_id` page holds the batches just newer than the cursor, newest first:
+        // walk it from the cursor's end so the ones nearest the cursor are kept.
+        let items: Vec<&MessageBatch> =
+            if backwards { page.data.iter().rev().collect() } else { page.data.iter().collect() };
+        for (i, b) in items.into_iter().enumerate() {
             let mine = matches!(app.ledger.batch_by_upstream(&b.id).await?, Some(r) if r.project == project);
             if mine {
                 let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
@@ -260,11 +265,14 @@ async fn list(
             break;
         }
         has_more = true;
-        if q.before_id.is_some() {
+        if backwards {
             before = page.first_id.clone();
         } else {
             after = page.last_id.clone();
         }
+    }
+    if backwards {
+        data.reverse();
     }
     let id_at = |i: Option<&Value>| i.and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
     let body = serde_json::json!({
