@@ -223,3 +223,39 @@ async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
     assert_eq!(next["has_more"], false);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_that_reaches_the_last_upstream_page_says_it_has_no_more() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    // Upstream, newest first: a3 b2 a2 b1 a1 b0 a0.
+    let mut alpha = Vec::new();
+    for i in 0..4 {
+        let (s, v, _) =
+            h.submit("alpha-key", &batch_body(&format!("m{i}"), "claude-haiku-4-5", 1, 50)).await;
+        assert_eq!(s, 200, "{v}");
+        alpha.push(v["id"].as_str().unwrap().to_string());
+        if i < 3 {
+            let (s, v, _) = h
+                .submit("beta-key", &batch_body(&format!("n{i}"), "claude-haiku-4-5", 1, 50))
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    // Pages of 5 upstream: alpha's 4 batches span both, and the second is the last.
+    let v: serde_json::Value = h
+        .http
+        .get(format!("{}/v1/messages/batches?limit=5", h.base))
+        .header("x-api-key", "alpha-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> =
+        v["data"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    alpha.reverse();
+    assert_eq!(ids, alpha, "{v}");
+    assert_eq!(v["has_more"], false, "{v}");
+    h.stop().await;
+}

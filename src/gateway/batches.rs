@@ -261,10 +261,14 @@ async fn list(
                 }
             }
         }
-        if data.len() as u32 >= q.limit || !page.has_more {
+        if data.len() as u32 >= q.limit {
             break;
         }
-        has_more = true;
+        // Whatever an earlier page said, this one decides whether anything is left.
+        has_more = page.has_more;
+        if !has_more {
+            break;
+        }
         if backwards {
             before = page.first_id.clone();
         } else {
