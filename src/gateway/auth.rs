@@ -7,7 +7,6 @@ use axum::http::HeaderMap;
 use super::App;
 use super::error::ApiError;
 use crate::config::Secret;
-use crate::metrics::{RejectReason, UNKNOWN_PROJECT};
 
 /// The credential a request carries: `x-api-key`, else `Authorization: Bearer`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -28,7 +27,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The calling project, or 401 (counted as an `unauthenticated` rejection).
+/// The calling project, or 401.
 pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     let found = presented_key(headers).and_then(|key| {
         let mut hit = None;
@@ -41,10 +40,7 @@ pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
         }
         hit
     });
-    found.ok_or_else(|| {
-        app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
-        ApiError::Unauthenticated("invalid x-api-key")
-    })
+    found.ok_or(ApiError::Unauthenticated("invalid x-api-key"))
 }
 
 /// The admin token as `Authorization: Bearer`, or 401.

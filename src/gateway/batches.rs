@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::{App, auth};
 use crate::ledger::{BatchRecord, BatchState};
 use crate::providers::anthropic::client::{FORWARDED_HEADERS, Forward, UpstreamReply};
-use crate::providers::anthropic::wire::{BatchPage, MessageBatch, ProcessingStatus};
+use crate::providers::anthropic::wire::ProcessingStatus;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -242,17 +242,20 @@ async fn list(
             return Err(ApiError::upstream(reply));
         }
         last_headers = reply.headers.clone();
-        let page: BatchPage = serde_json::from_slice(&reply.body)
+        let page: RawPage = serde_json::from_slice(&reply.body)
             .map_err(|_| ApiError::Internal("upstream sent an unreadable batch list".into()))?;
         let n = page.data.len();
         // A `before_id` page holds the batches just newer than the cursor, newest first:
         // walk it from the cursor's end so the ones nearest the cursor are kept.
-        let items: Vec<&MessageBatch> =
+        let items: Vec<&Value> =
             if backwards { page.data.iter().rev().collect() } else { page.data.iter().collect() };
         for (i, b) in items.into_iter().enumerate() {
-            let mine = matches!(app.ledger.batch_by_upstream(&b.id).await?, Some(r) if r.project == project);
+            let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+            let mine =
+                matches!(app.ledger.batch_by_upstream(id).await?, Some(r) if r.project == project);
             if mine {
-                let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+                // Relayed as the upstream sent it (fields we don't model included).
+                let mut v = b.clone();
                 rewrite(&app, &mut v);
                 data.push(v);
                 if data.len() as u32 >= q.limit {
@@ -286,6 +289,15 @@ async fn list(
         "last_id": id_at(data.last()),
     });
     Ok(json(StatusCode::OK, &last_headers, &body))
+}
+
+/// A list page with its batch objects kept as raw JSON.
+#[derive(serde::Deserialize)]
+struct RawPage {
+    data: Vec<Value>,
+    has_more: bool,
+    first_id: Option<String>,
+    last_id: Option<String>,
 }
 
 struct ListQuery {

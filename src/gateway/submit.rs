@@ -21,7 +21,7 @@ use super::{App, auth, body};
 use crate::budgets::{applicable, window_ref};
 use crate::estimate::{Estimate, EstimateOptions, estimate_bytes};
 use crate::ledger::{Admit, BatchRecord, BatchState, Hold, NewSubmission, WindowRef, WindowState};
-use crate::metrics::RejectReason;
+use crate::metrics::{RejectReason, UNKNOWN_PROJECT};
 use crate::providers::ANTHROPIC;
 use crate::providers::anthropic::client::{
     Forward, UpstreamError, UpstreamReply, refused_outright,
@@ -32,7 +32,10 @@ use crate::tracker::Match;
 /// `POST /v1/messages/batches`
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    let project = auth::project(&app, &parts.headers)?;
+    let project = auth::project(&app, &parts.headers).inspect_err(|_| {
+        // Only submissions count as rejected submissions; a bad key on a read does not.
+        app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+    })?;
     let result = submit(&app, &project, &parts.headers, &parts.uri, raw).await;
     if let Err(e) = &result {
         let reason = match e {

@@ -288,8 +288,10 @@ pub async fn open(
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?))
     } else {
+        // Only the scheme: a URL may carry a password.
+        let scheme = url.split(':').next().unwrap_or("");
         Err(LedgerError::Url(format!(
-            "`{url}`: expected sqlite://PATH (PostgreSQL support is planned)"
+            "`{scheme}:` is not supported: expected sqlite://PATH (PostgreSQL support is planned)"
         )))
     }
 }

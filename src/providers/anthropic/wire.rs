@@ -34,7 +34,10 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     pub fn total(&self) -> u64 {
-        self.processing + self.succeeded + self.errored + self.canceled + self.expired
+        // Saturating: corrupt counts from the wire must not panic or wrap.
+        [self.processing, self.succeeded, self.errored, self.canceled, self.expired]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
     }
 }
 
