@@ -80,6 +80,49 @@ impl SqliteLedger {
     }
 }
 
+/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes
+/// `spent` (zero for a release, the batch's actual cost and tokens for a settlement).
+/// Both paths go through here, so a release and a settlement can never disagree on which
+/// windows a batch counted against.
+async fn close_holds(
+    tx: &mut Transaction<'_, Sqlite>,
+    sub_id: &str,
+    spent: (i64, i64, i64),
+    state: &str,
+) -> Result<(), LedgerError> {
+    let holds = sqlx::query(
+        "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
+         WHERE sub_id = $1 AND state = 'held'",
+    )
+    .bind(sub_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for h in &holds {
+        sqlx::query(
+            "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
+             reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
+             spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
+             spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
+        )
+        .bind(h.try_get::<String, _>("budget")?)
+        .bind(h.try_get::<i64, _>("window_start")?)
+        .bind(h.try_get::<i64, _>("hold_pico")?)
+        .bind(h.try_get::<i64, _>("hold_input")?)
+        .bind(h.try_get::<i64, _>("hold_output")?)
+        .bind(spent.0)
+        .bind(spent.1)
+        .bind(spent.2)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("UPDATE reservations SET state = $2 WHERE sub_id = $1 AND state = 'held'")
+        .bind(sub_id)
+        .bind(state)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Ledger for SqliteLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
         Box::pin(async move {
@@ -209,20 +252,7 @@ impl Ledger for SqliteLedger {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            sqlx::query(
-                "UPDATE budget_windows SET \
-                 reserved_pico = reserved_pico - (SELECT hold_pico FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start), \
-                 reserved_input = reserved_input - (SELECT hold_input FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start), \
-                 reserved_output = reserved_output - (SELECT hold_output FROM reservations r WHERE r.sub_id = $1 AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start) \
-                 WHERE EXISTS (SELECT 1 FROM reservations r WHERE r.sub_id = $1 AND r.state = 'held' AND r.budget = budget_windows.budget AND r.window_start = budget_windows.window_start)",
-            )
-            .bind(sub_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE reservations SET state = 'released' WHERE sub_id = $1")
-                .bind(sub_id)
-                .execute(&mut *tx)
-                .await?;
+            close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -351,35 +381,7 @@ impl Ledger for SqliteLedger {
                 .execute(&mut *tx)
                 .await?;
             }
-            let holds = sqlx::query(
-                "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
-                 WHERE sub_id = $1 AND state = 'held'",
-            )
-            .bind(sub_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for h in &holds {
-                sqlx::query(
-                    "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
-                     reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
-                     spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
-                     spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
-                )
-                .bind(h.try_get::<String, _>("budget")?)
-                .bind(h.try_get::<i64, _>("window_start")?)
-                .bind(h.try_get::<i64, _>("hold_pico")?)
-                .bind(h.try_get::<i64, _>("hold_input")?)
-                .bind(h.try_get::<i64, _>("hold_output")?)
-                .bind(cost)
-                .bind(inp)
-                .bind(out)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("UPDATE reservations SET state = 'settled' WHERE sub_id = $1")
-                .bind(sub_id)
-                .execute(&mut *tx)
-                .await?;
+            close_holds(&mut tx, sub_id, (cost, inp, out), "settled").await?;
             tx.commit().await?;
             Ok(true)
         })
