@@ -7,12 +7,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batchcost::budgets::{applicable, project_label, window};
+use batchcost::budgets::{applicable, window_ref};
 use batchcost::clock::SystemClock;
 use batchcost::config::Period;
 use batchcost::estimate::{EstimateOptions, estimate_bytes};
 use batchcost::gateway::App;
-use batchcost::ledger::{Admit, BatchState, Hold, NewSubmission, WindowRef};
+use batchcost::ledger::{Admit, BatchState, Hold, NewSubmission};
 use batchcost::money::Money;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
@@ -23,19 +23,7 @@ async fn pending(app: &App, sub_id: &str, project: &str, body: &Value, at: Times
     let bytes = serde_json::to_vec(body).unwrap();
     let est = estimate_bytes(&bytes, &app.pricing, &EstimateOptions::new(at, 0.5)).unwrap();
     let windows = applicable(&app.settings.budgets, project)
-        .map(|b| {
-            let w = window(b.period, &app.settings.timezone, at);
-            WindowRef {
-                budget: b.name.clone(),
-                project: project_label(b).to_string(),
-                period: b.period,
-                start: w.start,
-                end: w.end,
-                limit: b.limit,
-                limit_input_tokens: None,
-                limit_output_tokens: None,
-            }
-        })
+        .map(|b| window_ref(b, &app.settings.timezone, at))
         .collect();
     let sub = NewSubmission {
         sub_id: sub_id.into(),

@@ -170,23 +170,30 @@ async fn a_batch_another_task_is_settling_is_not_deleted_from_under_it() {
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
-    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
-    // Upstream, newest first: a4 b3 a3 b2 a2 b1 a1.
+/// Four one-request alpha batches with three beta batches between them, upstream order
+/// (newest first) a3 b2 a2 b1 a1 b0 a0; returns alpha's ids, oldest first.
+async fn interleaved(h: &Harness, a: &str, b: &str) -> Vec<String> {
     let mut alpha = Vec::new();
     for i in 0..4 {
         let (s, v, _) =
-            h.submit("alpha-key", &batch_body(&format!("a{i}"), "claude-haiku-4-5", 1, 50)).await;
+            h.submit("alpha-key", &batch_body(&format!("{a}{i}"), "claude-haiku-4-5", 1, 50)).await;
         assert_eq!(s, 200, "{v}");
         alpha.push(v["id"].as_str().unwrap().to_string());
         if i < 3 {
             let (s, v, _) = h
-                .submit("beta-key", &batch_body(&format!("b{i}"), "claude-haiku-4-5", 1, 50))
+                .submit("beta-key", &batch_body(&format!("{b}{i}"), "claude-haiku-4-5", 1, 50))
                 .await;
             assert_eq!(s, 200, "{v}");
         }
     }
+    alpha
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    // Upstream, newest first: a4 b3 a3 b2 a2 b1 a1.
+    let alpha = interleaved(&h, "a", "b").await;
     let page = |before: String| {
         let h = &h;
         async move {
@@ -228,19 +235,7 @@ async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
 async fn a_list_that_reaches_the_last_upstream_page_says_it_has_no_more() {
     let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
     // Upstream, newest first: a3 b2 a2 b1 a1 b0 a0.
-    let mut alpha = Vec::new();
-    for i in 0..4 {
-        let (s, v, _) =
-            h.submit("alpha-key", &batch_body(&format!("m{i}"), "claude-haiku-4-5", 1, 50)).await;
-        assert_eq!(s, 200, "{v}");
-        alpha.push(v["id"].as_str().unwrap().to_string());
-        if i < 3 {
-            let (s, v, _) = h
-                .submit("beta-key", &batch_body(&format!("n{i}"), "claude-haiku-4-5", 1, 50))
-                .await;
-            assert_eq!(s, 200, "{v}");
-        }
-    }
+    let mut alpha = interleaved(&h, "m", "n").await;
     // Pages of 5 upstream: alpha's 4 batches span both, and the second is the last.
     let v: serde_json::Value = h
         .http

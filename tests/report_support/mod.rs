@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use batchcost::budgets::{applicable, project_label, window};
+use batchcost::budgets::{applicable, window_ref};
 use batchcost::config::{Budget, Period};
 use batchcost::ledger::{
     Admit, Hold, Ledger, ModelUsage, NewSubmission, ResultCounts, Settlement, SqliteLedger,
@@ -86,21 +86,7 @@ impl Fixture {
     /// The budget windows a submission at `at` by `project` counts against, as the gateway
     /// computes them.
     pub fn windows(&self, project: &str, at: Timestamp) -> Vec<WindowRef> {
-        applicable(&self.budgets, project)
-            .map(|b| {
-                let w = window(b.period, &self.tz, at);
-                WindowRef {
-                    budget: b.name.clone(),
-                    project: project_label(b).to_string(),
-                    period: b.period,
-                    start: w.start,
-                    end: w.end,
-                    limit: b.limit,
-                    limit_input_tokens: None,
-                    limit_output_tokens: None,
-                }
-            })
-            .collect()
+        applicable(&self.budgets, project).map(|b| window_ref(b, &self.tz, at)).collect()
     }
 
     /// Admits, submits and settles `b`; returns the exact cost recorded.
