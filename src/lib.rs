@@ -17,6 +17,7 @@ pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod report;
+pub mod runner;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
