@@ -11,10 +11,10 @@ pub fn render(o: &Options, provider: &str, items: usize, lim: Limits, pv: &Previ
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "plan: {items} requests in {} batches (at most {} requests and {} bytes each) for {provider} via {}",
+        "plan: {items} requests in {} batches (at most {} requests and {} each) for {provider} via {}",
         pv.batches.len(),
         lim.max_requests,
-        lim.max_bytes,
+        bytes(lim.max_bytes),
         o.gateway
     );
     if let Some(cap) = o.max_batch_usd {
@@ -98,4 +98,8 @@ pub fn budget_line(b: &BudgetCheck) -> String {
         let _ = write!(s, "; a batch alone exceeds its {k} limit");
     }
     s
+}
+
+fn bytes(n: u64) -> String {
+    if n % (1 << 20) == 0 { format!("{} MiB", n >> 20) } else { format!("{n} bytes") }
 }
