@@ -22,3 +22,4 @@ pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
 pub mod tracker;
+pub mod usage;
