@@ -351,3 +351,31 @@ fn shipped_table_has_the_reference_gemini_and_openai_models() {
     let o3 = t.resolve_for("openai", "o3", ts("2025-06-09T12:00:00Z")).unwrap();
     assert_eq!(o3.batch.output, usd("0.00002"));
 }
+
+#[test]
+fn pricing_check_prints_kinds_tiers_and_flags() {
+    let text = format!(
+        "{HEAD}\n[[models]]\nprovider = \"together\"\nid = \"llama-70b\"\nmax_output_tokens = 4096\nbatch_discount = 0.5\n[[models.prices]]\neffective_from = 2025-01-01\nsource = \"t\"\ninput = 0.88\noutput = 0.88\n\n[[models]]\nprovider = \"gemini\"\nid = \"pro\"\n[[models.prices]]\neffective_from = 2025-01-01\nsource = \"t\"\n{GEMINI_OK}\nlong_context_threshold = 200000\nlong_input = 2.5\nlong_output = 15\nlong_cache_read = 0.25\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kinds.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_batchcost"))
+        .args(["pricing", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = shown.lines().collect();
+    let llama = lines.iter().find(|l| l.contains("llama-70b")).unwrap();
+    assert!(llama.starts_with("together(openai)"), "{llama}");
+    // Write classes are n/a; batch input/output at the model's own 50%, not together's 20%.
+    let cells: Vec<&str> = llama.split_whitespace().collect();
+    assert_eq!(&cells[4..12], ["0.88", "0.88", "n/a", "n/a", "0.88", "0.44", "0.44", "0.44"]);
+    assert!(llama.contains("batch x0.5") && llama.contains("max_out 4096"), "{llama}");
+    // The long tier is its own row right under its entry, at the long rates.
+    let pro = lines.iter().position(|l| l.contains(" pro ")).unwrap();
+    let long: Vec<&str> = lines[pro + 1].split_whitespace().collect();
+    assert_eq!(long[..2], ["gemini", "prompt>200000"]);
+    assert_eq!(long[2..10], ["2.5", "15", "n/a", "n/a", "0.25", "1.25", "7.5", "0.25"]);
+}
