@@ -21,10 +21,10 @@ struct Inner {
     version: String,
     models: Vec<Model>,
     /// (provider, id or alias) -> index into `models`.
-    names: HashMap<(String, String), usize>,
+    by_provider: HashMap<(String, String), usize>,
     /// Id or alias -> index, for [`PriceTable::resolve`]: a first-party provider (named as
     /// its kind) wins over a reseller, then file order.
-    any: HashMap<String, usize>,
+    names: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -82,8 +82,8 @@ impl PriceTable {
             providers.insert(n.clone(), Arc::new(provider(&src, n, p, &key)?));
         }
         let mut models: Vec<Model> = Vec::new();
-        let mut names: HashMap<(String, String), usize> = HashMap::new();
-        let mut any: HashMap<String, usize> = HashMap::new();
+        let mut by_provider: HashMap<(String, String), usize> = HashMap::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
         for (i, m) in raw.models.iter().enumerate() {
             let key = format!("models[{i}]");
             let model = model(&src, m, &key, &providers)?;
@@ -91,7 +91,7 @@ impl PriceTable {
                 .chain(m.aliases.iter().enumerate().map(|(j, a)| (a, format!("aliases[{j}]"))));
             for (name, field) in named {
                 let k = (model.provider.clone(), name.get_ref().clone());
-                if let Some(&other) = names.get(&k) {
+                if let Some(&other) = by_provider.get(&k) {
                     let other_id = models.get(other).map_or(m.id.get_ref(), |o| &o.id);
                     let msg = format!(
                         "`{}` is already used by models[{other}] (`{other_id}`) of provider `{}`",
@@ -100,9 +100,9 @@ impl PriceTable {
                     );
                     return Err(src.invalid(name.span().start, &format!("{key}.{field}"), msg));
                 }
-                names.insert(k, i);
+                by_provider.insert(k, i);
                 let first_party = |m: &Model| m.provider == m.settings.kind.as_str();
-                let replace = match any.get(name.get_ref()) {
+                let replace = match names.get(name.get_ref()) {
                     None => true,
                     Some(&o) => {
                         let earlier = models.get(o).unwrap_or(&model);
@@ -110,12 +110,12 @@ impl PriceTable {
                     }
                 };
                 if replace {
-                    any.insert(name.get_ref().clone(), i);
+                    names.insert(name.get_ref().clone(), i);
                 }
             }
             models.push(model);
         }
-        Ok(PriceTable { inner: Arc::new(Inner { version, models, names, any }) })
+        Ok(PriceTable { inner: Arc::new(Inner { version, models, by_provider, names }) })
     }
 
     /// The table's `version`, exported as the `pricing_version` build-info label.
@@ -132,7 +132,7 @@ impl PriceTable {
         model: &str,
         at: jiff::Timestamp,
     ) -> Option<ResolvedPrice> {
-        let i = *self.inner.names.get(&(provider.to_string(), model.to_string()))?;
+        let i = *self.inner.by_provider.get(&(provider.to_string(), model.to_string()))?;
         self.resolve_index(i, at)
     }
 
@@ -140,7 +140,7 @@ impl PriceTable {
     /// lists the same id); otherwise as [`PriceTable::resolve_for`]. Gateways that know
     /// their upstream should call `resolve_for`.
     pub fn resolve(&self, model: &str, at: jiff::Timestamp) -> Option<ResolvedPrice> {
-        self.resolve_index(*self.inner.any.get(model)?, at)
+        self.resolve_index(*self.inner.names.get(model)?, at)
     }
 
     fn resolve_index(&self, i: usize, at: jiff::Timestamp) -> Option<ResolvedPrice> {
