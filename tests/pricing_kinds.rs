@@ -211,6 +211,9 @@ fn ids_are_unique_per_provider_not_across_providers() {
     assert_eq!(t.resolve_for("openai", "gpt-4o", now()).unwrap().batch.output, usd("0.000005"));
     assert!(t.resolve_for("gemini", "gpt-4o", now()).is_none());
     assert_eq!(t.provider_kind("together"), Some(ProviderKind::OpenAi));
+    // A section without models still has its kind; an unknown name has none.
+    assert_eq!(t.provider_kind("gemini"), Some(ProviderKind::Gemini));
+    assert_eq!(t.provider_kind("groq"), None);
     let dup = format!(
         "{two}\n[[models]]\nprovider = \"together\"\nid = \"x\"\naliases = [\"gpt-4o\"]\n[[models.prices]]\neffective_from = 2025-01-01\nsource = \"t\"\ninput = 1\noutput = 1\n"
     );

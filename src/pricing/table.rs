@@ -25,6 +25,8 @@ struct Inner {
     /// Id or alias -> index, for [`PriceTable::resolve`]: a first-party provider (named as
     /// its kind) wins over a reseller, then file order.
     names: HashMap<String, usize>,
+    /// Every `[providers.NAME]` section's kind, models or not.
+    kinds: HashMap<String, ProviderKind>,
 }
 
 #[derive(Debug)]
@@ -115,7 +117,9 @@ impl PriceTable {
             }
             models.push(model);
         }
-        Ok(PriceTable { inner: Arc::new(Inner { version, models, by_provider, names }) })
+        let kinds = providers.iter().map(|(n, p)| (n.clone(), p.kind)).collect();
+        let inner = Inner { version, models, by_provider, names, kinds };
+        Ok(PriceTable { inner: Arc::new(inner) })
     }
 
     /// The table's `version`, exported as the `pricing_version` build-info label.
@@ -171,9 +175,10 @@ impl PriceTable {
         self.inner.models.iter().map(|m| (m.provider.clone(), m.id.clone())).collect()
     }
 
-    /// The kind of a provider named in the table, for config validation of upstreams.
+    /// The kind of a `[providers.NAME]` section, for checking an upstream's `kind` in
+    /// `batchcost.toml` against the rows that will price it. `None`: no such section.
     pub fn provider_kind(&self, provider: &str) -> Option<ProviderKind> {
-        self.inner.models.iter().find(|m| m.provider == provider).map(|m| m.settings.kind)
+        self.inner.kinds.get(provider).copied()
     }
 
     pub(super) fn raw_models(&self) -> &[Model] {
