@@ -20,8 +20,8 @@ pub struct PriceTable {
 struct Inner {
     version: String,
     models: Vec<Model>,
-    /// (provider, id or alias) -> index into `models`.
-    by_provider: HashMap<(String, String), usize>,
+    /// Provider -> id or alias -> index into `models` (nested so a lookup allocates nothing).
+    by_provider: HashMap<String, HashMap<String, usize>>,
     /// Id or alias -> index, for [`PriceTable::resolve`]: a first-party provider (named as
     /// its kind) wins over a reseller, then file order.
     names: HashMap<String, usize>,
@@ -84,7 +84,7 @@ impl PriceTable {
             providers.insert(n.clone(), Arc::new(provider(&src, n, p, &key)?));
         }
         let mut models: Vec<Model> = Vec::new();
-        let mut by_provider: HashMap<(String, String), usize> = HashMap::new();
+        let mut by_provider: HashMap<String, HashMap<String, usize>> = HashMap::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, m) in raw.models.iter().enumerate() {
             let key = format!("models[{i}]");
@@ -92,8 +92,8 @@ impl PriceTable {
             let named = std::iter::once((&m.id, "id".to_string()))
                 .chain(m.aliases.iter().enumerate().map(|(j, a)| (a, format!("aliases[{j}]"))));
             for (name, field) in named {
-                let k = (model.provider.clone(), name.get_ref().clone());
-                if let Some(&other) = by_provider.get(&k) {
+                let own = by_provider.entry(model.provider.clone()).or_default();
+                if let Some(&other) = own.get(name.get_ref()) {
                     let other_id = models.get(other).map_or(m.id.get_ref(), |o| &o.id);
                     let msg = format!(
                         "`{}` is already used by models[{other}] (`{other_id}`) of provider `{}`",
@@ -102,7 +102,7 @@ impl PriceTable {
                     );
                     return Err(src.invalid(name.span().start, &format!("{key}.{field}"), msg));
                 }
-                by_provider.insert(k, i);
+                own.insert(name.get_ref().clone(), i);
                 let first_party = |m: &Model| m.provider == m.settings.kind.as_str();
                 let replace = match names.get(name.get_ref()) {
                     None => true,
@@ -136,7 +136,7 @@ impl PriceTable {
         model: &str,
         at: jiff::Timestamp,
     ) -> Option<ResolvedPrice> {
-        let i = *self.inner.by_provider.get(&(provider.to_string(), model.to_string()))?;
+        let i = *self.inner.by_provider.get(provider)?.get(model)?;
         self.resolve_index(i, at)
     }
 
