@@ -119,3 +119,35 @@ async fn duplicate_custom_ids_are_refused_up_front_naming_the_line() {
     assert_eq!(h.sim.stats().create_attempts, 0);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_items_with_a_template_become_requests_named_by_their_id() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    let items = h.dir.path().join("items.jsonl");
+    let text_in: String = (0..30)
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("doc-{i}"), "text": format!("document {i}"), "limit": 8 + i})))
+        .collect();
+    std::fs::write(&items, text_in).unwrap();
+    let tpl = h.dir.path().join("template.json");
+    std::fs::write(
+        &tpl,
+        r#"{"model": "claude-haiku-4-5", "max_tokens": "{{limit}}", "messages": [{"role": "user", "content": "Summarise: {{text}}"}]}"#,
+    )
+    .unwrap();
+    let out = h.dir.path().join("items.out.jsonl");
+    let o = output({
+        let mut c = run_cmd(&h, &items, &["--yes", "--order", "custom-id"]);
+        c.arg("--template").arg(&tpl).arg("--out").arg(&out);
+        c
+    })
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (order, by) = results(&out);
+    let mut sorted: Vec<String> = (0..30).map(|i| format!("doc-{i}")).collect();
+    sorted.sort();
+    assert_eq!(order, sorted, "--order custom-id");
+    assert!(by.values().all(|v| v["result"]["type"] == "succeeded"));
+    // max_tokens came from each item: the simulator never writes more than it.
+    assert!(by["doc-0"]["result"]["message"]["usage"]["output_tokens"].as_u64().unwrap() <= 8);
+    h.stop().await;
+}

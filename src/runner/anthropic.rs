@@ -98,7 +98,8 @@ impl Provider for Anthropic {
     }
 
     fn body_overhead(&self) -> (u64, u64) {
-        (1, (BODY_HEAD.len() + BODY_TAIL.len()) as u64)
+        // n lines take n - 1 commas: one per line, one fewer per body.
+        (1, (BODY_HEAD.len() + BODY_TAIL.len()) as u64 - 1)
     }
 
     async fn create(&self, body: Vec<u8>) -> Result<BatchView, CallError> {

@@ -296,7 +296,7 @@ async fn settle(
         store.save(st)?;
         log.status(&Snapshot::of(st));
         if *access == Access::No {
-            log.line("batch costs: the ledger is not readable with these credentials (pass --admin-token-env); the summary shows tokens only");
+            log.line("batch costs: no ledger readable at this server with these credentials (a simulator, or a gateway that needs --admin-token-env); the summary shows tokens only");
             return Ok(());
         }
         if left == 0 {

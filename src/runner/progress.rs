@@ -136,28 +136,32 @@ impl Log {
         } else {
             "-".into()
         };
+        let batches = format!(
+            "{} to submit · {} running · {} ended · {} refused",
+            s.planned, s.running, s.done, s.refused
+        );
+        let requests = format!(
+            "{} processing · {} succeeded · {} errored · {} expired/canceled",
+            n(s.req_processing),
+            n(s.req_succeeded),
+            n(s.req_errored),
+            n(s.req_other)
+        );
+        let items = format!(
+            "{} of {} succeeded · {} failed",
+            n(s.items_succeeded as u64),
+            n(s.items as u64),
+            n(s.items_failed as u64)
+        );
+        let cost = format!(
+            "cost settled ${} ({} batches)",
+            s.cost_settled.usd_rounded(4),
+            s.settled_batches
+        );
         let block = vec![
-            format!(
-                "batches   {} to submit · {} running · {} ended · {} refused",
-                s.planned, s.running, s.done, s.refused
-            ),
-            format!(
-                "requests  {} processing · {} succeeded · {} errored · {} expired/canceled",
-                n(s.req_processing),
-                n(s.req_succeeded),
-                n(s.req_errored),
-                n(s.req_other)
-            ),
-            format!(
-                "items     {} of {} succeeded · {} failed   cost settled ${} ({} batches)   elapsed {}   ETA {}",
-                n(s.items_succeeded as u64),
-                n(s.items as u64),
-                n(s.items_failed as u64),
-                s.cost_settled.usd_rounded(4),
-                s.settled_batches,
-                hms(elapsed),
-                eta
-            ),
+            format!("batches   {batches}"),
+            format!("requests  {requests}"),
+            format!("items     {items}   {cost}   elapsed {}   ETA {eta}", hms(elapsed)),
         ];
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut err = std::io::stderr().lock();

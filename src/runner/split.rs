@@ -48,3 +48,52 @@ pub fn halve(input: &Input, items: &[u32], overhead: (u64, u64)) -> [(Vec<u32>, 
     let (a, b) = items.split_at(mid);
     [(a.to_vec(), size(a)), (b.to_vec(), size(b))]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::runner::anthropic::Anthropic;
+    use crate::runner::client::Client;
+    use crate::runner::provider::Provider;
+
+    fn input(n: usize) -> (tempfile::TempDir, Input, Anthropic) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"custom_id":"r-{i}","params":{{"model":"m","max_tokens":1,"pad":"{}"}}}}"#,
+                    "x".repeat(i % 7)
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let p = Anthropic {
+            client: Client::new("http://127.0.0.1:1", Secret::new("k"), None).unwrap(),
+        };
+        let input = crate::runner::input::load(&path, None, dir.path(), &p).unwrap();
+        (dir, input, p)
+    }
+
+    #[test]
+    fn batches_respect_both_limits_keep_order_and_report_their_exact_body_size() {
+        let (_dir, input, p) = input(100);
+        let all: Vec<u32> = (0..100).collect();
+        let limits = Limits { max_requests: 30, max_bytes: 2_000 };
+        let chunks = split(&input, &all, limits, p.body_overhead()).unwrap();
+        let flat: Vec<u32> = chunks.iter().flat_map(|(c, _)| c.clone()).collect();
+        assert_eq!(flat, all, "every item once, in order");
+        for (items, bytes) in &chunks {
+            let lines = input.lines(items).unwrap();
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            let body = p.body(&refs);
+            assert_eq!(body.len() as u64, *bytes, "the size is the real body's");
+            assert!(items.len() <= 30 && *bytes <= 2_000);
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        }
+        assert!(chunks.len() > 100 / 30 + 1, "the byte limit split further: {}", chunks.len());
+        let tiny = Limits { max_requests: 10, max_bytes: 40 };
+        assert!(split(&input, &all, tiny, p.body_overhead()).unwrap_err().contains("r-0"));
+    }
+}
