@@ -116,14 +116,15 @@ impl Provider for Anthropic {
         batch(self.client.read(|| self.client.keyed(Method::GET, &path)).await?)
     }
 
-    async fn list(&self, after: Option<&str>) -> Result<Page, CallError> {
+    async fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, CallError> {
+        let limit = limit.to_string();
         let v = self
             .client
             .read(|| {
                 let rb = self.client.keyed(Method::GET, "/v1/messages/batches");
                 match after {
-                    Some(a) => rb.query(&[("limit", "100"), ("after_id", a)]),
-                    None => rb.query(&[("limit", "100")]),
+                    Some(a) => rb.query(&[("limit", limit.as_str()), ("after_id", a)]),
+                    None => rb.query(&[("limit", limit.as_str())]),
                 }
             })
             .await?;

@@ -88,11 +88,16 @@ impl Client {
 
     /// `/api/estimate`: with the project key (the gateway checks that project's budgets),
     /// or with the admin token once the gateway has refused the key.
-    pub fn estimate(&self, path: &str) -> RequestBuilder {
+    /// `project` is sent only with the admin token: a project key estimates for its own
+    /// project, and the gateway refuses a different `?project=` with it.
+    pub fn estimate(&self, project: Option<&str>) -> RequestBuilder {
         use std::sync::atomic::Ordering;
-        let rb = self.http.request(Method::POST, format!("{}{path}", self.base));
+        let rb = self.http.request(Method::POST, format!("{}/api/estimate", self.base));
         match &self.admin {
-            Some(t) if self.estimate_as_admin.load(Ordering::Relaxed) => rb.bearer_auth(t.expose()),
+            Some(t) if self.estimate_as_admin.load(Ordering::Relaxed) => match project {
+                Some(p) => rb.bearer_auth(t.expose()).query(&[("project", p)]),
+                None => rb.bearer_auth(t.expose()),
+            },
             _ => rb.header("x-api-key", self.key.expose()),
         }
     }

@@ -138,14 +138,10 @@ pub async fn estimate(
     body: Vec<u8>,
     project: Option<&str>,
 ) -> Result<Value, CallError> {
-    let path = match project {
-        Some(p) => format!("/api/estimate?project={p}"),
-        None => "/api/estimate".to_string(),
-    };
     let mut attempt = 0;
     loop {
         let rb =
-            client.estimate(&path).header("content-type", "application/json").body(body.clone());
+            client.estimate(project).header("content-type", "application/json").body(body.clone());
         match client.json(rb).await {
             Err(CallError::Status { status: 401 | 403, .. }) if client.estimate_fall_back() => {}
             Err(e) if e.transient() && attempt < 5 => {

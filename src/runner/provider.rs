@@ -100,8 +100,13 @@ pub trait Provider: Send + Sync {
     fn body_overhead(&self) -> (u64, u64);
     fn create(&self, body: Vec<u8>) -> impl Future<Output = Result<BatchView, CallError>> + Send;
     fn get(&self, id: &str) -> impl Future<Output = Result<BatchView, CallError>> + Send;
-    /// A page of the project's batches, newest first, from `after` (a page cursor).
-    fn list(&self, after: Option<&str>) -> impl Future<Output = Result<Page, CallError>> + Send;
+    /// A page of at most `limit` of the project's batches, newest first, from `after` (a
+    /// page cursor).
+    fn list(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page, CallError>> + Send;
     /// Streams the results to `path` (written whole or not at all).
     fn download(&self, id: &str, path: &Path)
     -> impl Future<Output = Result<(), CallError>> + Send;

@@ -123,7 +123,7 @@ pub fn refusal(e: &CallError) -> String {
 
 /// The project's newest batch, or `None` when it has none.
 async fn newest(p: &impl Provider) -> anyhow::Result<Option<Fence>> {
-    let page = p.list(None).await?;
+    let page = p.list(None, 1).await?;
     Ok(page.batches.into_iter().next().map(|b| Fence { id: b.id, created_at: b.created_at }))
 }
 
@@ -147,7 +147,7 @@ async fn find_sent(p: &impl Provider, st: &State, k: usize) -> anyhow::Result<Op
     let mut found: Option<BatchView> = None;
     let mut after: Option<String> = None;
     'pages: loop {
-        let page = p.list(after.as_deref()).await?;
+        let page = p.list(after.as_deref(), 100).await?;
         for v in page.batches {
             if fence.as_ref().is_some_and(|f| f.id == v.id) {
                 break 'pages;
