@@ -25,8 +25,12 @@ impl CallError {
     pub fn transient(&self) -> bool {
         match self {
             CallError::Transport(_) => true,
+            // 408: the gateway timed the upload out; 409: an identical create of this
+            // project is still in progress there.
             CallError::Status { status, kind, .. } => {
-                *status >= 500 || (*status == 429 && kind != "budget_exceeded_error")
+                *status >= 500
+                    || matches!(status, 408 | 409)
+                    || (*status == 429 && kind != "budget_exceeded_error")
             }
         }
     }

@@ -83,6 +83,12 @@ pub async fn ensure_created(
                     st.batches[k].seq
                 )
             }
+            Err(e @ CallError::Status { status: 401 | 403, .. }) => {
+                anyhow::bail!(
+                    "creating batch {}: the gateway refused the key: {e} (state saved; fix the key and run again)",
+                    st.batches[k].seq
+                )
+            }
             Err(e) => {
                 let reason = refusal(&e);
                 log.line(&format!("batch {}: refused: {reason}", st.batches[k].seq));
@@ -167,4 +173,35 @@ async fn find_sent(p: &impl Provider, st: &State, k: usize) -> anyhow::Result<Op
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_budget_refusal_reads_with_the_budget_numbers() {
+        let body = json!({"type": "error", "error": {"type": "budget_exceeded_error", "message": "over",
+            "budget": {"name": "daily", "period": "day", "limit_usd": "5", "spent_usd": "4.5",
+                       "reserved_usd": "0.25", "requested_usd": "1.2", "resets_at": "2026-12-02T00:00:00+09:00"}}});
+        let e = CallError::Status {
+            status: 429,
+            kind: "budget_exceeded_error".into(),
+            message: "over".into(),
+            body,
+        };
+        assert!(!e.transient(), "a budget refusal is not retried");
+        assert_eq!(
+            refusal(&e),
+            "budget_exceeded: budget `daily` (day): limit $5, spent $4.5, reserved $0.25, this batch $1.2; resets at 2026-12-02T00:00:00+09:00"
+        );
+        let busy = CallError::Status {
+            status: 409,
+            kind: "conflict".into(),
+            message: String::new(),
+            body: json!({}),
+        };
+        assert!(busy.transient(), "an identical create still in progress is waited for");
+    }
 }
