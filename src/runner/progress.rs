@@ -173,13 +173,15 @@ impl Log {
             g.drawn = block.len();
             g.block = block;
         } else {
-            let text = format!("progress: {}; {}", block[0], block[1]).replace("  ", " ");
+            let text =
+                format!("progress: batches {batches}; requests {requests}; items {items}; {cost}")
+                    .replace(" · ", ", ");
             let due = g
                 .last_plain
                 .as_ref()
                 .is_none_or(|(t, prev)| *prev != text && t.elapsed() >= Duration::from_secs(2));
             if due {
-                let _ = writeln!(err, "{text}; {}", block[2].trim_start_matches("items").trim());
+                let _ = writeln!(err, "{text}; elapsed {}; ETA {eta}", hms(elapsed));
                 g.last_plain = Some((Instant::now(), text));
             }
         }

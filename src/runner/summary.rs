@@ -86,8 +86,8 @@ pub fn build(input: &Input, st: &State) -> Summary {
         row(&mut t, &format!("    {k}"), v.to_string());
     }
     let attempts: Vec<String> =
-        by_attempt.iter().map(|(a, n)| format!("{n} (attempt {a})")).collect();
-    row(&mut t, "batches", format!("{} {}", ledger.len(), attempts.join(", ")));
+        by_attempt.iter().map(|(a, n)| format!("{n} in attempt {a}")).collect();
+    row(&mut t, "batches", format!("{} ({})", ledger.len(), attempts.join(", ")));
     if refused > 0 {
         row(&mut t, "batches refused", refused.to_string());
     }
