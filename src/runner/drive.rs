@@ -270,8 +270,10 @@ async fn drive(
                 }
             }
         }
+        // Counts are for the display only: the state is saved when a phase changes
+        // (`collect` saves its own) or a cost is read.
         let (_, costed) = ledger::refresh(client, st, access).await;
-        if changed || costed {
+        if costed {
             store.save(st)?;
         }
         log.status(&Snapshot::of(st));
