@@ -99,6 +99,19 @@ async fn a_dry_run_prints_the_plan_and_sends_nothing() {
     assert!(out.contains("batch 2: 200 requests"), "{out}");
     assert!(out.contains("worst case") && out.contains("standard price"), "{out}");
     assert!(out.contains("dry run: nothing was sent"), "{out}");
+    // A cap on each batch's worst case splits further, every batch within it.
+    let o = output(run_cmd(&h, &input, &["--dry-run", "--max-batch-usd", "0.01"])).await;
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let worst: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split(", worst $").nth(1)?.split(',').next()?.parse().ok())
+        .collect();
+    assert!(worst.len() > 1, "{out}");
+    assert!(worst.iter().all(|w| *w <= 0.01), "{out}");
+    let o = output(run_cmd(&h, &input, &["--dry-run", "--max-batch-usd", "0.000001"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("alone has a worst case of"), "{}", text(&o.stderr));
     assert_eq!(h.sim.stats().create_attempts, 0);
     h.stop().await;
 }

@@ -70,3 +70,32 @@ async fn retryable_failures_succeed_on_a_later_attempt_and_invalid_requests_are_
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_left_unprocessed_when_a_batch_expires_are_retried_in_a_new_batch() {
+    // 24 simulated hours pass in 2.4 s; a batch completes one request per 500 simulated
+    // seconds, so a 300-request batch expires with about 170 done.
+    let sim = SimConfig { time_scale: 36_000.0, requests_per_second: 0.002, ..sim_config() };
+    let h = harness(vec![], Arc::new(SystemClock), sim).await;
+    let input = write_input(h.dir.path(), "ex", 300, |_| None);
+    let out = h.dir.path().join("ex.out.jsonl");
+    let o = output({
+        let mut c = run_cmd(&h, &input, &["--yes", "--max-attempts", "3"]);
+        c.arg("--out").arg(&out);
+        c
+    })
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (_, by) = results(&out);
+    let upstream = upstream_counts(&h, "ex-").await;
+    let second = by.values().filter(|v| v["attempts"] == 2).count();
+    assert!(by.values().all(|v| v["result"]["type"] == "succeeded"));
+    assert!(second > 50 && second < 250, "{second} items needed a second batch");
+    for (id, v) in &by {
+        assert_eq!(upstream[id] as u64, v["attempts"].as_u64().unwrap(), "{id}");
+    }
+    let err = text(&o.stderr);
+    assert!(err.contains(&format!("attempt 2: retrying {second} requests in 1 batches")), "{err}");
+    assert!(err.contains(" expired"), "{err}");
+    h.stop().await;
+}
