@@ -24,7 +24,15 @@ pub async fn collect(
     let id = st.batches[k].id.clone().unwrap_or_default();
     let path = store.results(seq);
     std::fs::create_dir_all(&store.work)?;
-    p.download(&id, &path).await?;
+    match p.download(&id, &path).await {
+        Ok(()) => {}
+        // An adopted batch whose results are gone (another project's, or deleted after
+        // 29 days) cannot be this run's create, which has just ended.
+        Err(e) if st.batches[k].adopted && e.status() == Some(404) => {
+            return not_ours(store, st, k, log);
+        }
+        Err(e) => return Err(e.into()),
+    }
     let members: HashSet<u32> = st.batches[k].items.iter().copied().collect();
     let mut seen: HashSet<u32> = HashSet::with_capacity(members.len());
     let mut results: Vec<(u32, ItemResult)> = Vec::with_capacity(members.len());
@@ -42,16 +50,7 @@ pub async fn collect(
         }
     }
     if st.batches[k].adopted && (strangers > 0 || seen.len() != members.len()) {
-        log.line(&format!(
-            "batch {seq}: {id} holds other requests than ours; it was not this run's: creating batch {seq} again"
-        ));
-        st.foreign.push(id);
-        let b = &mut st.batches[k];
-        b.id = None;
-        b.adopted = false;
-        b.phase = Phase::Creating;
-        let _ = std::fs::remove_file(&path);
-        return store.save(st);
+        return not_ours(store, st, k, log);
     }
     if strangers > 0 {
         log.line(&format!(
@@ -83,5 +82,21 @@ pub async fn collect(
     let b = &mut st.batches[k];
     b.tokens = tokens;
     b.phase = Phase::Collected;
+    store.save(st)
+}
+
+/// A batch adopted after a crash proved to be someone else's: remembered as foreign, and
+/// batch `k` goes back to looking for (or making) its own.
+fn not_ours(store: &Store, st: &mut State, k: usize, log: &Log) -> anyhow::Result<()> {
+    let seq = st.batches[k].seq;
+    let id = st.batches[k].id.take().unwrap_or_default();
+    log.line(&format!(
+        "batch {seq}: {id} holds other requests than ours; it was not this run's: creating batch {seq} again"
+    ));
+    let _ = std::fs::remove_file(store.results(seq));
+    st.foreign.push(id);
+    let b = &mut st.batches[k];
+    b.adopted = false;
+    b.phase = Phase::Creating;
     store.save(st)
 }

@@ -53,6 +53,11 @@ async fn run_with(o: &Options, p: impl Provider) -> Result<(), RunError> {
     let lim = limits(o, &p);
     let fp = fingerprint(o, &input, lim);
     let log = Log::new();
+    if o.dry_run {
+        // Whatever the state file holds, a dry run only prices and prints.
+        fresh(o, &p, &input, lim, fp).await?;
+        return Ok(());
+    }
     let mut st = match store.load()? {
         Some(st) if st.fingerprint != fp => {
             return Err(RunError::Usage(format!(

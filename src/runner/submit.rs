@@ -129,7 +129,9 @@ pub fn refusal(e: &CallError) -> String {
 
 /// The project's newest batch, or `None` when it has none.
 async fn newest(p: &impl Provider) -> anyhow::Result<Option<Fence>> {
-    let page = p.list(None, 1).await?;
+    // A few, not one: a page may hold fewer batches than asked for (one whose create is
+    // still in progress at the gateway has no object yet).
+    let page = p.list(None, 20).await?;
     Ok(page.batches.into_iter().next().map(|b| Fence { id: b.id, created_at: b.created_at }))
 }
 
