@@ -68,10 +68,6 @@ impl Client {
         })
     }
 
-    pub fn has_admin(&self) -> bool {
-        self.admin.is_some()
-    }
-
     /// A request with the project key (as `x-api-key`, which every surface accepts).
     pub fn keyed(&self, method: Method, path: &str) -> RequestBuilder {
         self.http

@@ -27,10 +27,6 @@ impl Input {
         self.ids.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// Bytes of item `i`'s request line.
     pub fn size(&self, i: u32) -> u64 {
         u64::from(self.spans[i as usize].1)

@@ -6,20 +6,20 @@
 //! batches' ledger costs. Every step is saved (`state.rs`), so a crash or Ctrl-C loses
 //! nothing and the same command resumes.
 
-pub mod anthropic;
-pub mod client;
+mod anthropic;
+mod client;
 mod collect;
 mod drive;
-pub mod input;
+mod input;
 mod ledger;
-pub mod output;
-pub mod plan;
+mod output;
+mod plan;
 mod plan_text;
-pub mod progress;
+mod progress;
 pub mod provider;
-pub mod retry;
-pub mod split;
-pub mod state;
+mod retry;
+mod split;
+mod state;
 mod submit;
 mod summary;
 
