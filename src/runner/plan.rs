@@ -54,6 +54,8 @@ pub struct Planned {
 }
 
 pub struct Preview {
+    /// The project whose budgets were checked, when the gateway says.
+    pub project: Option<String>,
     pub batches: Vec<Planned>,
     pub total: Option<Price>,
     pub budgets: Vec<BudgetCheck>,
@@ -85,6 +87,7 @@ pub async fn preview(
     let mut batches = Vec::new();
     let mut total = Price::default();
     let mut budgets: Vec<BudgetCheck> = Vec::new();
+    let mut checked_for = None;
     while let Some((items, bytes)) = todo.pop() {
         let lines = input.lines(&items).map_err(|e| PlanError::Input(e.to_string()))?;
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
@@ -115,10 +118,11 @@ pub async fn preview(
             continue;
         }
         merge_budgets(&mut budgets, &answer["budgets"], price.worst);
+        checked_for = answer["project"].as_str().map(str::to_string);
         total.add(&price);
         batches.push(Planned { items, bytes, price: Some(price) });
     }
-    Ok(Preview { batches, total: Some(total), budgets, unavailable: None })
+    Ok(Preview { project: checked_for, batches, total: Some(total), budgets, unavailable: None })
 }
 
 fn unpriced(todo: Vec<(Vec<u32>, u64)>, items: Vec<u32>, bytes: u64, why: &str) -> Preview {
@@ -128,7 +132,13 @@ fn unpriced(todo: Vec<(Vec<u32>, u64)>, items: Vec<u32>, bytes: u64, why: &str) 
         bytes,
         price: None,
     }));
-    Preview { batches, total: None, budgets: Vec::new(), unavailable: Some(why.into()) }
+    Preview {
+        project: None,
+        batches,
+        total: None,
+        budgets: Vec::new(),
+        unavailable: Some(why.into()),
+    }
 }
 
 /// `POST /api/estimate[?project=]`: with the project key (the gateway infers the

@@ -69,10 +69,12 @@ pub fn render(o: &Options, provider: &str, items: usize, lim: Limits, pv: &Previ
                 "note: if the gateway took the admin token for the estimate, only budgets covering every project were checked (pass --project NAME)"
             );
         }
+        let of = pv.project.as_deref().or(o.project.as_deref());
+        let of = of.map(|p| format!(" (project `{p}`)")).unwrap_or_default();
         if pv.budgets.is_empty() {
-            let _ = writeln!(t, "budgets: none applies");
+            let _ = writeln!(t, "budgets{of}: none applies");
         } else {
-            let _ = writeln!(t, "budgets:");
+            let _ = writeln!(t, "budgets{of}:");
         }
         for b in &pv.budgets {
             let _ =
