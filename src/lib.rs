@@ -3,11 +3,13 @@
 //! Dependency directions: `money`, `pricing` and `estimate` are pure; `ledger` knows no
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
+pub mod app;
 pub mod budgets;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod estimate;
 pub mod failpoint;
 pub mod gateway;
@@ -16,9 +18,12 @@ pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;
+pub mod recover;
 pub mod report;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
+pub mod submit;
 pub mod telemetry;
 pub mod tracker;
+pub mod usage;
