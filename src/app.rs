@@ -65,6 +65,18 @@ impl App {
         )?);
         let mut providers = BTreeMap::new();
         for up in &settings.upstreams {
+            // The rows that price an upstream must be of the wire format it speaks.
+            if let Some(k) = pricing.provider_kind(&up.name) {
+                if k.as_str() != up.kind {
+                    anyhow::bail!(
+                        "upstream.{}: kind `{}`, but the price table's [providers.{}] is kind `{}`",
+                        up.name,
+                        up.kind,
+                        up.name,
+                        k.as_str()
+                    );
+                }
+            }
             providers.insert(up.name.clone(), crate::providers::build(up, metrics.clone())?);
         }
         Ok(Arc::new(App {

@@ -93,6 +93,8 @@ struct Slot {
 pub struct Tally<'a> {
     decoder: &'a dyn LineDecoder,
     pricing: &'a PriceTable,
+    /// Prices are looked up under this upstream's rows; `None`: under any provider.
+    provider: Option<&'a str>,
     at: Timestamp,
     slots: Vec<Slot>,
     /// Model name as written in the results (or configured) -> priced slot, `None` for
@@ -100,8 +102,9 @@ pub struct Tally<'a> {
     by_name: HashMap<String, Option<usize>>,
     /// Canonical id -> slot (aliases share their model's slot).
     by_model: HashMap<String, usize>,
-    /// Where lines without a usable model go: the fallback model's slot, or `other`.
-    fallback: Option<usize>,
+    /// The batch's main model, for lines without a usable model; resolved on first use.
+    fallback_model: Option<String>,
+    fallback: Option<Option<usize>>,
     unpriced: Option<usize>,
     /// The last model name looked up and its slot: consecutive lines mostly share one.
     /// The buffer is reused, so a change of model allocates nothing either.
@@ -119,22 +122,38 @@ impl<'a> Tally<'a> {
         at: Timestamp,
         fallback_model: Option<String>,
     ) -> Self {
-        let mut t = Tally {
+        Tally {
             decoder,
             pricing,
+            provider: None,
             at,
             slots: Vec::new(),
             by_name: HashMap::new(),
             by_model: HashMap::new(),
+            fallback_model,
             fallback: None,
             unpriced: None,
             last_name: String::new(),
             last_slot: None,
             lines: 0,
             fingerprint: 0,
-        };
-        t.fallback = fallback_model.and_then(|m| t.slot_of(&m));
-        t
+        }
+    }
+
+    /// Prices under `provider`'s rows of the table (the upstream's name).
+    pub fn for_provider(mut self, provider: &'a str) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The fallback model's slot, if it has a price.
+    fn fallback(&mut self) -> Option<usize> {
+        if let Some(s) = self.fallback {
+            return s;
+        }
+        let s = self.fallback_model.clone().and_then(|m| self.slot_of(&m));
+        self.fallback = Some(s);
+        s
     }
 
     /// The slot of `model` (resolved on first sight), or `None` if it has no price.
@@ -145,7 +164,11 @@ impl<'a> Tally<'a> {
         let slot = match self.by_name.get(model) {
             Some(s) => *s,
             None => {
-                let s = self.pricing.resolve(model, self.at).map(|p| {
+                let price = match self.provider {
+                    Some(provider) => self.pricing.resolve_for(provider, model, self.at),
+                    None => self.pricing.resolve(model, self.at),
+                };
+                let s = price.map(|p| {
                     let n = self.slots.len();
                     *self.by_model.entry(p.model.clone()).or_insert_with(|| {
                         let usage = ModelUsage { model: p.model.clone(), ..Default::default() };
@@ -165,7 +188,7 @@ impl<'a> Tally<'a> {
 
     /// Where lines with no priced model are counted.
     fn fallback_slot(&mut self) -> usize {
-        if let Some(s) = self.fallback {
+        if let Some(s) = self.fallback() {
             return s;
         }
         if let Some(s) = self.unpriced {
@@ -204,7 +227,7 @@ impl<'a> Tally<'a> {
             return Ok(());
         }
         let model = item.model.as_deref().unwrap_or("");
-        let slot = match self.slot_of(model).or(self.fallback) {
+        let slot = match self.slot_of(model).or_else(|| self.fallback()) {
             Some(s) => s,
             None => return Err(SettleError::UnknownModel(model.to_string())),
         };
@@ -313,7 +336,8 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
         &app.pricing,
         rec.submitted_at,
         holds.main_model().map(str::to_string),
-    );
+    )
+    .for_provider(&rec.provider);
     stream_lines(provider, &status, |line| tally.add_line(line)).await?;
     let expected = status.counts.total.max(rec.request_count);
     if tally.lines != expected {

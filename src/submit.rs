@@ -275,7 +275,10 @@ pub fn windows_for(
         if let (Some(models), Some(est)) = (&b.models, est) {
             let canonical: Vec<String> = models
                 .iter()
-                .map(|m| app.pricing.resolve(m, now).map_or_else(|| m.clone(), |p| p.model))
+                .map(|m| {
+                    let p = app.pricing.resolve_for(provider, m, now);
+                    p.map_or_else(|| m.clone(), |p| p.model)
+                })
                 .collect();
             let picked: Vec<_> =
                 est.models.iter().filter(|m| canonical.contains(&m.model)).collect();

@@ -1,11 +1,14 @@
-//! Neutral token classes shared by pricing, the ledger, metrics and reports. Every
-//! provider maps its own usage object onto [`TokenUsage`] in its module under
-//! `providers/`; nothing here knows a wire format.
+//! Provider-neutral token classes: what pricing, the ledger, metrics and reports count.
+//!
+//! A leaf module on purpose: each provider maps its own usage object into [`TokenUsage`]
+//! (e.g. `providers::anthropic::usage`), so pricing never imports a wire type.
 
 use std::ops::{Add, AddAssign};
 
 /// The token classes that are priced separately; `as_str` values are the `kind` metric
-/// label of `batchcost_tokens_total`.
+/// label of `batchcost_tokens_total`. OpenAI reasoning and Gemini thinking tokens are
+/// `Output` (both bill at the output rate); providers without cache writes never fill the
+/// write classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TokenKind {
     Input,
@@ -41,13 +44,20 @@ impl TokenKind {
 pub struct TokenUsage {
     /// Input tokens neither read from nor written to the cache.
     pub input: u64,
+    /// Output tokens, reasoning / thinking included.
     pub output: u64,
     pub cache_write_5m: u64,
     pub cache_write_1h: u64,
+    /// Cached input tokens (OpenAI `cached_tokens`, Gemini `cachedContentTokenCount`).
     pub cache_read: u64,
     pub web_search_requests: u64,
     /// Inference ran in the US (`inference_geo: "us"`): the uplift applies where the model has it.
     pub geo_us: bool,
+    /// The prompt length that selects a long-context price tier (Gemini `promptTokenCount`,
+    /// cached tokens included). `None`: [`TokenUsage::prompt_len`] derives it from the input
+    /// classes. Set it when `input` holds tokens that do not count towards the threshold
+    /// (Gemini `toolUsePromptTokenCount`, billed as input but outside the prompt count).
+    pub prompt_tokens: Option<u64>,
 }
 
 impl TokenUsage {
@@ -61,13 +71,24 @@ impl TokenUsage {
             TokenKind::CacheRead => self.cache_read,
         }
     }
+
+    /// The prompt length compared with a tier threshold: `prompt_tokens` when set, else
+    /// every input class (uncached, cached and written).
+    pub fn prompt_len(&self) -> u64 {
+        self.prompt_tokens
+            .unwrap_or(self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h)
+    }
 }
 
 impl Add for TokenUsage {
     type Output = TokenUsage;
-    /// Sums counts; `geo_us` is kept if either side had it (sums are for reporting only,
-    /// price each result's usage on its own).
+    /// Sums counts; `geo_us` is kept if either side had it, and the prompt lengths add
+    /// (sums are for reporting only, price each result's usage on its own).
     fn add(self, o: TokenUsage) -> TokenUsage {
+        let prompt_tokens = match (self.prompt_tokens, o.prompt_tokens) {
+            (None, None) => None,
+            _ => Some(self.prompt_len() + o.prompt_len()),
+        };
         TokenUsage {
             input: self.input + o.input,
             output: self.output + o.output,
@@ -76,6 +97,7 @@ impl Add for TokenUsage {
             cache_read: self.cache_read + o.cache_read,
             web_search_requests: self.web_search_requests + o.web_search_requests,
             geo_us: self.geo_us || o.geo_us,
+            prompt_tokens,
         }
     }
 }
@@ -83,5 +105,44 @@ impl Add for TokenUsage {
 impl AddAssign for TokenUsage {
     fn add_assign(&mut self, o: TokenUsage) {
         *self = *self + o;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_add_every_field() {
+        let a = TokenUsage {
+            input: 1,
+            output: 2,
+            cache_write_5m: 3,
+            cache_write_1h: 4,
+            cache_read: 5,
+            web_search_requests: 6,
+            geo_us: false,
+            prompt_tokens: None,
+        };
+        let mut b = a;
+        b.geo_us = true;
+        b += a;
+        assert_eq!(
+            b,
+            TokenUsage {
+                input: 2,
+                output: 4,
+                cache_write_5m: 6,
+                cache_write_1h: 8,
+                cache_read: 10,
+                web_search_requests: 12,
+                geo_us: true,
+                prompt_tokens: None,
+            }
+        );
+        // One side with an explicit prompt length: the other contributes its derived one.
+        let c = TokenUsage { input: 7, prompt_tokens: Some(100), ..Default::default() } + a;
+        assert_eq!(c.prompt_tokens, Some(100 + 1 + 5 + 3 + 4));
+        assert_eq!(a.prompt_len(), 13);
     }
 }

@@ -1,11 +1,11 @@
-//! Usage -> cost (reference 4.1). Pure integer arithmetic on pico-dollars per token.
+//! Usage -> cost (reference 4.1, providers-next 1.6). Pure integer arithmetic on
+//! pico-dollars per token.
 
 use std::ops::{Add, AddAssign};
 
-pub use crate::usage::{TokenKind, TokenUsage};
-
-use super::{Rates, ResolvedPrice};
+use super::{RatePair, Rates, ResolvedPrice};
 use crate::money::{Money, Ratio};
+use crate::usage::{TokenKind, TokenUsage};
 
 /// A cost at batch price and the same tokens at standard list price.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,18 +44,41 @@ impl std::iter::Sum for CostPair {
 }
 
 impl ResolvedPrice {
-    /// Prices one usage at batch and at standard price. Only succeeded results should be
+    /// Prices one usage at batch and at standard price, the tier chosen from the usage's
+    /// own prompt length ([`TokenUsage::prompt_len`]). Only succeeded results should be
     /// priced; settlement decides that.
     pub fn cost(&self, usage: &TokenUsage) -> CostPair {
+        self.cost_for_prompt(usage, usage.prompt_len())
+    }
+
+    /// Prices `usage` at the tier a prompt of `prompt_tokens` selects. For a worst case,
+    /// pass the upper bound on the prompt: if it can cross the threshold, the whole request
+    /// is priced at the long-context rates.
+    pub fn cost_for_prompt(&self, usage: &TokenUsage, prompt_tokens: u64) -> CostPair {
         let geo = match (usage.geo_us, self.geo_us) {
             (true, Some(r)) => r,
             _ => Ratio::ONE,
         };
+        let rates = self.rates_for_prompt(prompt_tokens);
         let searches = usage.web_search_requests;
         CostPair {
-            cost: tokens_cost(&self.batch, usage, geo) + self.web_search_fee_batch.times(searches),
-            list_cost: tokens_cost(&self.list, usage, geo) + self.web_search_fee.times(searches),
+            cost: tokens_cost(&rates.batch, usage, geo) + self.web_search_fee_batch.times(searches),
+            list_cost: tokens_cost(&rates.list, usage, geo) + self.web_search_fee.times(searches),
         }
+    }
+
+    /// The rates a prompt of `prompt_tokens` is priced at: the long-context tier when the
+    /// model has one and the prompt is longer than its threshold, else the base rates.
+    pub fn rates_for_prompt(&self, prompt_tokens: u64) -> RatePair {
+        match &self.long_context {
+            Some(l) if prompt_tokens > l.threshold => RatePair { batch: l.batch, list: l.list },
+            _ => RatePair { batch: self.batch, list: self.list },
+        }
+    }
+
+    /// The prompt length above which the long-context tier applies, if the model has one.
+    pub fn tier_threshold(&self) -> Option<u64> {
+        self.long_context.as_ref().map(|l| l.threshold)
     }
 }
 
@@ -92,31 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn sums_add_every_field() {
-        let a = TokenUsage {
-            input: 1,
-            output: 2,
-            cache_write_5m: 3,
-            cache_write_1h: 4,
-            cache_read: 5,
-            web_search_requests: 6,
-            geo_us: false,
-        };
-        let mut b = a;
-        b.geo_us = true;
-        b += a;
-        assert_eq!(
-            b,
-            TokenUsage {
-                input: 2,
-                output: 4,
-                cache_write_5m: 6,
-                cache_write_1h: 8,
-                cache_read: 10,
-                web_search_requests: 12,
-                geo_us: true
-            }
-        );
+    fn cost_pairs_add() {
         let mut c = CostPair { cost: Money::from_usd(1), list_cost: Money::from_usd(2) };
         c += c;
         assert_eq!(c.savings(), Money::from_usd(2));

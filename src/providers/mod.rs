@@ -45,32 +45,9 @@ pub const ANTHROPIC: &str = "anthropic";
 pub const OPENAI: &str = "openai";
 pub const GEMINI: &str = "gemini";
 
-/// Which wire format an upstream speaks (`[upstream.NAME] kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    Anthropic,
-    OpenAi,
-    Gemini,
-}
-
-impl ProviderKind {
-    pub fn parse(s: &str) -> Option<ProviderKind> {
-        Some(match s {
-            ANTHROPIC => ProviderKind::Anthropic,
-            OPENAI => ProviderKind::OpenAi,
-            GEMINI => ProviderKind::Gemini,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Anthropic => ANTHROPIC,
-            ProviderKind::OpenAi => OPENAI,
-            ProviderKind::Gemini => GEMINI,
-        }
-    }
-}
+/// Which wire format an upstream speaks (`[upstream.NAME] kind`); the price table's
+/// provider kinds are the same set.
+pub use crate::pricing::ProviderKind;
 
 /// Where a batch is in its life, whatever the provider calls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,6 +88,7 @@ impl LiteUsage<'_> {
             cache_read: self.cache_read_input_tokens.unwrap_or(0),
             web_search_requests: self.server_tool_use.as_ref().map_or(0, |s| s.web_search_requests),
             geo_us: self.inference_geo.as_deref() == Some("us"),
+            prompt_tokens: None,
         }
     }
 }
