@@ -164,3 +164,26 @@ async fn plain_items_with_a_template_become_requests_named_by_their_id() {
     assert!(by["doc-0"]["result"]["message"]["usage"]["output_tokens"].as_u64().unwrap() <= 8);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_key_or_an_unknown_upstream_is_told_before_anything_is_sent() {
+    let h = harness(vec![], Arc::new(SystemClock), sim_config()).await;
+    let input = write_input(h.dir.path(), "probe", 5, |_| None);
+    let o = output({
+        let mut c = run_cmd(&h, &input, &["--yes"]);
+        c.env("BATCHCOST_API_KEY", "not-a-key");
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("refused the project key from $BATCHCOST_API_KEY"), "{err}");
+    assert!(!err.contains("not-a-key"), "the key itself is never printed: {err}");
+    let o = output(run_cmd(&h, &input, &["--yes", "--provider", "nosuch"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--provider nosuch:"), "{}", text(&o.stderr));
+    let o = output(run_cmd(&h, &input, &["--yes", "--provider", "openai"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(h.sim.stats().create_attempts, 0);
+    h.stop().await;
+}

@@ -128,6 +128,7 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
         gateway: a.gateway,
         provider: a.provider,
         key,
+        key_env: a.key_env.clone(),
         admin_token,
         project: a.project,
         template: a.template,

@@ -19,6 +19,9 @@ const BODY_TAIL: &[u8] = b"]}";
 
 pub struct Anthropic {
     pub client: Client,
+    /// `""` for the gateway's default Anthropic upstream (served at the root), `/NAME`
+    /// for another upstream of that kind.
+    pub prefix: String,
 }
 
 #[derive(Deserialize)]
@@ -112,16 +115,17 @@ impl Provider for Anthropic {
     }
 
     async fn get(&self, id: &str) -> Result<BatchView, CallError> {
-        let path = format!("/v1/messages/batches/{id}");
+        let path = format!("{}/v1/messages/batches/{id}", self.prefix);
         batch(self.client.read(|| self.client.keyed(Method::GET, &path)).await?)
     }
 
     async fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, CallError> {
         let limit = limit.to_string();
+        let path = format!("{}/v1/messages/batches", self.prefix);
         let v = self
             .client
             .read(|| {
-                let rb = self.client.keyed(Method::GET, "/v1/messages/batches");
+                let rb = self.client.keyed(Method::GET, &path);
                 match after {
                     Some(a) => rb.query(&[("limit", limit.as_str()), ("after_id", a)]),
                     None => rb.query(&[("limit", limit.as_str())]),
@@ -136,7 +140,9 @@ impl Provider for Anthropic {
     }
 
     async fn download(&self, id: &str, path: &Path) -> Result<(), CallError> {
-        let rb = self.client.keyed(Method::GET, &format!("/v1/messages/batches/{id}/results"));
+        let rb = self
+            .client
+            .keyed(Method::GET, &format!("{}/v1/messages/batches/{id}/results", self.prefix));
         let resp = rb.send().await.map_err(|e| CallError::Transport(e.to_string()))?;
         let status = resp.status();
         if !status.is_success() {

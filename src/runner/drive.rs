@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::anthropic::Anthropic;
-use super::client::Client;
+use super::client::{CallError, Client};
 use super::input::{self, Input};
 use super::ledger::{self, Access};
 use super::plan::{self, PlanError, Preview};
@@ -18,14 +18,37 @@ use super::{Options, RunError, collect, output, retry, split, submit, summary};
 pub async fn run(o: Options) -> Result<(), RunError> {
     let client = Client::new(&o.gateway, o.key.clone(), o.admin_token.clone())?;
     match o.provider.as_str() {
-        "anthropic" => run_with(&o, Anthropic { client }).await,
+        "anthropic" => run_with(&o, Anthropic { client, prefix: String::new() }).await,
         "openai" | "gemini" => Err(RunError::Usage(format!(
-            "--provider {}: the runner speaks only anthropic so far (the gateway serves only the Anthropic surface)",
+            "--provider {}: the runner speaks only the Anthropic wire format so far (the only surface the gateway serves)",
             o.provider
         ))),
+        // Another upstream of Anthropic's kind, served under `/NAME`.
+        name if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            let prefix = format!("/{name}");
+            run_with(&o, Anthropic { client, prefix }).await
+        }
         other => Err(RunError::Usage(format!(
-            "--provider {other}: expected anthropic, openai or gemini"
+            "--provider `{other}`: expected anthropic or an upstream name"
         ))),
+    }
+}
+
+/// One cheap read before anything else: a wrong key or provider name is told at once.
+async fn probe(o: &Options, p: &impl Provider) -> Result<(), RunError> {
+    match p.list(None, 1).await {
+        Ok(_) => Ok(()),
+        Err(e @ CallError::Status { status: 401 | 403, .. }) => Err(RunError::Usage(format!(
+            "{}: the gateway refused the project key from ${}: {e}",
+            o.gateway, o.key_env
+        ))),
+        Err(CallError::Status { status: 404, .. }) => Err(RunError::Usage(format!(
+            "--provider {}: {} serves no Anthropic-compatible batches there",
+            o.provider, o.gateway
+        ))),
+        Err(e) => Err(RunError::Failed(anyhow::anyhow!("{}: {e}", o.gateway))),
     }
 }
 
@@ -50,6 +73,7 @@ async fn run_with(o: &Options, p: impl Provider) -> Result<(), RunError> {
     let store = Store::new(o.state.clone());
     let input =
         input::load(&o.file, o.template.as_deref(), &store.work, &p).map_err(RunError::Usage)?;
+    probe(o, &p).await?;
     let lim = limits(o, &p);
     let fp = fingerprint(o, &input, lim);
     let log = Log::new();

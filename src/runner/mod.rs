@@ -38,6 +38,8 @@ pub struct Options {
     pub gateway: String,
     pub provider: String,
     pub key: crate::config::Secret,
+    /// The variable the key came from, for messages.
+    pub key_env: String,
     pub admin_token: Option<crate::config::Secret>,
     pub project: Option<String>,
     pub template: Option<PathBuf>,

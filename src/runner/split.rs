@@ -71,6 +71,7 @@ mod tests {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         let p = Anthropic {
             client: Client::new("http://127.0.0.1:1", Secret::new("k"), None).unwrap(),
+            prefix: String::new(),
         };
         let input = crate::runner::input::load(&path, None, dir.path(), &p).unwrap();
         (dir, input, p)
