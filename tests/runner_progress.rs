@@ -64,7 +64,7 @@ async fn a_terminal_gets_a_live_block_redrawn_in_place() {
         input.display(),
         h.base
     );
-    tmux(&sock, &["new-session", "-d", "-s", "run", "-x", "160", "-y", "80", &cmd]);
+    tmux(&sock, &["new-session", "-d", "-s", "run", "-x", "72", "-y", "80", &cmd]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen_running = false;
     let screen = loop {
@@ -79,15 +79,17 @@ async fn a_terminal_gets_a_live_block_redrawn_in_place() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tmux(&sock, &["kill-server"]);
-    eprintln!("{screen}");
     assert!(screen.contains("RUN-EXIT=0"), "{screen}");
     assert!(seen_running, "the block showed batches running while they ran");
     // Redrawn in place: one block on screen, not one per update, and no plain lines.
     assert_eq!(screen.lines().filter(|l| l.starts_with("batches ")).count(), 1, "{screen}");
     assert_eq!(screen.lines().filter(|l| l.starts_with("requests ")).count(), 1, "{screen}");
     assert!(!screen.contains("progress:"), "{screen}");
-    let block = screen.lines().find(|l| l.starts_with("items ")).unwrap();
-    assert!(block.contains("900 of 900 succeeded") && block.contains("ETA"), "{block}");
+    let items = screen.lines().find(|l| l.starts_with("items ")).unwrap();
+    assert!(items.contains("900 of 900 succeeded · 0 failed"), "{items}");
+    let cost = screen.lines().filter(|l| l.starts_with("cost      $")).collect::<Vec<_>>();
+    assert_eq!(cost.len(), 1, "{screen}");
+    assert!(cost[0].contains("settled (3 batches)") && cost[0].contains("ETA"), "{}", cost[0]);
     // Log lines scroll above the block.
     assert_eq!(
         screen.lines().filter(|l| l.contains("): submitted msgbatch_")).count(),

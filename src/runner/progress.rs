@@ -115,9 +115,7 @@ impl Log {
         if self.live {
             clear(&mut err, g.drawn);
             let _ = writeln!(err, "{text}");
-            for l in &g.block {
-                let _ = writeln!(err, "{l}");
-            }
+            draw(&mut err, &g.block);
             g.drawn = g.block.len();
         } else {
             let _ = writeln!(err, "{text}");
@@ -161,15 +159,19 @@ impl Log {
         let block = vec![
             format!("batches   {batches}"),
             format!("requests  {requests}"),
-            format!("items     {items}   {cost}   elapsed {}   ETA {eta}", hms(elapsed)),
+            format!("items     {items}"),
+            format!(
+                "cost      ${} settled ({} batches) · elapsed {} · ETA {eta}",
+                s.cost_settled.usd_rounded(4),
+                s.settled_batches,
+                hms(elapsed)
+            ),
         ];
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut err = std::io::stderr().lock();
         if self.live {
             clear(&mut err, g.drawn);
-            for l in &block {
-                let _ = writeln!(err, "{l}");
-            }
+            draw(&mut err, &block);
             g.drawn = block.len();
             g.block = block;
         } else {
@@ -200,6 +202,16 @@ impl Default for Log {
     fn default() -> Self {
         Log::new()
     }
+}
+
+/// The block with line wrapping off (DECAWM), so each line takes exactly one row however
+/// narrow the terminal: moving back up over it stays right.
+fn draw(w: &mut impl Write, block: &[String]) {
+    let _ = write!(w, "\x1b[?7l");
+    for l in block {
+        let _ = writeln!(w, "{l}");
+    }
+    let _ = write!(w, "\x1b[?7h");
 }
 
 /// Moves up over the `lines` last drawn and clears from there down.
