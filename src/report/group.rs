@@ -102,7 +102,9 @@ impl Grouper {
         let key = SpendKey {
             date: self.by.day.then_some(date),
             project: self.by.project.then(|| row.project.clone()),
-            provider: self.by.provider.then(|| row.provider.clone()),
+            // Always per provider: providers invoice separately, so no row mixes two bills,
+            // and the provider column is filled in every grouping.
+            provider: Some(row.provider.clone()),
             model: self.by.model.then(|| row.usage.model.clone()),
         };
         let g = self
