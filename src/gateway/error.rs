@@ -24,8 +24,13 @@ pub struct BudgetRefusal {
     pub resets_at: String,
     /// Which limit would be crossed: `usd`, `input_tokens` or `output_tokens`.
     pub limit_kind: String,
+    /// The ledger's record of this refusal (`GET /api/batches/{refusal_id}`).
+    pub refusal_id: String,
     #[serde(skip)]
     pub retry_after_secs: u64,
+    /// The whole story for people: amounts, reset time, what would fit.
+    #[serde(skip)]
+    pub message: String,
 }
 
 /// Everything a request can fail with.
@@ -50,7 +55,7 @@ pub enum ApiError {
     #[error("{0}")]
     ClientTimeout(String),
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
-    #[error("batch would exceed budget `{}`", .0.name)]
+    #[error("{}", .0.message)]
     BudgetExceeded(Box<BudgetRefusal>),
     /// The upstream's own error answer, passed through.
     #[error("upstream answered {}", .0.status)]
@@ -137,6 +142,10 @@ impl IntoResponse for ApiError {
         let mut headers = HeaderMap::new();
         if let ApiError::BudgetExceeded(refusal) = &self {
             value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
+            value["error"]["refusal_id"] = refusal.refusal_id.clone().into();
+            if let Ok(v) = HeaderValue::from_str(&refusal.refusal_id) {
+                headers.insert("x-batchcost-refusal-id", v);
+            }
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
         }

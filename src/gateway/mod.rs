@@ -6,6 +6,9 @@ mod auth;
 mod batches;
 mod body;
 pub mod error;
+mod listing;
+mod rejections;
+pub mod request_id;
 mod serve;
 mod submit;
 
@@ -111,6 +114,8 @@ pub fn router(app: Arc<App>) -> Router {
         // and our own idle and total timeouts (408 for a client that stalls).
         .layer(axum::middleware::from_fn_with_state(app.clone(), body::guard))
         .layer(axum::middleware::from_fn(error::envelope))
+        // Outermost: every answer, envelope or not, gets its request-id.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }

@@ -32,12 +32,15 @@ use crate::tracker::Match;
 /// `POST /v1/messages/batches`
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    let project = auth::project(&app, &parts.headers).inspect_err(|_| {
+    let request_id = super::request_id::of(&parts.extensions);
+    let project = auth::project(&app, &parts.headers).inspect_err(|e| {
         // Only submissions count as rejected submissions; a bad key on a read does not.
         app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+        super::rejections::log(UNKNOWN_PROJECT, e, &request_id);
     })?;
-    let result = submit(&app, &project, &parts.headers, &parts.uri, raw).await;
+    let result = submit(&app, &project, &parts.headers, &parts.uri, raw, &request_id).await;
     if let Err(e) = &result {
+        super::rejections::log(&project, e, &request_id);
         let reason = match e {
             ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
             ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
@@ -69,6 +72,7 @@ async fn submit(
     headers: &axum::http::HeaderMap,
     uri: &axum::http::Uri,
     raw: axum::body::Body,
+    request_id: &str,
 ) -> Result<Response, ApiError> {
     let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
     let fwd = forward(headers, uri);
@@ -119,7 +123,10 @@ async fn submit(
     // as new (bounded, in case identical retries race each other).
     for _ in 0..3 {
         match app.ledger.admit(&sub).await? {
-            Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
+            Admit::Refused(w) => {
+                let refused = refusal(app, &w, &sub.hold, Some(&est), now);
+                return Err(super::rejections::record(app, refused, &sub, request_id).await);
+            }
             Admit::Admitted => {
                 app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
                 let _mark = InProgress(app, sub.sub_id.clone());
@@ -283,19 +290,40 @@ pub fn blocked_by(w: &WindowState, hold: &Hold) -> Option<&'static str> {
     None
 }
 
-fn refusal(w: &WindowState, hold: &Hold, now: Timestamp) -> ApiError {
+/// The 429 for `w` refusing `hold`: the amounts, the reset in the configured zone (with
+/// its offset) and what would fit. Its `refusal_id` is filled when it is recorded.
+pub fn refusal(
+    app: &App,
+    w: &WindowState,
+    hold: &Hold,
+    est: Option<&Estimate>,
+    now: Timestamp,
+) -> BudgetRefusal {
     let secs = w.end.duration_since(now).as_secs().max(1) as u64;
-    ApiError::BudgetExceeded(Box::new(BudgetRefusal {
+    let kind = blocked_by(w, hold).unwrap_or("usd");
+    let s = &app.settings;
+    BudgetRefusal {
         name: w.budget.clone(),
         period: w.period.as_str().to_string(),
         limit_usd: w.limit.map(|l| l.usd_exact()),
         spent_usd: w.spent.usd_exact(),
         reserved_usd: w.reserved.usd_exact(),
         requested_usd: hold.usd.usd_exact(),
-        resets_at: crate::clock::rfc3339_micros(w.end),
-        limit_kind: blocked_by(w, hold).unwrap_or("usd").to_string(),
+        resets_at: crate::refusal::local_rfc3339(w.end, &s.timezone),
+        limit_kind: kind.to_string(),
+        refusal_id: String::new(),
         retry_after_secs: secs,
-    }))
+        message: crate::refusal::budget_message(
+            w,
+            hold,
+            kind,
+            est,
+            &app.pricing,
+            now,
+            &s.timezone,
+            &s.timezone_name,
+        ),
+    }
 }
 
 fn batch_id(reply: &UpstreamReply) -> Option<String> {
@@ -340,7 +368,16 @@ async fn answer_duplicate(
     match (rec.state, rec.upstream_id.as_deref()) {
         (BatchState::InFlight | BatchState::Settled, Some(id)) => {
             tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
-            retrieve_response(app, id, fwd).await.map(Some)
+            let mut resp = retrieve_response(app, id, fwd).await?;
+            // Tell the client too: this is the batch its first attempt made, not a new one.
+            let h = resp.headers_mut();
+            h.insert("x-batchcost-deduplicated", axum::http::HeaderValue::from_static("true"));
+            if let Ok(v) =
+                axum::http::HeaderValue::from_str(&crate::clock::rfc3339_micros(rec.submitted_at))
+            {
+                h.insert("x-batchcost-original-submitted-at", v);
+            }
+            Ok(Some(resp))
         }
         (BatchState::Failed, _) => Ok(None),
         _ => Err(ApiError::Conflict(

@@ -137,7 +137,7 @@ impl AnthropicClient {
             }
             Err(e) => {
                 self.metrics.upstream_call(ANTHROPIC, op, "error", secs);
-                Err(classify(&e))
+                Err(classify(&e, &self.base_url))
             }
         }
     }
@@ -326,10 +326,14 @@ fn keep_headers(from: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn classify(e: &reqwest::Error) -> UpstreamError {
-    // Never echo the URL's query or anything header-derived; the message is enough.
+fn classify(e: &reqwest::Error, base_url: &str) -> UpstreamError {
+    // Never echo the URL's query or anything header-derived: the upstream's name and its
+    // base URL without credentials say which one failed.
     if e.is_connect() {
-        UpstreamError::Unreachable("connection failed".into())
+        UpstreamError::Unreachable(format!(
+            "`{ANTHROPIC}` at {}: connection failed",
+            crate::telemetry::ledger_location(base_url)
+        ))
     } else if e.is_timeout() {
         UpstreamError::Timeout
     } else {
