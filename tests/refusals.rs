@@ -124,7 +124,8 @@ async fn a_budget_refusal_is_explained_recorded_listed_and_its_fix_works() {
     for part in [
         "INFO",
         "project=alpha",
-        "reason=\"budget_exceeded\"", "why=batch would exceed",
+        "reason=\"budget_exceeded\"",
+        "why=batch would exceed",
         "requested_usd=1.6",
         "limit_usd=0.5",
         &request_id,

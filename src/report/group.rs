@@ -213,7 +213,8 @@ mod tests {
         }
         let (groups, _) = run("", &rows);
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].0, SpendKey::default());
+        let per_provider = SpendKey { provider: Some("anthropic".into()), ..SpendKey::default() };
+        assert_eq!(groups[0].0, per_provider, "no grouping: one row per provider");
     }
 
     #[test]
