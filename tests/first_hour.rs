@@ -241,7 +241,40 @@ fn the_local_stack_recipe_runs_against_the_simulator() {
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(status, 200, "{v}");
     assert!(v["id"].as_str().unwrap().starts_with("msgbatch_"), "{v}");
-    gw.stop();
+
+    // A batch too large for `search-daily` ($5): the refusal is explained from the 429,
+    // the log and /api/batches, as the README's recipe says.
+    let requests: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            serde_json::json!({"custom_id": format!("big-{i}"), "params": {
+            "model": "claude-opus-4-6", "max_tokens": 64000,
+            "messages": [{"role": "user", "content": "Grade this answer."}]}})
+        })
+        .collect();
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/v1/messages/batches", gw.url))
+        .header("x-api-key", "first-hour-value-of-SEARCH_KEY")
+        .header("anthropic-version", "2023-06-01")
+        .json(&serde_json::json!({ "requests": requests }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let v: serde_json::Value = r.json().unwrap();
+    let id = v["error"]["refusal_id"].as_str().unwrap().to_string();
+    assert!(v["error"]["message"].as_str().unwrap().contains("budget 'search-daily'"), "{v}");
+    let listed: serde_json::Value = http
+        .get(format!("{}/api/batches?state=refused", gw.url))
+        .bearer_auth("first-hour-value-of-BATCHCOST_ADMIN_TOKEN")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["data"][0]["budget"], "search-daily");
+    let log = gw.stop();
+    let line = log.lines().find(|l| l.contains("submission refused")).expect(&log);
+    assert!(line.contains(&id) && line.contains("project=search"), "{line}");
     sim.stop();
     assert!(dir.path().join("examples/local-stack.db").exists());
 }

@@ -258,6 +258,13 @@ fn cache_figures(v: &Value, pricing: &crate::pricing::PriceTable) -> (u64, u64, 
     (written, read, saved)
 }
 
+/// A UTC timestamp from `/api/budgets` in the machine's zone, with its offset.
+fn local_time(utc: &str) -> String {
+    utc.parse::<jiff::Timestamp>()
+        .map(|t| crate::refusal::local_rfc3339(t, &jiff::tz::TimeZone::system()))
+        .unwrap_or_else(|_| utc.to_string())
+}
+
 fn render(
     subs: &[Submitted],
     records: &[Option<Value>],
@@ -336,7 +343,7 @@ fn render(
             b["limit_usd"].as_str().unwrap_or("-"),
             b["spent_usd"].as_str().unwrap_or(""),
             b["reserved_usd"].as_str().unwrap_or(""),
-            b["window_end"].as_str().unwrap_or(""),
+            local_time(b["window_end"].as_str().unwrap_or("")),
         );
     }
     out
