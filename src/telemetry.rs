@@ -44,7 +44,12 @@ pub fn log_startup(s: &crate::config::Settings, pricing_version: &str, addr: &st
     let budgets: Vec<String> = s.budgets.iter().map(budget_summary).collect();
     tracing::info!(
         listen = %addr,
-        upstreams = %format!("anthropic={}", s.upstream_base_url),
+        upstreams = %s
+            .upstreams
+            .iter()
+            .map(|u| format!("{}={}", u.name, ledger_location(&u.base_url)))
+            .collect::<Vec<_>>()
+            .join(", "),
         projects = %projects.join(", "),
         budgets = %budgets.join(", "),
         pricing_version = %pricing_version,

@@ -275,8 +275,8 @@ async fn a_project_key_estimates_against_its_own_budgets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_named_and_its_gauge_drops() {
     let h = harness_with(vec![], clock(), sim_config(), |s| {
-        s.upstream_base_url = "http://127.0.0.1:9".into();
-        s.upstream_max_attempts = 1;
+        s.upstreams[0].base_url = "http://127.0.0.1:9".into();
+        s.upstreams[0].max_attempts = 1;
     })
     .await;
     let r = post(
