@@ -312,9 +312,9 @@ async fn answer_duplicate(
             // Tell the client too (surfaces pass these on): this is the batch its first
             // attempt made, not a new one.
             let h = &mut reply.headers;
-            h.insert("x-batchcost-deduplicated", axum::http::HeaderValue::from_static("true"));
+            h.insert("x-batchcost-deduplicated", reqwest::header::HeaderValue::from_static("true"));
             let at = crate::clock::rfc3339_micros(rec.submitted_at);
-            if let Ok(v) = axum::http::HeaderValue::from_str(&at) {
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&at) {
                 h.insert("x-batchcost-original-submitted-at", v);
             }
             Ok(Some(reply))
