@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod budgets;
 pub mod run;
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -31,6 +32,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
     /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
     Run(Box<run::RunArgs>),
 }
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
         Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
