@@ -85,6 +85,18 @@ async fn a_plan_over_a_budget_sends_nothing_and_exits_non_zero_with_the_budget_n
     assert!(text(&o.stdout).contains("BREAKS"), "{}", text(&o.stdout));
     assert_eq!(h.sim.stats().create_attempts, 0);
     assert!(!input.with_extension("jsonl.state.json").exists(), "no state without a submission");
+    // The project key alone is enough for the estimate: the gateway checks its project.
+    let mut key_only = std::process::Command::new(env!("CARGO_BIN_EXE_batchcost"));
+    key_only
+        .arg("run")
+        .arg(&input)
+        .args(["--gateway", &h.base, "--yes"])
+        .env("BATCHCOST_API_KEY", PROJECTS[0].1);
+    let o = output(key_only).await;
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("budgets (project `alpha`):") && out.contains("BREAKS"), "{out}");
+    assert_eq!(h.sim.stats().create_attempts, 0);
     h.stop().await;
 }
 
