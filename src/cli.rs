@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
+pub mod run;
 
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
@@ -33,6 +34,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 
