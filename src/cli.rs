@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
+
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
 #[command(name = "batchcost", version, about, long_about = None)]
@@ -21,7 +23,7 @@ pub enum Command {
     /// Simulator, gateway and sample traffic in one process; prints settled costs.
     Demo(crate::demo::DemoArgs),
     /// Run the upstream simulator: a faithful Anthropic Message Batches API on loopback.
-    Simulate(Box<crate::simulator::SimulateArgs>),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
     Estimate(crate::estimate::EstimateArgs),
     /// Price table commands.
@@ -77,7 +79,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Estimate(args) => crate::estimate::run(args),
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
-        Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
+        Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
     }
 }

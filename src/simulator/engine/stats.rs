@@ -17,8 +17,10 @@ pub struct Stats {
     pub auth_failures: AtomicU64,
     pub auth_x_api_key: AtomicU64,
     pub auth_bearer: AtomicU64,
+    pub auth_goog_api_key: AtomicU64,
+    pub auth_query_key: AtomicU64,
     pub result_lines: AtomicU64,
-    by_op: [AtomicU64; 7],
+    by_op: [AtomicU64; 9],
     pub faults: FaultCounters,
 }
 
@@ -33,7 +35,7 @@ pub struct FaultCounters {
     pub create_lost: AtomicU64,
 }
 
-const OPS: [Operation; 7] = [
+const OPS: [Operation; 9] = [
     Operation::Create,
     Operation::Retrieve,
     Operation::List,
@@ -41,6 +43,8 @@ const OPS: [Operation; 7] = [
     Operation::Delete,
     Operation::Results,
     Operation::CountTokens,
+    Operation::Upload,
+    Operation::Files,
 ];
 
 impl Stats {
@@ -58,6 +62,8 @@ impl Stats {
             auth_failures: get(&self.auth_failures),
             auth_x_api_key: get(&self.auth_x_api_key),
             auth_bearer: get(&self.auth_bearer),
+            auth_goog_api_key: get(&self.auth_goog_api_key),
+            auth_query_key: get(&self.auth_query_key),
             result_lines_streamed: get(&self.result_lines),
             live_batches,
             requests: OPS
@@ -89,12 +95,18 @@ pub struct SimStats {
     pub auth_x_api_key: u64,
     /// Calls authenticated by `Authorization: Bearer`.
     pub auth_bearer: u64,
+    /// Calls authenticated by `x-goog-api-key` (Gemini).
+    #[serde(default)]
+    pub auth_goog_api_key: u64,
+    /// Calls authenticated by `?key=` (Gemini REST).
+    #[serde(default)]
+    pub auth_query_key: u64,
     /// Complete result lines sent.
     pub result_lines_streamed: u64,
-    /// Batches currently stored (not deleted).
+    /// Batches currently stored (not deleted), all surfaces.
     pub live_batches: u64,
     /// API calls received per operation (`create`, `retrieve`, `list`, `cancel`, `delete`,
-    /// `results`, `count_tokens`).
+    /// `results`, `count_tokens`, `upload`, `files`), all surfaces.
     pub requests: BTreeMap<String, u64>,
     pub faults: FaultStats,
 }
