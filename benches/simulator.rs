@@ -172,13 +172,7 @@ async fn main() {
     );
     let names = ["create", "retrieve", "list (first page)", "list (deep after_id)", "results"];
     for (i, name) in names.iter().enumerate() {
-        println!(
-            "{:<28} {:>14.0} {:>14.0} {:>8.2}",
-            name,
-            small[i],
-            large[i],
-            large[i] / small[i]
-        );
+        println!("{:<28} {:>14.0} {:>14.0} {:>8.2}", name, small[i], large[i], large[i] / small[i]);
     }
     sim.shutdown().await;
 }

@@ -19,7 +19,7 @@ pub struct SimulateArgs {
     /// Address to listen on (:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (x-api-key, Authorization: Bearer, x-goog-api-key or ?key=); required.
+    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer); required.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Simulated seconds per real second (3600: an hour per second; 0: frozen) [default: 1].
@@ -122,7 +122,9 @@ struct FileConfig {
     public_base_url: Option<String>,
     /// Replaces the built-in model list.
     models: Option<Vec<String>>,
-    /// Added to the model list.
+    /// Replaces the built-in OpenAI model list.
+    openai_models: Option<Vec<String>>,
+    /// Added to every surface's model list.
     extra_models: Option<Vec<String>>,
     faults: Option<Faults>,
 }
@@ -161,8 +163,11 @@ impl SimulateArgs {
         let mut output = file.output.unwrap_or(d.output);
         set(&mut output.truncated_fraction, self.truncated_fraction);
         set(&mut output.exponent, self.output_exponent);
+        let extra = file.extra_models.unwrap_or_default();
         let mut models = file.models.unwrap_or(d.models);
-        models.extend(file.extra_models.unwrap_or_default());
+        models.extend(extra.iter().cloned());
+        let mut openai_models = file.openai_models.unwrap_or(d.openai_models);
+        openai_models.extend(extra.iter().cloned());
         let config = SimConfig {
             api_key,
             time_scale: self.time_scale.or(file.time_scale).unwrap_or(d.time_scale),
@@ -202,6 +207,7 @@ impl SimulateArgs {
             faults,
             public_base_url: self.public_base_url.or(file.public_base_url),
             models,
+            openai_models,
             clock: d.clock,
         };
         config.validate().map_err(CliError::Usage)?;

@@ -7,24 +7,27 @@ use super::SimConfig;
 use super::anthropic;
 use super::engine::Engine;
 use super::engine::stats::SimStats;
+use super::openai;
 
 /// The engine and every surface on it.
 #[derive(Debug)]
 pub struct Sim {
     pub engine: Arc<Engine>,
     pub anthropic: Arc<anthropic::Surface>,
+    pub openai: Arc<openai::Surface>,
 }
 
 impl Sim {
     pub fn new(config: &SimConfig, base_url: String) -> Self {
         let engine = Arc::new(Engine::new(config.engine_settings(base_url)));
         let anthropic = Arc::new(anthropic::Surface::new(engine.clone(), &config.models));
-        Sim { engine, anthropic }
+        let openai = Arc::new(openai::Surface::new(engine.clone(), &config.openai_models));
+        Sim { engine, anthropic, openai }
     }
 
     /// Batches held by every surface.
     pub fn live_batches(&self) -> u64 {
-        self.anthropic.live_batches() as u64
+        (self.anthropic.live_batches() + self.openai.live_batches()) as u64
     }
 
     pub fn stats(&self) -> SimStats {

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::surface::AppState;
 use super::error::ApiError;
 use super::ids::request_id;
+use super::surface::AppState;
 use crate::simulator::engine::Engine;
 use crate::simulator::engine::body::drain;
 use crate::simulator::engine::faults::Operation;
@@ -175,7 +175,8 @@ mod tests {
     }
 
     fn engine(key: &str) -> Engine {
-        let config = crate::simulator::config::SimConfig { api_key: key.into(), ..Default::default() };
+        let config =
+            crate::simulator::config::SimConfig { api_key: key.into(), ..Default::default() };
         Engine::new(config.engine_settings(String::new()))
     }
 

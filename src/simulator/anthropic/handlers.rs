@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::surface::AppState;
 use super::error::ApiError;
 use super::gate::{IdPath, QueryMap, small_body};
 use super::ingest::read_batch;
 use super::params::{Mode, summarize};
 use super::results::AnthropicLines;
 use super::state::{PageQuery, View};
+use super::surface::AppState;
 use crate::providers::anthropic::wire::{BatchPage, DeletedBatch, MessageBatch};
 use crate::simulator::engine::order::{Lines, stream};
 

@@ -17,12 +17,11 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
-
 pub use ingest::{MAX_BODY_BYTES, MAX_REQUESTS};
-pub use surface::{AppState, Surface};
 pub use prompt::{
     DOCUMENT_TOKENS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD, TOOL_OVERHEAD,
 };
+pub use surface::{AppState, Surface};
 
 /// Anthropic models the simulator knows; any other model gives a `not_found_error`
 /// result line. Dated snapshot ids and aliases from the price reference (batch-apis.md 4.2).

@@ -45,4 +45,3 @@ impl Surface {
         self.registry().0.live_batches()
     }
 }
-

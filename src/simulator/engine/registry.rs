@@ -112,6 +112,17 @@ pub struct Counts {
     pub expired: u64,
 }
 
+/// Why a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// Every request ran.
+    Completed,
+    /// A cancel was asked (requests in flight still ran).
+    Cancelled,
+    /// The 24 h window ran out first.
+    Expired,
+}
+
 /// The end of a batch: when, its counts, and (until archival) every outcome.
 #[derive(Debug)]
 pub struct Ended {
@@ -131,6 +142,8 @@ pub struct Batch<R, M> {
     pub cancel_at: Option<Timestamp>,
     pub records: Option<Arc<Vec<R>>>,
     pub ended: Option<Ended>,
+    /// Indexes of the requests that will fail, ascending (for progressive counts).
+    failing: Vec<u32>,
     pub meta: M,
 }
 
@@ -182,6 +195,26 @@ impl<R, M> Batch<R, M> {
 
     pub fn is_ended(&self) -> bool {
         self.ended.is_some()
+    }
+
+    /// Why the batch ended, once it has.
+    pub fn end_cause(&self, lc: &Lifecycle) -> Option<EndCause> {
+        let e = self.ended.as_ref()?;
+        Some(if self.cancel_at.is_some() {
+            EndCause::Cancelled
+        } else if e.at < self.last_completion(lc) {
+            EndCause::Expired
+        } else {
+            EndCause::Completed
+        })
+    }
+
+    /// Requests done by `now` while the batch runs: those that completed, split into
+    /// succeeded and errored (cancel and expiry are only known at the end).
+    pub fn progress(&self, now: Timestamp, lc: &Lifecycle) -> Counts {
+        let k = self.completed_by(now, lc);
+        let errored = self.failing.partition_point(|&i| u64::from(i) < k) as u64;
+        Counts { succeeded: k - errored, errored, ..Counts::default() }
     }
 }
 
@@ -278,17 +311,30 @@ impl<R: Record, M> Registry<R, M> {
     }
 
     pub fn create(&mut self, records: Vec<R>, meta: M, now: Timestamp) -> &Batch<R, M> {
+        self.create_shared(Arc::new(records), meta, now)
+    }
+
+    /// Creates a batch over records another batch may share (OpenAI input files).
+    pub fn create_shared(&mut self, records: Arc<Vec<R>>, meta: M, now: Timestamp) -> &Batch<R, M> {
         self.advance(now);
         let (seq, id) = self.next_id();
         self.next_seq += 1;
+        let draws = Draws { seed: self.lc.seed, batch_seq: seq };
+        let failing = records
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.rejected() || failure(&draws, *i as u64, &self.lc).is_some())
+            .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
         let batch = Batch {
             seq,
             id: id.clone(),
             created_at: now,
             n: records.len() as u64,
             cancel_at: None,
-            records: Some(Arc::new(records)),
+            records: Some(records),
             ended: None,
+            failing,
             meta,
         };
         self.pending_ends.insert((batch.end_time(&self.lc), seq));

@@ -17,8 +17,6 @@ pub struct Stats {
     pub auth_failures: AtomicU64,
     pub auth_x_api_key: AtomicU64,
     pub auth_bearer: AtomicU64,
-    pub auth_goog_api_key: AtomicU64,
-    pub auth_query_key: AtomicU64,
     pub result_lines: AtomicU64,
     by_op: [AtomicU64; 9],
     pub faults: FaultCounters,
@@ -62,8 +60,6 @@ impl Stats {
             auth_failures: get(&self.auth_failures),
             auth_x_api_key: get(&self.auth_x_api_key),
             auth_bearer: get(&self.auth_bearer),
-            auth_goog_api_key: get(&self.auth_goog_api_key),
-            auth_query_key: get(&self.auth_query_key),
             result_lines_streamed: get(&self.result_lines),
             live_batches,
             requests: OPS
@@ -95,12 +91,6 @@ pub struct SimStats {
     pub auth_x_api_key: u64,
     /// Calls authenticated by `Authorization: Bearer`.
     pub auth_bearer: u64,
-    /// Calls authenticated by `x-goog-api-key` (Gemini).
-    #[serde(default)]
-    pub auth_goog_api_key: u64,
-    /// Calls authenticated by `?key=` (Gemini REST).
-    #[serde(default)]
-    pub auth_query_key: u64,
     /// Complete result lines sent.
     pub result_lines_streamed: u64,
     /// Batches currently stored (not deleted), all surfaces.
