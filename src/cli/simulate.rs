@@ -19,7 +19,7 @@ pub struct SimulateArgs {
     /// Address to listen on (:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer); required.
+    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer; Gemini: x-goog-api-key or ?key=); required.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Simulated seconds per real second (3600: an hour per second; 0: frozen) [default: 1].
@@ -124,6 +124,8 @@ struct FileConfig {
     models: Option<Vec<String>>,
     /// Replaces the built-in OpenAI model list.
     openai_models: Option<Vec<String>>,
+    /// Replaces the built-in Gemini model list.
+    gemini_models: Option<Vec<String>>,
     /// Added to every surface's model list.
     extra_models: Option<Vec<String>>,
     faults: Option<Faults>,
@@ -168,6 +170,8 @@ impl SimulateArgs {
         models.extend(extra.iter().cloned());
         let mut openai_models = file.openai_models.unwrap_or(d.openai_models);
         openai_models.extend(extra.iter().cloned());
+        let mut gemini_models = file.gemini_models.unwrap_or(d.gemini_models);
+        gemini_models.extend(extra.iter().cloned());
         let config = SimConfig {
             api_key,
             time_scale: self.time_scale.or(file.time_scale).unwrap_or(d.time_scale),
@@ -208,6 +212,7 @@ impl SimulateArgs {
             public_base_url: self.public_base_url.or(file.public_base_url),
             models,
             openai_models,
+            gemini_models,
             clock: d.clock,
         };
         config.validate().map_err(CliError::Usage)?;
