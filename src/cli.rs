@@ -22,7 +22,7 @@ pub enum Command {
     Serve(crate::gateway::ServeArgs),
     /// Simulator, gateway and sample traffic in one process; prints settled costs.
     Demo(crate::demo::DemoArgs),
-    /// Run the upstream simulator: faithful Anthropic Message Batches and OpenAI Files + Batches APIs on loopback.
+    /// Run the upstream simulator: faithful Anthropic, OpenAI and Gemini batch APIs on loopback.
     Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
     Estimate(crate::estimate::EstimateArgs),
