@@ -310,3 +310,65 @@ impl<R: Record, M> Registry<R, M> {
         self.batches.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::engine::time::secs;
+
+    #[derive(Debug)]
+    struct Rec(bool);
+
+    impl Record for Rec {
+        fn breakpoints(&self) -> &[Breakpoint] {
+            &[]
+        }
+        fn rejected(&self) -> bool {
+            self.0
+        }
+    }
+
+    const LC: Lifecycle = Lifecycle { startup_secs: 60.0, requests_per_second: 10.0, cancel_grace_secs: 1.0, ..Lifecycle::DEFAULT };
+
+    fn at(s: f64) -> Timestamp {
+        let t0: Timestamp = "2026-01-10T08:00:00Z".parse().unwrap();
+        t0.saturating_add(secs(s)).unwrap()
+    }
+
+    fn reg() -> Registry<Rec, ()> {
+        Registry::new(LC, |_, seq| format!("b{seq}"))
+    }
+
+    #[test]
+    fn progress_counts_completed_requests_and_their_failures_before_the_end() {
+        let mut r = reg();
+        let recs = (0..100).map(|i| Rec(i % 10 == 0)).collect();
+        let id = r.create(recs, (), at(0.0)).id.clone();
+        let b = r.get(&id).unwrap();
+        assert_eq!(b.progress(at(59.0), &LC), Counts::default());
+        let p = b.progress(at(62.05), &LC);
+        assert_eq!((p.succeeded, p.errored), (18, 2));
+        r.advance(at(70.0));
+        let b = r.get(&id).unwrap();
+        assert_eq!(b.end_cause(&LC), Some(EndCause::Completed));
+        assert_eq!(b.ended.as_ref().unwrap().counts, Counts { succeeded: 90, errored: 10, ..Counts::default() });
+    }
+
+    #[test]
+    fn a_cancel_moves_the_end_in_the_index_and_names_the_cause() {
+        let mut r = reg();
+        let a = r.create((0..100).map(|_| Rec(false)).collect(), (), at(0.0)).id.clone();
+        let b = r.create((0..10).map(|_| Rec(false)).collect(), (), at(0.0)).id.clone();
+        r.cancel(&a, at(61.0)).unwrap();
+        r.advance(at(62.0));
+        assert_eq!(r.get(&a).unwrap().end_cause(&LC), Some(EndCause::Cancelled));
+        assert!(r.get(&b).unwrap().is_ended());
+        let c = r.create((0..10).map(|_| Rec(false)).collect(), (), at(62.0)).id.clone();
+        r.advance(at(62.0 + 86_400.0));
+        assert!(r.get(&c).unwrap().is_ended());
+        assert_eq!(r.live_batches(), 3);
+        r.delete(&a).unwrap();
+        assert_eq!(r.get(&a).unwrap_err(), Refusal::NotFound);
+        assert_eq!(r.list(&Cursor::OlderThan(a), 10).unwrap().0.len(), 0);
+    }
+}
