@@ -177,7 +177,8 @@ impl Record for Rec {
 /// 50,000 calls, so the machine's load matters less: create, get, list, results.
 fn registry_ns(held: usize) -> [f64; 4] {
     let t0: Timestamp = "2026-01-10T08:00:00Z".parse().expect("time");
-    let mut r: Registry<Rec, ()> = Registry::new(Lifecycle::DEFAULT, |_, seq| format!("batch_{seq:012}"));
+    let mut r: Registry<Rec, ()> =
+        Registry::new(Lifecycle::DEFAULT, |_, seq| format!("batch_{seq:012}"));
     let ids: Vec<String> = (0..held).map(|_| r.create(vec![Rec], (), t0).id.clone()).collect();
     let later = t0.saturating_add(SignedDuration::from_hours(1)).expect("time");
     r.advance(later);
@@ -218,7 +219,9 @@ async fn main() {
         small.push(phase(10).await);
         large.push(phase(100_000).await);
     }
-    println!("simulator scaling, {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)");
+    println!(
+        "simulator scaling, {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)"
+    );
     println!("{:<22} {:>16} {:>18} {:>8}", "measure", "10 held", "100,000 held", "ratio");
     let names = ["create", "retrieve", "list (first page)", "list (after_id)", "results"];
     for (i, name) in names.iter().enumerate() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod budgets;
 mod simulate;
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -31,6 +32,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
 }
 
 /// `batchcost pricing ...`
@@ -40,25 +43,7 @@ pub enum PricingCommand {
     Check(crate::pricing::CheckArgs),
 }
 
-/// Why a command failed, which decides its exit status.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad usage, bad config or bad input file: exit 2.
-    #[error("{0}")]
-    Usage(String),
-    /// Something failed at run time: exit 1.
-    #[error("{0:#}")]
-    Runtime(#[from] anyhow::Error),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            CliError::Usage(_) => ExitCode::from(2),
-            CliError::Runtime(_) => ExitCode::from(1),
-        }
-    }
-}
+pub use crate::error::CliError;
 
 /// Parses arguments, runs the command, maps the outcome to an exit status.
 pub fn main() -> ExitCode {
@@ -81,6 +66,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
     }
 }
 

@@ -44,7 +44,10 @@ async fn csv_json_table_and_focus_agree_with_the_ledger_exactly() {
     let expected: Vec<_> =
         expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(keys, expected);
-    assert!(rows.iter().all(|r| r["provider"].is_none()), "provider is not grouped");
+    assert!(
+        rows.iter().all(|r| r["provider"].as_deref() == Some("anthropic")),
+        "provider is filled in every grouping"
+    );
     assert_eq!(rows[1]["requests_errored"].as_deref(), Some("2"));
 
     let json: Value = serde_json::from_str(&f.report(from, to, "project", "json").await).unwrap();
@@ -165,7 +168,7 @@ async fn focus_has_one_row_per_batch_model_and_class_with_consistent_units() {
     assert_eq!(classes, want.iter().map(|s| s.to_string()).collect());
     // Each batch-model's rows add up to the ledger's stored cost for it.
     for ((batch, model), billed) in per_batch_model {
-        let rec = f.ledger.batch_by_upstream(&batch).await.unwrap().unwrap();
+        let rec = f.ledger.batch_by_upstream("anthropic", &batch).await.unwrap().unwrap();
         let usage = f.ledger.model_usage(&rec.sub_id).await.unwrap();
         let stored = usage.iter().find(|m| m.model == model).unwrap().cost;
         assert_eq!(billed, stored, "{batch} {model}");

@@ -28,7 +28,7 @@ pub struct Config {
     #[serde(default)]
     pub public_url: Option<String>,
     pub storage: Storage,
-    pub upstream: Upstream,
+    pub upstream: Upstreams,
     #[serde(default)]
     pub projects: Vec<Project>,
     #[serde(default)]
@@ -40,6 +40,28 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub server: Server,
+    /// `[log]`: how the gateway writes its log (stderr).
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `"text"` (default: colour only when stderr is a terminal) or `"json"` (one object
+    /// per line, for log shippers). `serve --log-format` wins over this.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[storage]`
@@ -63,17 +85,18 @@ pub enum Durability {
     Full,
 }
 
-/// `[upstream]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    pub anthropic: AnthropicUpstream,
-}
+/// `[upstream.NAME]`: one table per upstream; the name is the `provider` label, the
+/// price table's provider and the surface prefix `/NAME`.
+pub type Upstreams = std::collections::BTreeMap<String, UpstreamConfig>;
 
-/// `[upstream.anthropic]`
+/// `[upstream.NAME]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AnthropicUpstream {
+pub struct UpstreamConfig {
+    /// Wire format: `anthropic`, `openai` or `gemini`. Defaults to the name when the name
+    /// is one of those; required otherwise (`[upstream.together] kind = "openai"`).
+    #[serde(default)]
+    pub kind: Option<String>,
     pub base_url: String,
     /// Name of the environment variable holding the provider key.
     pub api_key_env: String,
@@ -103,6 +126,11 @@ pub struct Project {
     pub name: String,
     /// Environment variables whose values are this project's client keys.
     pub api_key_envs: Vec<String>,
+    /// More key variables that may be unset (a rotation slot: set `SUPPORT_KEY_NEXT`
+    /// when issuing the next key, move it to `api_key_envs` once every client uses it).
+    /// An unset one is skipped and named in the startup log line.
+    #[serde(default)]
+    pub optional_api_key_envs: Vec<String>,
 }
 
 /// Budget window length.
@@ -140,6 +168,12 @@ pub struct BudgetConfig {
     /// Fractions of the limit exported for alert rules.
     #[serde(default)]
     pub alert_at: Vec<f64>,
+    /// Only this upstream's batches count (omitted: every upstream).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Only these models' requests count (omitted: every model).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
 }
 
 /// `[admin]`
@@ -241,7 +275,7 @@ pub struct Server {
     #[serde(default = "default_body_total_timeout")]
     pub body_total_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C: how long requests in progress (submissions above all) get to
-    /// finish before the process exits anyway. Set it above `upstream.anthropic.timeout_secs`
+    /// finish before the process exits anyway. Set it above `upstream.NAME.timeout_secs`
     /// so a submission always finishes or rolls back before exit; one cut off stays
     /// `submitting` in the ledger and the next start reconciles it.
     #[serde(default = "default_shutdown_grace")]

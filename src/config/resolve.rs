@@ -28,7 +28,28 @@ pub struct Budget {
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
     pub alert_at: Vec<f64>,
+    /// Only batches of this upstream count against it.
+    pub provider: Option<String>,
+    /// Only these models' requests count against it (canonical ids or aliases, as
+    /// written; matched against the price table's canonical id and aliases).
+    pub models: Option<Vec<String>>,
 }
+
+/// One `[upstream.NAME]`, resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The table name: `provider` label, ledger provider, price-table provider, `/NAME`.
+    pub name: String,
+    /// `anthropic`, `openai` or `gemini`.
+    pub kind: String,
+    pub base_url: String,
+    pub key: Secret,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+}
+
+/// The wire formats an upstream may speak.
+pub const UPSTREAM_KINDS: [&str; 3] = ["anthropic", "openai", "gemini"];
 
 /// Everything the gateway needs at run time, secrets included.
 #[derive(Debug, Clone)]
@@ -41,10 +62,8 @@ pub struct Settings {
     pub timezone_name: String,
     pub storage_url: String,
     pub durability: Durability,
-    pub upstream_base_url: String,
-    pub upstream_key: Secret,
-    pub upstream_timeout_secs: u64,
-    pub upstream_max_attempts: u32,
+    /// Every configured upstream, in name order.
+    pub upstreams: Vec<UpstreamSettings>,
     /// (project name, its client keys)
     pub projects: Vec<(String, Vec<Secret>)>,
     pub budgets: Vec<Budget>,
@@ -75,10 +94,18 @@ impl Config {
         let err = |message: String| ConfigError { file: file.clone(), message };
         let base = path.parent().unwrap_or(Path::new("."));
         let timezone = self.time_zone().map_err(err)?;
-        let secret = |key: &str, var: &str| -> Result<Secret, ConfigError> {
+        // Every missing variable is collected and reported at once, so a new deployment
+        // finds out what to export in one run rather than one run per variable.
+        let missing = std::cell::RefCell::new(Vec::new());
+        let secret = |key: &str, var: &str| -> Option<Secret> {
             match env(var) {
-                Some(v) if !v.is_empty() => Ok(Secret::new(v)),
-                _ => Err(err(format!("{key}: environment variable `{var}` is not set or empty"))),
+                Some(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    missing
+                        .borrow_mut()
+                        .push(format!("{key}: environment variable `{var}` is not set or empty"));
+                    None
+                }
             }
         };
         let mut names = BTreeSet::new();
@@ -98,12 +125,31 @@ impl Config {
                 return Err(err(format!("projects[{i}].api_key_envs: expected at least one")));
             }
             let mut secrets = Vec::new();
-            for (j, var) in p.api_key_envs.iter().enumerate() {
-                let s = secret(&format!("projects[{i}].api_key_envs[{j}]"), var)?;
+            let optional = p.optional_api_key_envs.iter().map(|v| (v, true));
+            for (j, (var, opt)) in
+                p.api_key_envs.iter().map(|v| (v, false)).chain(optional).enumerate()
+            {
+                let slot = if opt {
+                    format!("projects[{i}].optional_api_key_envs[{}]", j - p.api_key_envs.len())
+                } else {
+                    format!("projects[{i}].api_key_envs[{j}]")
+                };
+                let s = if opt {
+                    match env(var).filter(|v| !v.is_empty()) {
+                        Some(v) => Secret::new(v),
+                        None => {
+                            tracing::info!(project = %p.name, variable = %var, "optional key variable not set; that key slot is unused");
+                            continue;
+                        }
+                    }
+                } else {
+                    match secret(&slot, var) {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                };
                 if !keys.insert(s.expose().to_string()) {
-                    return Err(err(format!(
-                        "projects[{i}].api_key_envs[{j}]: `{var}` holds a key another project uses"
-                    )));
+                    return Err(err(format!("{slot}: `{var}` holds a key another project uses")));
                 }
                 secrets.push(s);
             }
@@ -156,6 +202,17 @@ impl Config {
                     )));
                 }
             }
+            if let Some(p) = &b.provider {
+                if !self.upstream.contains_key(p) {
+                    return Err(err(format!("{}: no upstream named `{p}`", key("provider"))));
+                }
+            }
+            if b.models.as_ref().is_some_and(|m| m.is_empty()) {
+                return Err(err(format!(
+                    "{}: expected at least one model (omit the key for every model)",
+                    key("models")
+                )));
+            }
             budgets.push(Budget {
                 name: b.name.clone(),
                 project: b.project.clone(),
@@ -164,6 +221,8 @@ impl Config {
                 limit_input_tokens: b.limit_input_tokens,
                 limit_output_tokens: b.limit_output_tokens,
                 alert_at: b.alert_at.clone(),
+                provider: b.provider.clone(),
+                models: b.models.clone(),
             });
         }
         let f = self.limits.expected_output_fraction;
@@ -186,7 +245,61 @@ impl Config {
             }
         }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
-        let up = &self.upstream.anthropic;
+        if self.upstream.is_empty() {
+            return Err(err("upstream: expected at least one [upstream.NAME] table".into()));
+        }
+        let mut upstreams = Vec::new();
+        for (name, up) in &self.upstream {
+            let key = |k: &str| format!("upstream.{name}.{k}");
+            if !valid_label(name) {
+                return Err(err(format!(
+                    "upstream.{name}: expected a name of 1-64 characters of [a-zA-Z0-9_-]"
+                )));
+            }
+            let kind = match (&up.kind, UPSTREAM_KINDS.contains(&name.as_str())) {
+                (Some(k), _) if UPSTREAM_KINDS.contains(&k.as_str()) => k.clone(),
+                (Some(k), _) => {
+                    return Err(err(format!(
+                        "{}: expected one of {}, got `{k}`",
+                        key("kind"),
+                        UPSTREAM_KINDS.join(", ")
+                    )));
+                }
+                (None, true) => name.clone(),
+                (None, false) => {
+                    return Err(err(format!(
+                        "{}: required for an upstream not named {} (which wire format it speaks)",
+                        key("kind"),
+                        UPSTREAM_KINDS.join(", ")
+                    )));
+                }
+            };
+            upstreams.push(UpstreamSettings {
+                name: name.clone(),
+                kind,
+                base_url: up.base_url.trim_end_matches('/').to_string(),
+                // A placeholder when missing: the start fails below, listing every variable.
+                key: secret(&key("api_key_env"), &up.api_key_env)
+                    .unwrap_or_else(|| Secret::new("")),
+                timeout_secs: up.timeout_secs.max(1),
+                max_attempts: up.max_attempts.max(1),
+            });
+        }
+        let admin_token = secret("admin.token_env", &self.admin.token_env);
+        let missing = missing.into_inner();
+        if let [one] = missing.as_slice() {
+            return Err(err(one.clone()));
+        }
+        if !missing.is_empty() {
+            return Err(err(format!(
+                "{} environment variables are not set or empty (export them all, then start again):\n  {}",
+                missing.len(),
+                missing.join("\n  ")
+            )));
+        }
+        let Some(admin_token) = admin_token else {
+            return Err(err("admin.token_env: a secret is missing".into()));
+        };
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
@@ -202,13 +315,10 @@ impl Config {
             timezone_name: self.timezone.clone(),
             storage_url,
             durability: self.storage.durability,
-            upstream_base_url: up.base_url.trim_end_matches('/').to_string(),
-            upstream_key: secret("upstream.anthropic.api_key_env", &up.api_key_env)?,
-            upstream_timeout_secs: up.timeout_secs.max(1),
-            upstream_max_attempts: up.max_attempts.max(1),
+            upstreams,
             projects,
             budgets,
-            admin_token: secret("admin.token_env", &self.admin.token_env)?,
+            admin_token,
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),

@@ -84,6 +84,12 @@ pub enum Problem {
     UnknownModel {
         model: String,
     },
+    /// In the table, but its first price takes effect after the day priced (UTC).
+    NotYetPriced {
+        model: String,
+        at: jiff::civil::Date,
+        from: jiff::civil::Date,
+    },
     /// Priced, but served by another provider than the endpoint called.
     OtherProvider {
         model: String,
@@ -111,6 +117,11 @@ impl fmt::Display for Problem {
             Problem::UnknownModel { model } => {
                 write!(f, "model \"{model}\" is not in the price table")
             }
+            Problem::NotYetPriced { model, at, from } => write!(
+                f,
+                "model \"{model}\" has no price in force on {at} (UTC): its first price \
+                 in the table takes effect on {from}"
+            ),
             Problem::OtherProvider { model, provider } => {
                 write!(
                     f,
@@ -121,24 +132,5 @@ impl fmt::Display for Problem {
             Problem::Stream => f.write_str("must be false or absent: a batch cannot stream"),
             Problem::Invalid(why) => f.write_str(why),
         }
-    }
-}
-
-/// A short rendering of a JSON value for messages: scalars as written (strings quoted and
-/// cut at 40 characters), containers by kind.
-pub fn show(v: &super::scalar::Scalar<'_>) -> String {
-    use super::scalar::Scalar;
-    match v {
-        Scalar::Null => "null".into(),
-        Scalar::Bool(b) => b.to_string(),
-        Scalar::Int(i) => i.to_string(),
-        Scalar::Float(x) => x.to_string(),
-        Scalar::Str(s) => {
-            let cut: String = s.chars().take(40).collect();
-            let more = if cut.len() < s.len() { "..." } else { "" };
-            format!("{:?}", format!("{cut}{more}"))
-        }
-        Scalar::Array => "an array".into(),
-        Scalar::Object => "an object".into(),
     }
 }

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::ledger::LedgerError;
-use crate::providers::anthropic::client::{UpstreamError, UpstreamReply};
+use crate::ledger::{Hold, LedgerError, WindowState};
+use crate::metrics::RejectReason;
 use crate::providers::anthropic::wire::ErrorEnvelope;
+use crate::providers::{UpstreamError, UpstreamReply};
+use crate::submit::{SubmitError, blocked_by};
 
 /// Why a budget refused a batch: returned as `error.budget`.
 #[derive(Debug, Clone, Serialize)]
@@ -24,8 +26,33 @@ pub struct BudgetRefusal {
     pub resets_at: String,
     /// Which limit would be crossed: `usd`, `input_tokens` or `output_tokens`.
     pub limit_kind: String,
+    /// The ledger's record of this refusal (`GET /api/batches/{refusal_id}`).
+    pub refusal_id: String,
     #[serde(skip)]
     pub retry_after_secs: u64,
+    /// The whole story for people: amounts, reset time, what would fit.
+    #[serde(skip)]
+    pub message: String,
+}
+
+impl BudgetRefusal {
+    /// The refusal of `hold` by window `w` at `now`.
+    pub fn new(w: &WindowState, hold: &Hold, now: jiff::Timestamp) -> Self {
+        let secs = w.end.duration_since(now).as_secs().max(1) as u64;
+        BudgetRefusal {
+            name: w.budget.clone(),
+            period: w.period.as_str().to_string(),
+            limit_usd: w.limit.map(|l| l.usd_exact()),
+            spent_usd: w.spent.usd_exact(),
+            reserved_usd: w.reserved.usd_exact(),
+            requested_usd: hold.usd.usd_exact(),
+            resets_at: crate::clock::rfc3339_micros(w.end),
+            limit_kind: blocked_by(w, hold).unwrap_or("usd").to_string(),
+            refusal_id: String::new(),
+            retry_after_secs: secs,
+            message: format!("batch would exceed budget '{}'", w.budget),
+        }
+    }
 }
 
 /// Everything a request can fail with.
@@ -50,7 +77,7 @@ pub enum ApiError {
     #[error("{0}")]
     ClientTimeout(String),
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
-    #[error("batch would exceed budget `{}`", .0.name)]
+    #[error("{}", .0.message)]
     BudgetExceeded(Box<BudgetRefusal>),
     /// The upstream's own error answer, passed through.
     #[error("upstream answered {}", .0.status)]
@@ -73,6 +100,36 @@ impl ApiError {
     /// The upstream's own non-2xx answer, to pass through.
     pub fn upstream(reply: UpstreamReply) -> Self {
         ApiError::Upstream(Box::new(reply))
+    }
+
+    /// A neutral submission failure in this envelope.
+    pub fn from_submit(e: SubmitError, now: jiff::Timestamp) -> Self {
+        match e {
+            SubmitError::Budget { window, hold, detail } => {
+                let mut r = BudgetRefusal::new(&window, &hold, now);
+                let d = *detail;
+                (r.refusal_id, r.message, r.resets_at) = (d.refusal_id, d.message, d.resets_at);
+                ApiError::BudgetExceeded(Box::new(r))
+            }
+            SubmitError::Upstream(r) => ApiError::Upstream(r),
+            SubmitError::UpstreamFailed(e) => ApiError::UpstreamFailed(e),
+            SubmitError::Ledger(e) => ApiError::Ledger(e),
+            SubmitError::Conflict(m) => ApiError::Conflict(m),
+            SubmitError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+
+    /// How a failed submission is counted in `batchcost_submissions_rejected_total`.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        match self {
+            ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
+            ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
+            ApiError::BudgetExceeded(_) => Some(RejectReason::BudgetExceeded),
+            ApiError::Upstream(_) | ApiError::UpstreamFailed(_) => {
+                Some(RejectReason::UpstreamError)
+            }
+            _ => None,
+        }
     }
 
     /// The HTTP status of every variant.
@@ -137,6 +194,10 @@ impl IntoResponse for ApiError {
         let mut headers = HeaderMap::new();
         if let ApiError::BudgetExceeded(refusal) = &self {
             value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
+            value["error"]["refusal_id"] = refusal.refusal_id.clone().into();
+            if let Ok(v) = HeaderValue::from_str(&refusal.refusal_id) {
+                headers.insert("x-batchcost-refusal-id", v);
+            }
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
         }

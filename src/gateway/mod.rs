@@ -2,115 +2,70 @@
 //! API, and the background tracker, all sharing one `Arc<App>`.
 
 mod admin;
-mod auth;
-mod batches;
-mod body;
+pub mod auth;
+pub mod body;
 pub mod error;
+mod listing;
+pub(crate) mod rejections;
+pub mod request_id;
 mod serve;
-mod submit;
+pub mod surfaces;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::cli::CliError;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, load_settings};
-use crate::ledger::Ledger;
-use crate::metrics::Metrics;
-use crate::pricing::PriceTable;
-use crate::providers::ANTHROPIC;
-use crate::providers::anthropic::client::AnthropicClient;
+use crate::clock::SystemClock;
+use crate::error::CliError;
+use crate::providers::{ANTHROPIC, ProviderKind};
 
+pub use crate::app::App;
 pub use error::ApiError;
 
-/// Everything a request handler or the tracker needs.
-pub struct App {
-    pub settings: Settings,
-    pub pricing: PriceTable,
-    pub ledger: Arc<dyn Ledger>,
-    pub upstream: AnthropicClient,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
-    /// Batches being settled by this process right now (the ledger guarantees
-    /// exactly-once; this only avoids downloading the same results twice).
-    pub settling: Mutex<HashSet<String>>,
-    /// Submissions whose upstream create is in progress in this process; the tracker's
-    /// reconciliation leaves them alone.
-    pub submitting: Mutex<HashSet<String>>,
-    /// Wakes the tracker early (a new batch, or a client saw one end).
-    pub wake_tracker: Notify,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-    /// Makes submission ids unique within this process.
-    pub seq: std::sync::atomic::AtomicU64,
-    /// Crash-test hooks; none armed in production.
-    pub failpoints: crate::failpoint::Failpoints,
-}
-
-impl App {
-    /// Loads the price table, opens the ledger and builds the metrics.
-    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
-        let pricing = PriceTable::load(&settings.pricing_path)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("loading the price table")?;
-        let failpoints = crate::failpoint::Failpoints::from_env()?;
-        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
-            .await
-            .context("opening the ledger")?;
-        let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
-        let metrics = Arc::new(Metrics::new(
-            env!("CARGO_PKG_VERSION"),
-            pricing.version(),
-            &projects,
-            &[ANTHROPIC],
-            pricing.models().into_iter().map(|(_, m)| m),
-        )?);
-        let upstream = AnthropicClient::new(
-            &settings.upstream_base_url,
-            settings.upstream_key.clone(),
-            Duration::from_secs(settings.upstream_timeout_secs),
-            settings.upstream_max_attempts,
-            metrics.clone(),
-        )?;
-        Ok(Arc::new(App {
-            settings,
-            pricing,
-            ledger,
-            upstream,
-            metrics,
-            clock,
-            settling: Mutex::new(HashSet::new()),
-            submitting: Mutex::new(HashSet::new()),
-            wake_tracker: Notify::new(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            seq: std::sync::atomic::AtomicU64::new(0),
-            failpoints,
-        }))
+/// The routes of every configured upstream: each under `/NAME`, and the default Anthropic
+/// upstream (the one named `anthropic`, else the first of that kind) also at the root.
+fn surfaces(app: &Arc<App>) -> Router<Arc<App>> {
+    let mut router = Router::new();
+    let root = app
+        .providers
+        .get(ANTHROPIC)
+        .filter(|p| p.kind() == ProviderKind::Anthropic)
+        .or_else(|| app.providers.values().find(|p| p.kind() == ProviderKind::Anthropic));
+    for (name, p) in &app.providers {
+        if p.kind() != ProviderKind::Anthropic {
+            continue;
+        }
+        let prefix = format!("/{name}");
+        if let Some(s) = surfaces::anthropic::Surface::new(app.clone(), p.clone(), prefix.clone()) {
+            router = router.nest(&prefix, surfaces::anthropic::router(s));
+        }
     }
+    if let Some(p) = root {
+        if let Some(s) = surfaces::anthropic::Surface::new(app.clone(), p.clone(), String::new()) {
+            router = router.merge(surfaces::anthropic::router(s));
+        }
+    }
+    router
 }
 
 /// All routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .merge(batches::router())
+        .merge(surfaces(&app))
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Bodies are read as streams with our own limit (413 before buffering too much)
         // and our own idle and total timeouts (408 for a client that stalls).
         .layer(axum::middleware::from_fn_with_state(app.clone(), body::guard))
         .layer(axum::middleware::from_fn(error::envelope))
+        // Outermost: every answer, envelope or not, gets its request-id.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
@@ -160,16 +115,44 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
 
 /// `batchcost serve` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = SERVE_HELP)]
 pub struct ServeArgs {
-    /// Configuration file.
+    /// Configuration file (start from examples/batchcost.toml: every key, with comments).
     #[arg(long, default_value = "batchcost.toml")]
     pub config: PathBuf,
+    /// Log format on stderr: text (colour only on a terminal) or json (one object per
+    /// line). Default: the config's `[log] format`, else text.
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+    /// Listen on this address instead of the config's `listen` (`127.0.0.1:0`: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 }
+
+const SERVE_HELP: &str = "\
+Example: examples/batchcost.toml. With it, set these environment variables first:
+  ANTHROPIC_API_KEY       the provider key  (upstream.anthropic.api_key_env)
+  SEARCH_KEY, SUPPORT_KEY the projects' client keys  (projects[].api_key_envs)
+  SUPPORT_KEY_NEXT        optional rotation slot  (projects[].optional_api_key_envs)
+  BATCHCOST_ADMIN_TOKEN   guards /api/* and /metrics  (admin.token_env)
+  RUST_LOG                log filter (default info)
+The file names every variable it reads; a missing one is reported with all the others.
+Against the local simulator: see examples/local-stack.toml.
+
+Prints `listening on http://ADDR` on stdout once bound. Stops on Ctrl-C or SIGTERM.
+
+Exit status: 0 stopped cleanly, 2 bad usage or config (the message names the file, the key
+and what was expected), 1 runtime failure (cannot bind, ledger or price table unusable).";
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
-    crate::telemetry::init();
-    let mut settings = load_settings(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let usage = |e: crate::config::ConfigError| CliError::Usage(e.to_string());
+    let config = crate::config::Config::load(&args.config).map_err(usage)?;
+    crate::telemetry::init_with(args.log_format.unwrap_or(config.log.format));
+    let mut settings = config.resolve(&args.config, &|k| std::env::var(k).ok()).map_err(usage)?;
+    if let Some(addr) = args.listen {
+        settings.listen = addr;
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -179,9 +162,14 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
     }
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     let running = start(app, listener).await?;
+    let stop = crate::shutdown::signal();
     println!("listening on http://{}", running.addr);
-    tracing::info!(addr = %running.addr, "gateway listening");
-    crate::shutdown::signal().await;
+    crate::telemetry::log_startup(
+        &running.app.settings,
+        running.app.pricing.version(),
+        &running.addr.to_string(),
+    );
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())

@@ -3,6 +3,7 @@
 //! database transaction whose decisive step is a single conditional statement, so the same
 //! interface works for several replicas on PostgreSQL.
 
+mod refusals;
 mod rows;
 mod spend;
 mod sqlite;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::config::Period;
 use crate::money::Money;
 
+pub use refusals::{BatchFilter, ListState, Refusal};
 pub use spend::{SpendRow, SpendStream};
 pub use sqlite::SqliteLedger;
 
@@ -31,6 +33,9 @@ pub enum LedgerError {
     Range(String),
     #[error("ledger storage url not supported: {0}")]
     Url(String),
+    /// This backend does not implement the operation yet.
+    #[error("this ledger backend does not support {0} yet")]
+    Unsupported(&'static str),
 }
 
 /// A batch's worst case, held against every budget that applies until it settles.
@@ -52,6 +57,9 @@ pub struct WindowRef {
     pub limit: Option<Money>,
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
+    /// What this window holds when a budget's `models` filter selects only part of the
+    /// batch; `None`: the submission's whole hold.
+    pub hold: Option<Hold>,
 }
 
 /// A window's totals.
@@ -223,6 +231,17 @@ impl Settlement {
     }
 }
 
+/// Where a page of [`Ledger::project_batches`] starts (upstream ids as cursors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListCursor<'a> {
+    /// The newest batches.
+    Newest,
+    /// Batches older than this one.
+    After(&'a str),
+    /// Batches newer than this one (returned newest first too).
+    Before(&'a str),
+}
+
 /// Open batches per project and provider, for gauges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InFlight {
@@ -248,10 +267,22 @@ pub trait Ledger: Send + Sync {
     /// `submitting` -> `failed`, releasing the hold. False if it was not submitting.
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool>;
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>>;
+    /// A batch by its upstream's id; ids are unique per provider only.
     fn batch_by_upstream<'a>(
         &'a self,
+        provider: &'a str,
         upstream_id: &'a str,
     ) -> LedgerFuture<'a, Option<BatchRecord>>;
+    /// One page of a project's batches on one upstream that the upstream accepted, newest
+    /// first (by submission), after or before a cursor batch: how each project's list is
+    /// served, whatever other projects do upstream.
+    fn project_batches<'a>(
+        &'a self,
+        provider: &'a str,
+        project: &'a str,
+        cursor: ListCursor<'a>,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>>;
     fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>>;
     /// In-flight batches whose next poll is due.
     fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>>;
@@ -270,14 +301,37 @@ pub trait Ledger: Send + Sync {
     /// Current totals of these windows (zero where nothing was recorded yet).
     fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>>;
     fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>>;
-    /// Which of these upstream ids the ledger already knows.
-    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>>;
+    /// Which of these upstream ids of `provider` the ledger already knows.
+    fn known_upstream_ids<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashSet<String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
     /// Settled batches submitted in `[from, to)`, one row per batch and model, in
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
+
+    // ---- issue 16 (firsthour): refusal records and listing. Defaults answer "not
+    // supported" so a backend compiles before it implements them.
+
+    /// Records a budget refusal (one insert; nothing is reserved).
+    fn record_refusal<'a>(&'a self, _r: &'a Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("refusal records")) })
+    }
+    fn refusal<'a>(&'a self, _id: &'a str) -> LedgerFuture<'a, Option<Refusal>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Batches matching `f` (a `refused` state filter matches none), newest first.
+    fn list_batches<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing batches")) })
+    }
+    /// Refusals matching `f` (a batch-state filter matches none), newest first.
+    fn list_refusals<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<Refusal>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing refusals")) })
+    }
 }
 
 /// Opens the backend the URL names.
