@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+pub mod migrate;
+
 use clap::{Parser, Subcommand};
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -29,6 +31,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `batchcost pricing ...`
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
+        Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;
+pub mod replica;
 pub mod report;
 pub mod settle;
 pub mod shutdown;

@@ -1,7 +1,9 @@
 //! The tracker: polls every open batch until it ends and settles it, and reconciles
 //! submissions whose upstream answer was never recorded (a crash or a lost response between
 //! the upstream's acceptance and our write). It keeps no state of its own: everything it
-//! needs is in the ledger, so a restarted process simply carries on.
+//! needs is in the ledger, so a restarted process simply carries on. With several
+//! replicas, each polls only the batches it has claimed (a lease in the ledger), so the
+//! upstream sees one poll stream per batch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ pub async fn run(app: Arc<App>) {
             reconcile_pending(&app).await;
             last_reconcile = Some(Instant::now());
         }
-        match app.ledger.due_batches(app.clock.now(), 64).await {
+        match app.ledger.claim_due(&crate::replica::lease(&app), 64).await {
             Ok(due) => {
                 for rec in due {
                     if app.shutdown.is_cancelled() {
@@ -112,20 +114,24 @@ async fn poll_one(app: &App, rec: BatchRecord) {
 /// Finds, for every submission still `submitting` after `reconcile_after_secs`, the
 /// upstream batch it became, or releases its hold when the upstream has none.
 pub async fn reconcile_pending(app: &App) {
-    let pending = match app.ledger.batches_in_state(BatchState::Submitting).await {
-        Ok(p) => p,
-        Err(e) => return tracing::warn!(error = %e, "cannot list pending submissions"),
-    };
     let min_age = SignedDuration::from_secs(app.settings.tracker.reconcile_after_secs as i64);
-    let now = app.clock.now();
+    let lease = crate::replica::lease(app);
+    let before = lease.now.saturating_sub(min_age).unwrap_or(Timestamp::MIN);
+    // Only submissions no live replica is creating (or reconciling) come back.
+    let pending = match app.ledger.claim_pending(&lease, before, 64).await {
+        Ok(p) => p,
+        Err(e) => return tracing::warn!(error = %e, "cannot claim pending submissions"),
+    };
     for rec in pending {
-        let in_progress =
-            app.submitting.lock().unwrap_or_else(|e| e.into_inner()).contains(&rec.sub_id);
-        if in_progress || now.duration_since(rec.submitted_at) < min_age {
-            continue;
-        }
         if let Err(e) = reconcile_one(app, &rec).await {
             tracing::warn!(sub_id = %rec.sub_id, error = %e, "reconciliation deferred");
+        }
+        // Adopted: ours to track. Released: no lease left. Undecided: the next round
+        // (this replica's or another's) tries again.
+        if let Ok(Some(r)) = app.ledger.batch(&rec.sub_id).await {
+            if r.state == BatchState::Submitting {
+                let _ = app.ledger.drop_leases(&app.replica_id, Some(&rec.sub_id)).await;
+            }
         }
     }
 }

@@ -249,10 +249,15 @@ async fn list(
         // walk it from the cursor's end so the ones nearest the cursor are kept.
         let items: Vec<&Value> =
             if backwards { page.data.iter().rev().collect() } else { page.data.iter().collect() };
+        // One ledger query per page for whose batches these are.
+        let ids: Vec<String> = items
+            .iter()
+            .filter_map(|b| b.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let owners = app.ledger.upstream_projects(&ids).await?;
         for (i, b) in items.into_iter().enumerate() {
             let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
-            let mine =
-                matches!(app.ledger.batch_by_upstream(id).await?, Some(r) if r.project == project);
+            let mine = owners.get(id).is_some_and(|p| *p == project);
             if mine {
                 // Relayed as the upstream sent it (fields we don't model included).
                 let mut v = b.clone();

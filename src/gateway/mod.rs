@@ -9,10 +9,9 @@ pub mod error;
 mod serve;
 mod submit;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,12 +41,11 @@ pub struct App {
     pub upstream: AnthropicClient,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// Batches being settled by this process right now (the ledger guarantees
-    /// exactly-once; this only avoids downloading the same results twice).
-    pub settling: Mutex<HashSet<String>>,
-    /// Submissions whose upstream create is in progress in this process; the tracker's
-    /// reconciliation leaves them alone.
-    pub submitting: Mutex<HashSet<String>>,
+    /// This process's name in the ledger's leases: unique per start, so a restarted
+    /// process never mistakes its predecessor's claims for its own. Which batches this
+    /// replica creates, tracks or settles is ledger state (leases and settling marks), never
+    /// held only here.
+    pub replica_id: String,
     /// Wakes the tracker early (a new batch, or a client saw one end).
     pub wake_tracker: Notify,
     pub shutdown: CancellationToken,
@@ -90,8 +88,7 @@ impl App {
             upstream,
             metrics,
             clock,
-            settling: Mutex::new(HashSet::new()),
-            submitting: Mutex::new(HashSet::new()),
+            replica_id: crate::replica::new_id(),
             wake_tracker: Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -135,12 +132,14 @@ impl Running {
         let _ = self.server.await;
         self.app.tasks.close();
         if tokio::time::timeout_at(deadline, self.app.tasks.wait()).await.is_err() {
-            let left = self.app.submitting.lock().unwrap_or_else(|e| e.into_inner()).len();
             tracing::warn!(
-                submissions_in_progress = left,
-                "shutdown grace ran out; unfinished submissions are reconciled on the next start"
+                "shutdown grace ran out; unfinished submissions are reconciled once their \
+                 leases expire"
             );
+            return;
         }
+        // Everything finished: hand this replica's batches to the others at once.
+        crate::replica::drop_all(&self.app).await;
     }
 }
 
@@ -155,6 +154,7 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
         tokio::spawn(serve::serve(listener, router(app.clone()), opts, app.shutdown.clone()));
     let tracker_app = app.clone();
     app.tasks.spawn(crate::tracker::run(tracker_app));
+    app.tasks.spawn(crate::replica::heartbeat(app.clone()));
     Ok(Running { addr, app, server })
 }
 

@@ -54,15 +54,6 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     result
 }
 
-/// Removes the "create in progress" mark however the submission ends.
-struct InProgress<'a>(&'a App, String);
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.0.submitting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-    }
-}
-
 async fn submit(
     app: &Arc<App>,
     project: &str,
@@ -114,6 +105,8 @@ async fn submit(
                 app.settings.limits.dedupe_window_secs as i64,
             ))
             .unwrap_or(Timestamp::MIN),
+        // While this replica creates it, no replica's recovery may release it.
+        lease: Some(crate::replica::lease(app)),
     };
     // A retry whose first attempt failed outright finds nothing to answer with: admit it
     // as new (bounded, in case identical retries race each other).
@@ -121,10 +114,17 @@ async fn submit(
         match app.ledger.admit(&sub).await? {
             Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
             Admit::Admitted => {
-                app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
-                let _mark = InProgress(app, sub.sub_id.clone());
                 app.failpoints.hit("after_admit").await;
-                return forward_create(app, &sub, body, &fwd).await;
+                let created = forward_create(app, &sub, body, &fwd).await;
+                if created.is_err() {
+                    // Released, or left `submitting` for recovery: which replica does it
+                    // (after `reconcile_after_secs`) is no longer this one's to say.
+                    if let Err(e) = app.ledger.drop_leases(&app.replica_id, Some(&sub.sub_id)).await
+                    {
+                        tracing::warn!(sub_id = %sub.sub_id, error = %e, "cannot drop a lease");
+                    }
+                }
+                return created;
             }
             Admit::Duplicate(rec) => {
                 if let Some(resp) = answer_duplicate(app, rec, &fwd).await? {

@@ -73,7 +73,12 @@ pub async fn harness_with(
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets,
         admin_token: Secret::new(ADMIN),
-        tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
+        tracker: Tracker {
+            poll_min_ms: 50,
+            poll_max_ms: 500,
+            reconcile_after_secs: 1,
+            lease_secs: 3,
+        },
         limits: Limits::default(),
         server: Server::default(),
     };

@@ -125,6 +125,7 @@ impl Fixture {
             windows: self.windows(b.project, at),
             estimate_json: "{}".into(),
             dedupe_since: at,
+            lease: None,
         };
         assert!(matches!(self.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
         assert!(self.ledger.mark_submitted(&sub.sub_id, b.id, at).await.unwrap());

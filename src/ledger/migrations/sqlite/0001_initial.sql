@@ -1,5 +1,6 @@
--- batchcost ledger schema (SQLite). Amounts are INTEGER pico-dollars, instants INTEGER
--- unix microseconds. Statements use $N placeholders, valid in PostgreSQL too.
+-- batchcost ledger schema v1 (SQLite). Amounts are INTEGER (64-bit) pico-dollars, instants
+-- INTEGER unix microseconds. Kept with IF NOT EXISTS: a ledger created before versioned
+-- migrations has exactly these tables, and `batchcost migrate` adopts it by running this.
 CREATE TABLE IF NOT EXISTS batches (
     sub_id            TEXT PRIMARY KEY,
     upstream_id       TEXT UNIQUE,
