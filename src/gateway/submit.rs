@@ -127,7 +127,7 @@ async fn submit(
                 return created;
             }
             Admit::Duplicate(rec) => {
-                if let Some(resp) = answer_duplicate(app, rec, &fwd).await? {
+                if let Some(resp) = answer_duplicate(app, *rec, &fwd).await? {
                     return Ok(resp);
                 }
             }

@@ -118,9 +118,9 @@ pub struct NewSubmission {
 pub enum Admit {
     Admitted,
     /// The first window that could not take the hold, as it stood.
-    Refused(WindowState),
+    Refused(Box<WindowState>),
     /// The same body was submitted moments ago: the client is retrying.
-    Duplicate(BatchRecord),
+    Duplicate(Box<BatchRecord>),
 }
 
 /// Where a batch is in its life.

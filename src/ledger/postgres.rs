@@ -185,7 +185,7 @@ impl Ledger for PgLedger {
                 tx.rollback().await?;
                 let row = row
                     .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
-                return Ok(Admit::Duplicate(batch_from_row(&row)?));
+                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
             }
             sqlx::query(
                 "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
@@ -245,7 +245,7 @@ impl Ledger for PgLedger {
                 if reserved.rows_affected() != 1 {
                     let state = Self::window_state(&mut tx, w).await?;
                     tx.rollback().await?;
-                    return Ok(Admit::Refused(state));
+                    return Ok(Admit::Refused(Box::new(state)));
                 }
             }
             tx.commit().await?;

@@ -187,7 +187,7 @@ impl Ledger for SqliteLedger {
                 tx.rollback().await?;
                 let row = row
                     .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
-                return Ok(Admit::Duplicate(batch_from_row(&row)?));
+                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
             }
             let (usd, inp, out) = (
                 to_db(s.hold.usd)?,
@@ -231,7 +231,7 @@ impl Ledger for SqliteLedger {
                 if reserved.rows_affected() != 1 {
                     let state = Self::window_state(&mut tx, w).await?;
                     tx.rollback().await?;
-                    return Ok(Admit::Refused(state));
+                    return Ok(Admit::Refused(Box::new(state)));
                 }
                 sqlx::query(
                     "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \

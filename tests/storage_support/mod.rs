@@ -39,8 +39,13 @@ impl TestDb {
 
     /// A new, empty PostgreSQL database.
     pub fn postgres() -> TestDb {
+        // A test binary may hold this module twice (through two support modules), each
+        // with its own counter: the clock tells the copies apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let name = format!(
-            "batchcost_test_{}_{}",
+            "batchcost_test_{}_{}_{nanos}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
