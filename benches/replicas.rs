@@ -128,8 +128,7 @@ fn run(kind: &str, replicas: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (url, drop_db) = ledger(kind, dir.path());
     let env = [("BENCH_PROVIDER_KEY", KEY), ("BENCH_ADMIN", ADMIN), ("BENCH_CLIENT_KEY", CLIENT)];
-    let sim_args =
-        ["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"];
+    let sim_args = ["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"];
     let sim = Proc::start(&sim_args, &[]);
     let cfg = config(dir.path(), &sim.url, &url);
     let gws: Vec<Proc> = (0..replicas)
@@ -153,7 +152,9 @@ fn run(kind: &str, replicas: usize) {
                 s.spawn(move || {
                     mine.into_iter()
                         .enumerate()
-                        .filter(|(i, b)| post(http, &gws[(c + i) % gws.len()].url, b.clone()) == 200)
+                        .filter(|(i, b)| {
+                            post(http, &gws[(c + i) % gws.len()].url, b.clone()) == 200
+                        })
                         .count()
                 })
             })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use batchcost::config::{Durability, Period};
 use batchcost::ledger::{
-    self, Admit, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, ResultCounts,
+    self, Admit, Backend, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, ResultCounts,
     Settlement, TokenTotals, WindowRef,
 };
 use batchcost::money::Money;
@@ -477,4 +477,40 @@ async fn an_older_schema_is_refused_until_migrated(kind: Kind) {
     assert!(matches!(l.admit(&submission(1, 1, vec![])).await.unwrap(), Admit::Admitted));
     // Migrating again changes nothing.
     assert_eq!(ledger::migrate_url(&db.url).await.unwrap(), (ledger::SchemaState::Current, latest));
+}
+
+/// A SQLite ledger written before versioned migrations is refused, then adopted by
+/// `migrate` with its batches, which keep their dedupe keys.
+#[tokio::test]
+async fn an_unversioned_sqlite_ledger_is_adopted_by_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite(dir.path());
+    {
+        let opts: sqlx::sqlite::SqliteConnectOptions =
+            db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let v1 = include_str!("../src/ledger/migrations/sqlite/0001_initial.sql");
+        sqlx::raw_sql(v1).execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
+             hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json) \
+             VALUES ('old_1', 'search', 'anthropic', 'submitting', $1, 10, 0, 0, 0, 0, 'hash9', '{}')",
+        )
+        .bind(ts("2026-03-10T00:55:00Z").as_microsecond())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let err = ledger::open(&db.url, Durability::Normal).await.err().unwrap().to_string();
+    assert!(err.contains("unversioned") && err.contains("batchcost migrate"), "{err}");
+    let (before, after) = ledger::migrate_url(&db.url).await.unwrap();
+    assert_eq!((before, after), (ledger::SchemaState::Older(None), Backend::Sqlite.latest()));
+    let l = ledger::open(&db.url, Durability::Normal).await.unwrap();
+    assert_eq!(l.batch("old_1").await.unwrap().unwrap().state, BatchState::Submitting);
+    // The old batch holds its body's dedupe key: the same body again is a retry.
+    match l.admit(&submission(9, 1, vec![])).await.unwrap() {
+        Admit::Duplicate(rec) => assert_eq!(rec.sub_id, "old_1"),
+        other => panic!("expected the old batch back, got {other:?}"),
+    }
 }
