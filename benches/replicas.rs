@@ -4,10 +4,10 @@
 //! Starts the release binary (`simulate`, then `serve` once per replica) on loopback, on a
 //! temporary SQLite ledger or a fresh PostgreSQL database (`$BATCHCOST_TEST_PG`, default
 //! the local server), and measures:
-//! - admission throughput: 4,000 small (2-request) submissions from 32 clients spread
-//!   round-robin over the replicas;
 //! - settlement: 20 batches of 5,000 requests created while upstream time stands still,
-//!   then released at once; result lines settled per second, by all replicas together.
+//!   then released at once; result lines settled per second, by all replicas together;
+//! - admission throughput: 4,000 small (2-request) submissions from 32 clients spread
+//!   round-robin over the replicas, all against one budget window.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -137,7 +137,41 @@ fn run(kind: &str, replicas: usize) {
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
 
-    // Admission.
+    // Settlement first: 20 x 5,000 requests created while upstream time stands still,
+    // then all ending at once.
+    let big: Vec<Vec<u8>> = (0..20).map(|i| body(&format!("big{i}"), 5_000)).collect();
+    for (i, b) in big.into_iter().enumerate() {
+        assert_eq!(post(&http, &gws[i % gws.len()].url, b), 200);
+    }
+    let lines = 20 * 5_000;
+    let t = Instant::now();
+    http.post(format!("{}/_sim/advance", sim.url))
+        .header("x-api-key", KEY)
+        .json(&serde_json::json!({"seconds": 86_000}))
+        .send()
+        .unwrap();
+    loop {
+        let b: serde_json::Value = http
+            .get(format!("{}/api/budgets", gws[0].url))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let reserved = b["budgets"][0]["reserved_usd"].as_str().unwrap_or("x");
+        if reserved.chars().all(|c| c == '0' || c == '.') {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(900), "not settled: {b}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{kind}, {replicas} replica(s): settlement of {} batches / {lines} result lines in {secs:.2} s = {:.0} lines/s",
+        20,
+        lines as f64 / secs
+    );
+    // Admission (these batches start after the advance and stay in flight).
     let (n, clients) = (4_000, 32);
     let bodies: Vec<Vec<Vec<u8>>> = (0..clients)
         .map(|c| (0..n / clients).map(|i| body(&format!("t{c}-{i}"), 2)).collect())
@@ -168,39 +202,6 @@ fn run(kind: &str, replicas: usize) {
         n as f64 / secs
     );
 
-    // Settlement: the small batches above and 20 x 5,000 requests, all ending at once.
-    let big: Vec<Vec<u8>> = (0..20).map(|i| body(&format!("big{i}"), 5_000)).collect();
-    for (i, b) in big.into_iter().enumerate() {
-        assert_eq!(post(&http, &gws[i % gws.len()].url, b), 200);
-    }
-    let lines = 20 * 5_000 + 2 * n;
-    let t = Instant::now();
-    http.post(format!("{}/_sim/advance", sim.url))
-        .header("x-api-key", KEY)
-        .json(&serde_json::json!({"seconds": 86_000}))
-        .send()
-        .unwrap();
-    loop {
-        let b: serde_json::Value = http
-            .get(format!("{}/api/budgets", gws[0].url))
-            .bearer_auth(ADMIN)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let reserved = b["budgets"][0]["reserved_usd"].as_str().unwrap_or("x");
-        if reserved.chars().all(|c| c == '0' || c == '.') {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(900), "not settled: {b}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "{kind}, {replicas} replica(s): settlement of {} batches / {lines} result lines in {secs:.2} s = {:.0} lines/s",
-        n + 20,
-        lines as f64 / secs
-    );
     drop(gws);
     drop(sim);
     if let Some(name) = drop_db {
