@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::gateway::App;
+use crate::app::App;
 use crate::ledger::Lease;
 
 /// A replica id unique per process start: host name, process id, start instant.

@@ -76,6 +76,7 @@ fn window(budget: &str, limit_usd: i64) -> WindowRef {
         limit: Some(Money::from_usd(limit_usd)),
         limit_input_tokens: None,
         limit_output_tokens: Some(1_000_000),
+        hold: None,
     }
 }
 
@@ -211,7 +212,7 @@ async fn settlement_moves_the_hold_to_spent_exactly_once(kind: Kind) {
     assert_eq!(w.spent, cost);
     assert_eq!(w.reserved, Money::ZERO);
     assert_eq!(w.spent_output_tokens, 400);
-    let rec = l.batch_by_upstream("msgbatch_1").await.unwrap().unwrap();
+    let rec = l.batch_by_upstream("anthropic", "msgbatch_1").await.unwrap().unwrap();
     assert_eq!(rec.state, BatchState::Settled);
     assert_eq!(rec.cost, Some(cost));
     assert_eq!(l.model_usage("sub_1").await.unwrap().len(), 1);
@@ -418,12 +419,34 @@ async fn batched_reads_answer_in_one_go(kind: Kind) {
     in_flight(&s, 3).await;
     let ids: Vec<String> =
         ["msgbatch_0", "msgbatch_2", "msgbatch_9"].iter().map(|s| s.to_string()).collect();
-    let known = s.l().known_upstream_ids(&ids).await.unwrap();
+    let known = s.l().known_upstream_ids("anthropic", &ids).await.unwrap();
     assert_eq!(known, HashSet::from(["msgbatch_0".to_string(), "msgbatch_2".to_string()]));
-    let owners = s.l().upstream_projects(&ids).await.unwrap();
+    let owners = s.l().upstream_projects("anthropic", &ids).await.unwrap();
     assert_eq!(owners.len(), 2);
     assert!(owners.values().all(|p| p == "search"));
-    assert!(s.l().known_upstream_ids(&[]).await.unwrap().is_empty());
+    assert!(s.l().known_upstream_ids("anthropic", &[]).await.unwrap().is_empty());
+    // Ids are the provider's: the same id under another upstream is another batch.
+    assert!(s.l().known_upstream_ids("together", &ids).await.unwrap().is_empty());
+    let mut other = submission(8, 1, vec![]);
+    other.provider = "together".into();
+    assert!(matches!(s.l().admit(&other).await.unwrap(), Admit::Admitted));
+    assert!(s.l().mark_submitted("sub_8", "msgbatch_0", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    let b = s.l().batch_by_upstream("together", "msgbatch_0").await.unwrap().unwrap();
+    assert_eq!(b.sub_id, "sub_8");
+    let page =
+        s.l().project_batches("anthropic", "search", ledger::ListCursor::Newest, 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let next = s
+        .l()
+        .project_batches(
+            "anthropic",
+            "search",
+            ledger::ListCursor::After(page[1].upstream_id.as_deref().unwrap()),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len() + next.len(), 3, "every anthropic batch of the project, once");
     // Windows come back in the order asked, untouched ones at zero.
     let sub = submission(7, 2, vec![window("x", 10)]);
     assert!(matches!(s.l().admit(&sub).await.unwrap(), Admit::Admitted));

@@ -209,25 +209,37 @@ impl Ledger for PgLedger {
             .execute(&mut *tx)
             .await?;
             let windows = sql::lock_order(&s.windows);
+            // What each window holds: the whole hold, or the part a `models` filter selects.
+            let mut holds = Vec::with_capacity(windows.len());
+            for w in &windows {
+                holds.push(match &w.hold {
+                    Some(h) => {
+                        (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
+                    }
+                    None => (usd, inp, out),
+                });
+            }
             if !windows.is_empty() {
                 let budgets: Vec<&str> = windows.iter().map(|w| w.budget.as_str()).collect();
                 let starts: Vec<i64> = windows.iter().map(|w| ts_to_db(w.start)).collect();
+                let col = |i: usize| holds.iter().map(|h| [h.0, h.1, h.2][i]).collect::<Vec<i64>>();
                 sqlx::query(
                     "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, \
-                     hold_input, hold_output, state) SELECT $1, b, s, $4, $5, $6, 'held' \
-                     FROM unnest($2::text[], $3::bigint[]) AS k(b, s)",
+                     hold_input, hold_output, state) SELECT $1, b, s, p, i, o, 'held' \
+                     FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[]) AS k(b, s, p, i, o)",
                 )
                 .bind(&s.sub_id)
                 .bind(&budgets)
                 .bind(&starts)
-                .bind(usd)
-                .bind(inp)
-                .bind(out)
+                .bind(col(0))
+                .bind(col(1))
+                .bind(col(2))
                 .execute(&mut *tx)
                 .await?;
             }
             // Last, so each window row is locked only for its statement and the commit.
-            for w in windows {
+            for (w, (usd, inp, out)) in windows.into_iter().zip(holds) {
                 let reserved = sqlx::query(RESERVE)
                     .bind(&w.budget)
                     .bind(ts_to_db(w.start))
@@ -308,15 +320,41 @@ impl Ledger for PgLedger {
 
     fn batch_by_upstream<'a>(
         &'a self,
+        provider: &'a str,
         upstream_id: &'a str,
     ) -> LedgerFuture<'a, Option<BatchRecord>> {
         Box::pin(async move {
-            let row =
-                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE upstream_id = $1"))
-                    .bind(upstream_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+            let row = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE provider = $1 AND upstream_id = $2"
+            ))
+            .bind(provider)
+            .bind(upstream_id)
+            .fetch_optional(&self.pool)
+            .await?;
             row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn project_batches<'a>(
+        &'a self,
+        provider: &'a str,
+        project: &'a str,
+        cursor: ListCursor<'a>,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let sql = sql::project_batches(cursor, limit);
+            let mut q = sqlx::query(&sql).bind(provider).bind(project);
+            if let ListCursor::After(id) | ListCursor::Before(id) = cursor {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut out: Vec<BatchRecord> =
+                rows.iter().map(batch_from_row).collect::<Result<_, _>>()?;
+            if matches!(cursor, ListCursor::Before(_)) {
+                out.reverse();
+            }
+            Ok(out)
         })
     }
 
@@ -552,25 +590,33 @@ impl Ledger for PgLedger {
         })
     }
 
-    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>> {
+    fn known_upstream_ids<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashSet<String>> {
         Box::pin(async move {
-            let rows: Vec<String> =
-                sqlx::query_scalar("SELECT upstream_id FROM batches WHERE upstream_id = ANY($1)")
-                    .bind(ids)
-                    .fetch_all(&self.pool)
-                    .await?;
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT upstream_id FROM batches WHERE provider = $1 AND upstream_id = ANY($2)",
+            )
+            .bind(provider)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows.into_iter().collect())
         })
     }
 
     fn upstream_projects<'a>(
         &'a self,
+        provider: &'a str,
         ids: &'a [String],
     ) -> LedgerFuture<'a, HashMap<String, String>> {
         Box::pin(async move {
             let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT upstream_id, project FROM batches WHERE upstream_id = ANY($1)",
+                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id = ANY($2)",
             )
+            .bind(provider)
             .bind(ids)
             .fetch_all(&self.pool)
             .await?;

@@ -5,7 +5,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::rows::{empty_window, window_from_row};
-use super::{BatchRecord, LedgerError, WindowRef, WindowState, ts_to_db};
+use super::{BatchRecord, LedgerError, ListCursor, WindowRef, WindowState, ts_to_db};
 
 pub(super) const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, \
     submitted_at, ended_at, settled_at, request_count, hold_pico, hold_input, hold_output, \
@@ -123,4 +123,22 @@ pub(super) fn sorted_by_submission(
     let mut v = v?;
     v.sort_by_key(|b| b.submitted_at);
     Ok(v)
+}
+
+/// One page of a project's batches on one provider ($1 provider, $2 project, $3 the cursor
+/// batch's upstream id), newest first by (submitted_at, sub_id); `Before` pages come out
+/// oldest first and the caller reverses them.
+pub(super) fn project_batches(cursor: ListCursor<'_>, limit: u32) -> String {
+    let mine = "provider = $1 AND project = $2 AND upstream_id IS NOT NULL";
+    let at = "(SELECT submitted_at, sub_id FROM batches WHERE provider = $1 AND \
+              project = $2 AND upstream_id = $3)";
+    let (filter, order) = match cursor {
+        ListCursor::Newest => (String::new(), "DESC"),
+        ListCursor::After(_) => (format!("AND (submitted_at, sub_id) < {at}"), "DESC"),
+        ListCursor::Before(_) => (format!("AND (submitted_at, sub_id) > {at}"), "ASC"),
+    };
+    format!(
+        "SELECT {BATCH_COLUMNS} FROM batches WHERE {mine} {filter} \
+         ORDER BY submitted_at {order}, sub_id {order} LIMIT {limit}"
+    )
 }
