@@ -85,7 +85,7 @@ impl App {
             providers,
             metrics,
             clock,
-            replica_id: crate::replica::new_id(),
+            replica_id: new_replica_id(),
             wake_tracker: Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -98,4 +98,15 @@ impl App {
     pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.get(name)
     }
+}
+
+/// A replica id unique per process start: host name, process id, start instant.
+fn new_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let start = jiff::Timestamp::now().as_microsecond();
+    format!("{host}-{}-{:x}", std::process::id(), start & 0xff_ffff_ffff)
 }

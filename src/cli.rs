@@ -7,6 +7,8 @@ pub mod migrate;
 
 use clap::{Parser, Subcommand};
 
+pub mod budgets;
+
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
 #[command(name = "batchcost", version, about, long_about = None)]
@@ -31,6 +33,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
     /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
     Migrate(migrate::MigrateArgs),
 }
@@ -66,6 +70,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
         Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
     }
 }
 

@@ -10,17 +10,6 @@ use jiff::{SignedDuration, Timestamp};
 use crate::app::App;
 use crate::ledger::Lease;
 
-/// A replica id unique per process start: host name, process id, start instant.
-pub fn new_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let start = Timestamp::now().as_microsecond();
-    format!("{host}-{}-{:x}", std::process::id(), start & 0xff_ffff_ffff)
-}
-
 /// A lease for this replica from now until `[tracker] lease_secs` from now.
 pub fn lease(app: &App) -> Lease {
     let now = app.clock.now();

@@ -21,12 +21,14 @@ const SQLITE: &[Step] = &[
     (1, "initial", include_str!("migrations/sqlite/0001_initial.sql")),
     (2, "replicas", include_str!("migrations/sqlite/0002_replicas.sql")),
     (3, "provider_ids", include_str!("migrations/sqlite/0003_provider_ids.sql")),
+    (4, "refusals", include_str!("migrations/sqlite/0004_refusals.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
     (1, "initial", include_str!("migrations/postgres/0001_initial.sql")),
     (2, "replicas", include_str!("migrations/postgres/0002_replicas.sql")),
     (3, "provider_ids", include_str!("migrations/postgres/0003_provider_ids.sql")),
+    (4, "refusals", include_str!("migrations/postgres/0004_refusals.sql")),
 ];
 
 /// Which backend's migrations.

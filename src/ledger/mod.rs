@@ -5,6 +5,7 @@
 
 pub mod migrate;
 mod postgres;
+mod refusals;
 mod rows;
 mod spend;
 mod sql;
@@ -21,6 +22,7 @@ use crate::money::Money;
 
 pub use migrate::{Backend, SchemaState};
 pub use postgres::PgLedger;
+pub use refusals::{BatchFilter, ListState, Refusal};
 pub use spend::{SpendRow, SpendStream};
 pub use sqlite::SqliteLedger;
 
@@ -36,6 +38,9 @@ pub enum LedgerError {
     Range(String),
     #[error("ledger storage url not supported: {0}")]
     Url(String),
+    /// This backend does not implement the operation yet.
+    #[error("this ledger backend does not support {0} yet")]
+    Unsupported(&'static str),
     #[error("ledger schema: {0}")]
     Schema(String),
     #[error("ledger migration failed: {0}")]
@@ -365,6 +370,25 @@ pub trait Ledger: Send + Sync {
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
+
+    // ---- issue 16 (firsthour): refusal records and listing. Defaults answer "not
+    // supported" so a backend compiles before it implements them.
+
+    /// Records a budget refusal (one insert; nothing is reserved).
+    fn record_refusal<'a>(&'a self, _r: &'a Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("refusal records")) })
+    }
+    fn refusal<'a>(&'a self, _id: &'a str) -> LedgerFuture<'a, Option<Refusal>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Batches matching `f` (a `refused` state filter matches none), newest first.
+    fn list_batches<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing batches")) })
+    }
+    /// Refusals matching `f` (a batch-state filter matches none), newest first.
+    fn list_refusals<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<Refusal>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing refusals")) })
+    }
 }
 
 /// The backend a storage URL names.

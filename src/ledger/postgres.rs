@@ -18,6 +18,9 @@ use super::*;
 
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
+#[path = "pg_refusals.rs"]
+mod refusals;
+
 /// The PostgreSQL ledger.
 pub struct PgLedger {
     pool: PgPool,
@@ -633,5 +636,24 @@ impl Ledger for PgLedger {
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
         super::spend::pg_spend_rows(self.pool.clone(), from, to)
+    }
+
+    fn record_refusal<'a>(&'a self, r: &'a super::Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(refusals::record(&self.pool, r))
+    }
+
+    fn refusal<'a>(&'a self, id: &'a str) -> LedgerFuture<'a, Option<super::Refusal>> {
+        Box::pin(refusals::one(&self.pool, id))
+    }
+
+    fn list_batches<'a>(&'a self, f: &'a super::BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(refusals::batches(&self.pool, f))
+    }
+
+    fn list_refusals<'a>(
+        &'a self,
+        f: &'a super::BatchFilter,
+    ) -> LedgerFuture<'a, Vec<super::Refusal>> {
+        Box::pin(refusals::list(&self.pool, f))
     }
 }

@@ -17,6 +17,9 @@ use crate::config::Durability;
 
 use super::sql::{self, BATCH_COLUMNS};
 
+#[path = "sqlite_refusals.rs"]
+mod refusals;
+
 /// The SQLite ledger.
 pub struct SqliteLedger {
     writer: SqlitePool,
@@ -661,6 +664,25 @@ impl Ledger for SqliteLedger {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
+    }
+
+    fn record_refusal<'a>(&'a self, r: &'a super::Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(refusals::record(&self.writer, r))
+    }
+
+    fn refusal<'a>(&'a self, id: &'a str) -> LedgerFuture<'a, Option<super::Refusal>> {
+        Box::pin(refusals::one(&self.reader, id))
+    }
+
+    fn list_batches<'a>(&'a self, f: &'a super::BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(refusals::batches(&self.reader, f))
+    }
+
+    fn list_refusals<'a>(
+        &'a self,
+        f: &'a super::BatchFilter,
+    ) -> LedgerFuture<'a, Vec<super::Refusal>> {
+        Box::pin(refusals::list(&self.reader, f))
     }
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
