@@ -225,11 +225,11 @@ def test_a_replica_on_an_older_schema_refuses_until_migrated(tmp_path):
         p = subprocess.run([BIN, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, **ENV))
         assert p.returncode == 1, p
-        assert "run `batchcost migrate`" in p.stderr and "version 1 < 3" in p.stderr, p.stderr
+        assert "run `batchcost migrate`" in p.stderr and "version 1 < 4" in p.stderr, p.stderr
         assert not p.stdout.startswith("listening"), "it must not serve"
         m = subprocess.run([BIN, "migrate", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
         assert m.returncode == 0, m.stderr
-        assert "version 1 -> version 3" in m.stdout, m.stdout
+        assert "version 1 -> version 4" in m.stdout, m.stdout
         gw = gateway(cfg, ENV)
         try:
             status, v = post(gw.url, one_request_body("after-migrate"))
