@@ -8,6 +8,7 @@ pub mod migrate;
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
+pub mod run;
 
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ pub enum Command {
     Budgets(budgets::BudgetsArgs),
     /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
     Migrate(migrate::MigrateArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 

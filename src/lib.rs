@@ -23,6 +23,7 @@ pub mod recover;
 pub mod refusal;
 pub mod replica;
 pub mod report;
+pub mod runner;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
