@@ -28,6 +28,48 @@ pub struct Budget {
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
     pub alert_at: Vec<f64>,
+    pub policy: BudgetPolicy,
+}
+
+/// How a budget behaves beyond its limits: the defaults are the original behaviour
+/// (weeks from Monday, worst-case holds, no approvals).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BudgetPolicy {
+    pub week_starts: WeekStart,
+    pub hold: HoldPolicy,
+    /// Holds above this wait for an admin's approval.
+    pub approval_above: Option<Money>,
+}
+
+/// Tokens with less reach than the admin token.
+#[derive(Debug, Clone, Default)]
+pub struct ScopedTokens {
+    /// `GET /metrics` only.
+    pub metrics: Option<Secret>,
+    /// The read-only `/api/*` routes (and `/metrics`, which is read-only too).
+    pub read: Option<Secret>,
+}
+
+/// A resolved `[[notify]]` target.
+#[derive(Debug, Clone)]
+pub struct NotifyTarget {
+    pub url: Secret,
+    pub format: NotifyFormat,
+    pub secret: Option<Secret>,
+}
+
+/// Approvals and notifications.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub notify: Vec<NotifyTarget>,
+    /// How long an approval admits its batch.
+    pub approval_ttl_secs: u64,
+}
+
+impl Default for Workflow {
+    fn default() -> Self {
+        Workflow { notify: Vec::new(), approval_ttl_secs: 24 * 3600 }
+    }
 }
 
 /// Everything the gateway needs at run time, secrets included.
@@ -49,6 +91,8 @@ pub struct Settings {
     pub projects: Vec<(String, Vec<Secret>)>,
     pub budgets: Vec<Budget>,
     pub admin_token: Secret,
+    pub scoped_tokens: ScopedTokens,
+    pub workflow: Workflow,
     pub tracker: Tracker,
     pub limits: Limits,
     pub server: Server,
@@ -156,6 +200,26 @@ impl Config {
                     )));
                 }
             }
+            if b.week_starts.is_some() && b.period != Period::Week {
+                return Err(err(format!(
+                    "{}: only for period = \"week\", got period = \"{}\"",
+                    key("week_starts"),
+                    b.period.as_str()
+                )));
+            }
+            let approval_above = match b.approval_above_usd {
+                Some(v) if v.is_finite() && v >= 0.0 => Some(
+                    Money::from_f64_usd(v)
+                        .map_err(|e| err(format!("{}: {e}", key("approval_above_usd"))))?,
+                ),
+                Some(v) => {
+                    return Err(err(format!(
+                        "{}: expected >= 0, got {v}",
+                        key("approval_above_usd")
+                    )));
+                }
+                None => None,
+            };
             budgets.push(Budget {
                 name: b.name.clone(),
                 project: b.project.clone(),
@@ -164,6 +228,11 @@ impl Config {
                 limit_input_tokens: b.limit_input_tokens,
                 limit_output_tokens: b.limit_output_tokens,
                 alert_at: b.alert_at.clone(),
+                policy: BudgetPolicy {
+                    week_starts: b.week_starts.unwrap_or(self.week_starts),
+                    hold: b.hold,
+                    approval_above,
+                },
             });
         }
         let f = self.limits.expected_output_fraction;
@@ -184,6 +253,31 @@ impl Config {
             if v == 0 {
                 return Err(err(format!("server.{key}: expected at least 1 second, got 0")));
             }
+        }
+        let mut notify = Vec::new();
+        for (i, n) in self.notify.iter().enumerate() {
+            let secret_key = format!("notify[{i}].secret_env");
+            let signing = match (&n.secret_env, n.format) {
+                (Some(var), _) => Some(secret(&secret_key, var)?),
+                (None, NotifyFormat::Json) => {
+                    return Err(err(format!("{secret_key}: required for format = \"json\"")));
+                }
+                (None, NotifyFormat::Slack) => None,
+            };
+            notify.push(NotifyTarget {
+                url: secret(&format!("notify[{i}].url_env"), &n.url_env)?,
+                format: n.format,
+                secret: signing,
+            });
+        }
+        let optional = |key: &str, var: &Option<String>| var.as_deref().map(|v| secret(key, v));
+        let scoped_tokens = ScopedTokens {
+            metrics: optional("admin.metrics_token_env", &self.admin.metrics_token_env)
+                .transpose()?,
+            read: optional("admin.read_token_env", &self.admin.read_token_env).transpose()?,
+        };
+        if self.admin.approval_ttl_secs == 0 {
+            return Err(err("admin.approval_ttl_secs: expected at least 1 second, got 0".into()));
         }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
         let up = &self.upstream.anthropic;
@@ -209,6 +303,8 @@ impl Config {
             projects,
             budgets,
             admin_token: secret("admin.token_env", &self.admin.token_env)?,
+            scoped_tokens,
+            workflow: Workflow { notify, approval_ttl_secs: self.admin.approval_ttl_secs },
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),

@@ -58,6 +58,7 @@ fn budget(name: &str, project: Option<&str>, period: Period, usd: i64, alert_at:
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: alert_at.to_vec(),
+        policy: Default::default(),
     }
 }
 
@@ -83,6 +84,8 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
         admin_token: Secret::new(admin_token()),
+        scoped_tokens: Default::default(),
+        workflow: Default::default(),
         tracker: Tracker { poll_min_ms: 200, poll_max_ms: 2_000, reconcile_after_secs: 10 },
         limits: Limits::default(),
         server: Server::default(),
