@@ -1,5 +1,6 @@
 //! The service's own API: estimates, budgets, ledger records, metrics and health. Every
-//! `/api/*` route and `/metrics` need the admin token.
+//! `/api/*` route and `/metrics` need a service token: the admin token reaches all of
+//! them, the read token the read-only `/api/*` routes, the metrics token `/metrics`.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::Scope;
 use super::error::ApiError;
 use super::submit::{blocked_by, hold_of, windows_for};
 use super::{App, auth, body};
@@ -54,7 +56,7 @@ pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, A
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Metrics)?;
     let snap = LedgerSnapshot {
         now: app.clock.now(),
         windows: budget_windows(&app).await?,
@@ -112,7 +114,7 @@ fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
 }
 
 async fn budgets(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Read)?;
     let list: Vec<BudgetView> =
         budget_windows(&app).await?.iter().map(|(w, a)| view(w, a)).collect();
     Ok(axum::Json(json!({ "budgets": list })).into_response())
@@ -123,7 +125,7 @@ async fn batch(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Read)?;
     let rec = match app.ledger.batch_by_upstream(&id).await? {
         Some(r) => Some(r),
         None => app.ledger.batch(&id).await?,
@@ -170,7 +172,7 @@ async fn spend_report(
     Query(params): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Read)?;
     let s = &app.settings;
     let query = crate::report::http::parse(&params, &s.timezone, &s.timezone_name)
         .map_err(ApiError::InvalidRequest)?;
@@ -190,7 +192,7 @@ async fn estimate(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    auth::admin(&app, &parts.headers)?;
+    auth::require(&app, &parts.headers, Scope::Read)?;
     let body = body::read_limited(&parts.headers, raw, app.settings.limits.max_body_bytes).await?;
     let now = app.clock.now();
     let opts =

@@ -28,6 +28,18 @@ pub struct BudgetRefusal {
     pub retry_after_secs: u64,
 }
 
+/// A batch that waits for an admin's approval: returned as `error.approval`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRefusal {
+    #[serde(rename = "id")]
+    pub approval_id: String,
+    pub budget: String,
+    pub requested_usd: String,
+    pub approval_above_usd: String,
+    pub state: crate::ledger::workflow::ApprovalState,
+    pub expires_at: Option<String>,
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,6 +49,9 @@ pub enum ApiError {
     /// 401 `authentication_error`.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// 403 `permission_error`: a known token whose scope does not cover the route.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404 `not_found_error`, identical whether the batch is another project's or absent.
     #[error("{0}")]
     NotFound(String),
@@ -52,6 +67,10 @@ pub enum ApiError {
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
     #[error("batch would exceed budget `{}`", .0.name)]
     BudgetExceeded(Box<BudgetRefusal>),
+    /// 429 `approval_required`, with `x-should-retry: false`: the hold is above a budget's
+    /// `approval_above_usd` and no approval of this body is in force.
+    #[error("batch needs an approval (`batchcost approve {}`) under budget `{}`", .0.approval_id, .0.budget)]
+    ApprovalRequired(Box<ApprovalRefusal>),
     /// The upstream's own error answer, passed through.
     #[error("upstream answered {}", .0.status)]
     Upstream(Box<UpstreamReply>),
@@ -80,11 +99,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ApprovalRequired(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(r) => r.status,
             ApiError::UpstreamFailed(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
@@ -98,11 +119,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request_error",
             ApiError::Unauthenticated(_) => "authentication_error",
+            ApiError::Forbidden(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Conflict(_) => "conflict_error",
             ApiError::TooLarge(_) => "request_too_large",
             ApiError::ClientTimeout(_) => "timeout_error",
             ApiError::BudgetExceeded(_) => "budget_exceeded_error",
+            ApiError::ApprovalRequired(_) => "approval_required",
             ApiError::Upstream(_) => "api_error",
             ApiError::UpstreamFailed(UpstreamError::Timeout) => "timeout_error",
             ApiError::UpstreamFailed(_) => "api_error",
@@ -139,6 +162,10 @@ impl IntoResponse for ApiError {
             value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
+        }
+        if let ApiError::ApprovalRequired(refusal) = &self {
+            value["error"]["approval"] = serde_json::to_value(refusal).unwrap_or_default();
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         (status, headers, axum::Json(value)).into_response()
     }

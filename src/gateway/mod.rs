@@ -2,6 +2,7 @@
 //! API, and the background tracker, all sharing one `Arc<App>`.
 
 mod admin;
+mod approvals;
 mod auth;
 mod batches;
 mod body;
@@ -32,6 +33,7 @@ use crate::pricing::PriceTable;
 use crate::providers::ANTHROPIC;
 use crate::providers::anthropic::client::AnthropicClient;
 
+pub use approvals::approve_in;
 pub use error::ApiError;
 
 /// Everything a request handler or the tracker needs.
@@ -106,6 +108,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(batches::router())
         .merge(admin::router())
+        .merge(approvals::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Bodies are read as streams with our own limit (413 before buffering too much)
         // and our own idle and total timeouts (408 for a client that stalls).

@@ -42,6 +42,7 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
             ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
             ApiError::BudgetExceeded(_) => Some(RejectReason::BudgetExceeded),
+            ApiError::ApprovalRequired(_) => Some(RejectReason::ApprovalRequired),
             ApiError::Upstream(_) | ApiError::UpstreamFailed(_) => {
                 Some(RejectReason::UpstreamError)
             }
@@ -115,27 +116,47 @@ async fn submit(
             ))
             .unwrap_or(Timestamp::MIN),
     };
+    // Holds above a budget's `approval_above_usd` need an approval of this very body.
+    let approval = super::approvals::gate(app, &sub, now).await?;
+    let (result, admitted) = admit_loop(app, &sub, body, &fwd, now).await;
+    super::approvals::settle_use(app, approval, &sub.sub_id, admitted).await;
+    result
+}
+
+/// Admits and forwards; the flag says whether the ledger admitted this submission as new
+/// (whatever the upstream then did with it).
+async fn admit_loop(
+    app: &Arc<App>,
+    sub: &NewSubmission,
+    body: Bytes,
+    fwd: &Forward,
+    now: Timestamp,
+) -> (Result<Response, ApiError>, bool) {
+    let sub = sub.clone();
     // A retry whose first attempt failed outright finds nothing to answer with: admit it
     // as new (bounded, in case identical retries race each other).
     for _ in 0..3 {
-        match app.ledger.admit(&sub).await? {
-            Admit::Refused(w) => return Err(refusal(&w, &sub.hold, now)),
+        let admit = match app.ledger.admit(&sub).await {
+            Ok(a) => a,
+            Err(e) => return (Err(e.into()), false),
+        };
+        match admit {
+            Admit::Refused(w) => return (Err(refusal(&w, &sub.hold, now)), false),
             Admit::Admitted => {
                 app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
                 let _mark = InProgress(app, sub.sub_id.clone());
                 app.failpoints.hit("after_admit").await;
-                return forward_create(app, &sub, body, &fwd).await;
+                return (forward_create(app, &sub, body, fwd).await, true);
             }
-            Admit::Duplicate(rec) => {
-                if let Some(resp) = answer_duplicate(app, rec, &fwd).await? {
-                    return Ok(resp);
-                }
-            }
+            Admit::Duplicate(rec) => match answer_duplicate(app, rec, fwd).await {
+                Ok(Some(resp)) => return (Ok(resp), false),
+                Ok(None) => {}
+                Err(e) => return (Err(e), false),
+            },
         }
     }
-    Err(ApiError::Conflict(
-        "identical batches from this project keep failing; retry shortly".into(),
-    ))
+    let busy = "identical batches from this project keep failing; retry shortly";
+    (Err(ApiError::Conflict(busy.into())), false)
 }
 
 /// How far a create got, as far as we can tell.

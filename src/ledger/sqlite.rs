@@ -24,8 +24,8 @@ const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, subm
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteLedger {
@@ -466,4 +466,70 @@ impl Ledger for SqliteLedger {
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
         super::spend::sqlite_spend_rows(self.reader.clone(), from, to)
     }
+
+    // ---- budgets: approvals and the notification outbox (sqlite_workflow.rs) ----
+    fn approval_for<'a>(
+        &'a self,
+        project: &'a str,
+        body_hash: &'a str,
+    ) -> LedgerFuture<'a, Option<workflow::Approval>> {
+        Box::pin(self.wf_approval_for(project, body_hash))
+    }
+    fn request_approval<'a>(
+        &'a self,
+        req: &'a workflow::ApprovalRequest,
+    ) -> LedgerFuture<'a, workflow::Approval> {
+        Box::pin(self.wf_request_approval(req))
+    }
+    fn approve<'a>(
+        &'a self,
+        id: &'a str,
+        by: &'a str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> LedgerFuture<'a, workflow::Approve> {
+        Box::pin(self.wf_approve(id, by, now, expires_at))
+    }
+    fn use_approval<'a>(
+        &'a self,
+        id: &'a str,
+        sub_id: &'a str,
+        now: Timestamp,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(self.wf_use_approval(id, sub_id, now))
+    }
+    fn unuse_approval<'a>(&'a self, id: &'a str, sub_id: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(self.wf_unuse_approval(id, sub_id))
+    }
+    fn approvals(&self, limit: u32) -> LedgerFuture<'_, Vec<workflow::Approval>> {
+        Box::pin(self.wf_approvals(limit))
+    }
+    fn window_uses(&self, since: Timestamp) -> LedgerFuture<'_, Vec<workflow::WindowUse>> {
+        Box::pin(self.wf_window_uses(since))
+    }
+    fn record_crossings<'a>(&'a self, rows: &'a [workflow::Notification]) -> LedgerFuture<'a, u64> {
+        Box::pin(self.wf_record_crossings(rows))
+    }
+    fn claim_notifications<'a>(
+        &'a self,
+        worker: &'a str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<workflow::Notification>> {
+        Box::pin(self.wf_claim_notifications(worker, now, lease_until, limit))
+    }
+    fn notification_attempt<'a>(
+        &'a self,
+        n: &'a workflow::Notification,
+        worker: &'a str,
+        now: Timestamp,
+        outcome: Result<(), (&'a str, Timestamp)>,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(self.wf_notification_attempt(n, worker, now, outcome))
+    }
+    fn outbox_counts(&self) -> LedgerFuture<'_, workflow::OutboxCounts> {
+        Box::pin(self.wf_outbox_counts())
+    }
+    // ---- end budgets ----
 }

@@ -28,15 +28,17 @@ pub enum RejectReason {
     TooLarge,
     Unauthenticated,
     UpstreamError,
+    ApprovalRequired,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::BudgetExceeded,
         RejectReason::InvalidRequest,
         RejectReason::TooLarge,
         RejectReason::Unauthenticated,
         RejectReason::UpstreamError,
+        RejectReason::ApprovalRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
             RejectReason::Unauthenticated => "unauthenticated",
             RejectReason::UpstreamError => "upstream_error",
+            RejectReason::ApprovalRequired => "approval_required",
         }
     }
 }

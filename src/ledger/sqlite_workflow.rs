@@ -1,0 +1,328 @@
+//! SQLite statements for approvals and the notification outbox ($N placeholders and
+//! `ON CONFLICT`/`RETURNING`, valid in PostgreSQL too).
+
+use jiff::Timestamp;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::rows::u;
+use super::workflow::*;
+use super::*;
+
+const APPROVAL_COLUMNS: &str = "id, project, body_hash, budget, hold_pico, threshold_pico, \
+    requested_at, refusals, last_refused_at, approved_by, approved_at, expires_at, used_by, used_at";
+
+fn approval_from_row(r: &SqliteRow) -> Result<Approval, LedgerError> {
+    let opt_ts = |c: &str| -> Result<Option<Timestamp>, LedgerError> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(ts_from_db))
+    };
+    Ok(Approval {
+        id: r.try_get("id")?,
+        project: r.try_get("project")?,
+        body_hash: r.try_get("body_hash")?,
+        budget: r.try_get("budget")?,
+        hold: Money::from_i64(r.try_get("hold_pico")?),
+        threshold: Money::from_i64(r.try_get("threshold_pico")?),
+        requested_at: ts_from_db(r.try_get("requested_at")?),
+        refusals: u(r.try_get("refusals")?),
+        last_refused_at: ts_from_db(r.try_get("last_refused_at")?),
+        approved_by: r.try_get("approved_by")?,
+        approved_at: opt_ts("approved_at")?,
+        expires_at: opt_ts("expires_at")?,
+        used_by: r.try_get("used_by")?,
+        used_at: opt_ts("used_at")?,
+    })
+}
+
+fn notification_from_row(r: &SqliteRow) -> Result<Notification, LedgerError> {
+    Ok(Notification {
+        budget: r.try_get("budget")?,
+        project: r.try_get("project")?,
+        period: r.try_get("period")?,
+        window_start: ts_from_db(r.try_get("window_start")?),
+        window_end: ts_from_db(r.try_get("window_end")?),
+        threshold: r.try_get("threshold")?,
+        target: u(r.try_get("target")?) as u32,
+        limit: Money::from_i64(r.try_get("limit_pico")?),
+        used: Money::from_i64(r.try_get("used_pico")?),
+        created_at: ts_from_db(r.try_get("created_at")?),
+        attempts: u(r.try_get("attempts")?) as u32,
+    })
+}
+
+impl SqliteLedger {
+    /// The newest approval for this project and body.
+    pub(super) async fn wf_approval_for(
+        &self,
+        project: &str,
+        body_hash: &str,
+    ) -> Result<Option<Approval>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE project = $1 AND body_hash = $2 \
+             ORDER BY requested_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(project)
+        .bind(body_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(approval_from_row).transpose()
+    }
+
+    /// Records a refusal: bumps the open request for this body (pending or approved and
+    /// unused, unexpired) or opens a new one. One transaction, so concurrent refusals of
+    /// the same body share one request.
+    pub(super) async fn wf_request_approval(
+        &self,
+        req: &ApprovalRequest,
+    ) -> Result<Approval, LedgerError> {
+        let mut tx = self.writer.begin().await?;
+        let open = sqlx::query(
+            "UPDATE approvals SET refusals = refusals + 1, last_refused_at = $3 \
+             WHERE id = (SELECT id FROM approvals WHERE project = $1 AND body_hash = $2 \
+             AND used_by IS NULL AND (expires_at IS NULL OR expires_at > $3) \
+             ORDER BY requested_at DESC LIMIT 1) RETURNING id",
+        )
+        .bind(&req.project)
+        .bind(&req.body_hash)
+        .bind(ts_to_db(req.at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match open {
+            Some(r) => r.try_get::<String, _>("id")?,
+            None => {
+                sqlx::query(
+                    "INSERT INTO approvals (id, project, body_hash, budget, hold_pico, \
+                     threshold_pico, requested_at, last_refused_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(&req.new_id)
+                .bind(&req.project)
+                .bind(&req.body_hash)
+                .bind(&req.budget)
+                .bind(to_db(req.hold)?)
+                .bind(to_db(req.threshold)?)
+                .bind(ts_to_db(req.at))
+                .execute(&mut *tx)
+                .await?;
+                req.new_id.clone()
+            }
+        };
+        let row = sqlx::query(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        approval_from_row(&row)
+    }
+
+    pub(super) async fn wf_approve(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Approve, LedgerError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE approvals SET approved_by = $2, approved_at = $3, expires_at = $4 \
+             WHERE id = $1 AND approved_at IS NULL",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(ts_to_db(now))
+        .bind(ts_to_db(expires_at))
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let Some(a) = row.as_ref().map(approval_from_row).transpose()? else {
+            return Ok(Approve::NotFound);
+        };
+        Ok(match a.state(now) {
+            ApprovalState::Approved => Approve::Approved(a),
+            _ => Approve::Closed(a),
+        })
+    }
+
+    /// Marks an approved, unexpired, unused approval as used by `sub_id`: one conditional
+    /// statement, so two resubmissions racing each other cannot both use it.
+    pub(super) async fn wf_use_approval(
+        &self,
+        id: &str,
+        sub_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, LedgerError> {
+        let r = sqlx::query(
+            "UPDATE approvals SET used_by = $2, used_at = $3 WHERE id = $1 AND used_by IS NULL \
+             AND approved_at IS NOT NULL AND expires_at > $3",
+        )
+        .bind(id)
+        .bind(sub_id)
+        .bind(ts_to_db(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives an approval back when the batch it admitted was refused by a limit after all.
+    pub(super) async fn wf_unuse_approval(
+        &self,
+        id: &str,
+        sub_id: &str,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE approvals SET used_by = NULL, used_at = NULL WHERE id = $1 AND used_by = $2",
+        )
+        .bind(id)
+        .bind(sub_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn wf_approvals(&self, limit: u32) -> Result<Vec<Approval>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY requested_at DESC, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    /// Budget windows that ended after `since` (or have not ended), with their use.
+    pub(super) async fn wf_window_uses(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<WindowUse>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT budget, project, period, window_start, window_end, limit_pico, spent_pico, \
+             reserved_pico FROM budget_windows WHERE window_end > $1 AND limit_pico IS NOT NULL",
+        )
+        .bind(ts_to_db(since))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WindowUse {
+                    budget: r.try_get("budget")?,
+                    project: r.try_get("project")?,
+                    period: r.try_get("period")?,
+                    start: ts_from_db(r.try_get("window_start")?),
+                    end: ts_from_db(r.try_get("window_end")?),
+                    limit: r.try_get::<Option<i64>, _>("limit_pico")?.map(Money::from_i64),
+                    spent: Money::from_i64(r.try_get("spent_pico")?),
+                    reserved: Money::from_i64(r.try_get("reserved_pico")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts crossings not recorded yet; returns how many were new.
+    pub(super) async fn wf_record_crossings(
+        &self,
+        rows: &[Notification],
+    ) -> Result<u64, LedgerError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut new = 0;
+        for n in rows {
+            let r = sqlx::query(
+                "INSERT INTO notifications (budget, project, window_start, threshold, target, \
+                 period, window_end, limit_pico, used_pico, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 ON CONFLICT (budget, project, window_start, threshold, target) DO NOTHING",
+            )
+            .bind(&n.budget)
+            .bind(&n.project)
+            .bind(ts_to_db(n.window_start))
+            .bind(&n.threshold)
+            .bind(i64::from(n.target))
+            .bind(&n.period)
+            .bind(ts_to_db(n.window_end))
+            .bind(to_db(n.limit)?)
+            .bind(to_db(n.used)?)
+            .bind(ts_to_db(n.created_at))
+            .execute(&mut *tx)
+            .await?;
+            new += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Claims up to `limit` due, undelivered rows for `worker` until `lease_until`: a row
+    /// claimed by a live worker is skipped by the others.
+    pub(super) async fn wf_claim_notifications(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Notification>, LedgerError> {
+        let rows = sqlx::query(
+            "UPDATE notifications SET claimed_by = $1, claimed_until = $3 \
+             WHERE (budget, project, window_start, threshold, target) IN ( \
+               SELECT budget, project, window_start, threshold, target FROM notifications \
+               WHERE delivered_at IS NULL AND next_attempt_at <= $2 \
+               AND (claimed_until IS NULL OR claimed_until <= $2) \
+               ORDER BY next_attempt_at LIMIT $4) \
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(ts_to_db(now))
+        .bind(ts_to_db(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    /// Records an attempt by `worker`: delivered, or failed and due again at `retry_at`.
+    pub(super) async fn wf_notification_attempt(
+        &self,
+        n: &Notification,
+        worker: &str,
+        now: Timestamp,
+        outcome: Result<(), (&str, Timestamp)>,
+    ) -> Result<bool, LedgerError> {
+        let (delivered, error, next) = match outcome {
+            Ok(()) => (Some(ts_to_db(now)), None, ts_to_db(now)),
+            Err((e, retry_at)) => (None, Some(e), ts_to_db(retry_at)),
+        };
+        let r = sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, delivered_at = $7, last_error = $8, \
+             next_attempt_at = $9, claimed_by = NULL, claimed_until = NULL \
+             WHERE budget = $1 AND project = $2 AND window_start = $3 AND threshold = $4 \
+             AND target = $5 AND claimed_by = $6 AND delivered_at IS NULL",
+        )
+        .bind(&n.budget)
+        .bind(&n.project)
+        .bind(ts_to_db(n.window_start))
+        .bind(&n.threshold)
+        .bind(i64::from(n.target))
+        .bind(worker)
+        .bind(delivered)
+        .bind(error)
+        .bind(next)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub(super) async fn wf_outbox_counts(&self) -> Result<OutboxCounts, LedgerError> {
+        let r = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN delivered_at IS NULL THEN 1 ELSE 0 END), 0) AS p, \
+             COALESCE(SUM(CASE WHEN delivered_at IS NULL THEN 0 ELSE 1 END), 0) AS d \
+             FROM notifications",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(OutboxCounts { pending: u(r.try_get("p")?), delivered: u(r.try_get("d")?) })
+    }
+}
