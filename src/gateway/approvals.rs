@@ -55,11 +55,9 @@ pub async fn gate(
     };
     if let Some(a) = app.ledger.approval_for(&sub.project, &sub.body_hash).await? {
         match a.state(now) {
-            ApprovalState::Approved => {
-                if app.ledger.use_approval(&a.id, &sub.sub_id, now).await? {
-                    tracing::info!(approval = %a.id, project = %sub.project, "approval used");
-                    return Ok(Some(UsedApproval { id: a.id }));
-                }
+            ApprovalState::Approved if app.ledger.use_approval(&a.id, &sub.sub_id, now).await? => {
+                tracing::info!(approval = %a.id, project = %sub.project, "approval used");
+                return Ok(Some(UsedApproval { id: a.id }));
             }
             // The client's retry of the batch its approval admitted: admission answers it
             // as a duplicate.
