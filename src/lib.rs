@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
+pub mod notify;
 pub mod pricing;
 pub mod providers;
 pub mod report;

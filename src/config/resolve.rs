@@ -64,11 +64,13 @@ pub struct Workflow {
     pub notify: Vec<NotifyTarget>,
     /// How long an approval admits its batch.
     pub approval_ttl_secs: u64,
+    /// How often each replica looks for crossed thresholds and due deliveries.
+    pub notify_poll_ms: u64,
 }
 
 impl Default for Workflow {
     fn default() -> Self {
-        Workflow { notify: Vec::new(), approval_ttl_secs: 24 * 3600 }
+        Workflow { notify: Vec::new(), approval_ttl_secs: 24 * 3600, notify_poll_ms: 1000 }
     }
 }
 
@@ -304,7 +306,11 @@ impl Config {
             budgets,
             admin_token: secret("admin.token_env", &self.admin.token_env)?,
             scoped_tokens,
-            workflow: Workflow { notify, approval_ttl_secs: self.admin.approval_ttl_secs },
+            workflow: Workflow {
+                notify,
+                approval_ttl_secs: self.admin.approval_ttl_secs,
+                ..Workflow::default()
+            },
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),

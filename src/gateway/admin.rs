@@ -57,6 +57,10 @@ pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, A
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::require(&app, &headers, Scope::Metrics)?;
+    // A backend without an outbox leaves the gauge at 0.
+    if let Ok(c) = app.ledger.outbox_counts().await {
+        app.metrics.workflow.set_pending(c.pending);
+    }
     let snap = LedgerSnapshot {
         now: app.clock.now(),
         windows: budget_windows(&app).await?,

@@ -158,6 +158,7 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
         tokio::spawn(serve::serve(listener, router(app.clone()), opts, app.shutdown.clone()));
     let tracker_app = app.clone();
     app.tasks.spawn(crate::tracker::run(tracker_app));
+    app.tasks.spawn(crate::notify::run(app.clone()));
     Ok(Running { addr, app, server })
 }
 

@@ -120,6 +120,11 @@ async fn submit(
     let approval = super::approvals::gate(app, &sub, now).await?;
     let (result, admitted) = admit_loop(app, &sub, body, &fwd, now).await;
     super::approvals::settle_use(app, approval, &sub.sub_id, admitted).await;
+    if admitted {
+        if let Err(e) = crate::notify::record_crossings(app).await {
+            tracing::warn!(error = %e, "threshold crossings deferred to the notification worker");
+        }
+    }
     result
 }
 

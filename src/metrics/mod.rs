@@ -17,6 +17,7 @@ use crate::ledger::{InFlight, ModelUsage, WindowState};
 use crate::money::Money;
 
 mod money;
+pub mod workflow;
 
 use money::{MoneyCollector, MoneyCounters};
 
@@ -102,6 +103,8 @@ pub struct Metrics {
     batches_in_flight: GaugeVec,
     requests_in_flight: GaugeVec,
     oldest_batch_age: GaugeVec,
+    /// Approvals and notifications.
+    pub workflow: workflow::WorkflowMetrics,
     scrape: Mutex<()>,
 }
 
@@ -234,6 +237,7 @@ impl Metrics {
                 "Age of the oldest batch still in flight.",
                 pp,
             )?,
+            workflow: workflow::WorkflowMetrics::new(&registry)?,
             scrape: Mutex::new(()),
             registry,
         };
