@@ -73,6 +73,7 @@ pub fn window_ref(b: &Budget, tz: &TimeZone, at: Timestamp) -> WindowRef {
         limit: b.limit,
         limit_input_tokens: b.limit_input_tokens,
         limit_output_tokens: b.limit_output_tokens,
+        hold: None,
     }
 }
 

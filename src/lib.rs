@@ -11,6 +11,7 @@ pub mod demo;
 pub mod estimate;
 pub mod failpoint;
 pub mod gateway;
+pub mod holds;
 pub mod ledger;
 pub mod metrics;
 pub mod money;

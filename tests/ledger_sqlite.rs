@@ -25,6 +25,7 @@ fn window(limit_usd: i64) -> WindowRef {
         limit: Some(Money::from_usd(limit_usd)),
         limit_input_tokens: None,
         limit_output_tokens: Some(1_000_000),
+        hold: None,
     }
 }
 

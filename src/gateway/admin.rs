@@ -55,11 +55,29 @@ pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, A
     Ok(states.into_iter().zip(app.settings.budgets.iter().map(|b| b.alert_at.clone())).collect())
 }
 
+/// Per budget (in config order): its current window's possible overshoot from batches held
+/// below their worst case; zero where the backend cannot tell.
+async fn overshoots(app: &App) -> Vec<crate::money::Money> {
+    let now = app.clock.now();
+    let refs: Vec<WindowRef> =
+        app.settings.budgets.iter().map(|b| window_ref(b, &app.settings.timezone, now)).collect();
+    app.ledger
+        .possible_overshoot(&refs)
+        .await
+        .unwrap_or_else(|_| vec![crate::money::Money::ZERO; refs.len()])
+}
+
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::require(&app, &headers, Scope::Metrics)?;
     // A backend without an outbox leaves the gauge at 0.
     if let Ok(c) = app.ledger.outbox_counts().await {
         app.metrics.workflow.set_pending(c.pending);
+    }
+    let gauge = &app.metrics.workflow.possible_overshoot;
+    gauge.reset();
+    for (b, o) in app.settings.budgets.iter().zip(overshoots(&app).await) {
+        let labels = [b.name.as_str(), crate::budgets::project_label(b), b.period.as_str()];
+        gauge.with_label_values(&labels).set(o.to_f64_usd());
     }
     let snap = LedgerSnapshot {
         now: app.clock.now(),
@@ -94,6 +112,12 @@ struct BudgetView {
     window_start: String,
     window_end: String,
     alert_at: Vec<f64>,
+    /// `worst_case` or `calibrated`.
+    hold: &'static str,
+    /// The most the batches held in this window could still overshoot the limit by.
+    possible_overshoot_usd: String,
+    approval_above_usd: Option<String>,
+    week_starts: Option<String>,
 }
 
 fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
@@ -114,13 +138,33 @@ fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
         window_start: crate::clock::rfc3339_micros(w.start),
         window_end: crate::clock::rfc3339_micros(w.end),
         alert_at: alert_at.to_vec(),
+        hold: "worst_case",
+        possible_overshoot_usd: "0".into(),
+        approval_above_usd: None,
+        week_starts: None,
     }
 }
 
 async fn budgets(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::require(&app, &headers, Scope::Read)?;
-    let list: Vec<BudgetView> =
-        budget_windows(&app).await?.iter().map(|(w, a)| view(w, a)).collect();
+    let windows = budget_windows(&app).await?;
+    let over = overshoots(&app).await;
+    let list: Vec<BudgetView> = windows
+        .iter()
+        .zip(&app.settings.budgets)
+        .zip(over)
+        .map(|(((w, a), b), o)| BudgetView {
+            hold: match b.policy.hold {
+                crate::config::HoldPolicy::WorstCase => "worst_case",
+                crate::config::HoldPolicy::Calibrated => "calibrated",
+            },
+            possible_overshoot_usd: o.usd_exact(),
+            approval_above_usd: b.policy.approval_above.map(|m| m.usd_exact()),
+            week_starts: (b.period == crate::config::Period::Week)
+                .then(|| format!("{:?}", b.policy.week_starts).to_lowercase()),
+            ..view(w, a)
+        })
+        .collect();
     Ok(axum::Json(json!({ "budgets": list })).into_response())
 }
 

@@ -39,7 +39,8 @@ fn needs_approval(app: &App, sub: &NewSubmission) -> Option<(String, Money)> {
     sub.windows.iter().find_map(|w| {
         let b = app.settings.budgets.iter().find(|b| b.name == w.budget)?;
         let above = b.policy.approval_above?;
-        (sub.hold.usd > above).then(|| (b.name.clone(), above))
+        // A calibrated budget compares what it would hold, not the worst case.
+        (w.hold.unwrap_or(sub.hold).usd > above).then(|| (b.name.clone(), above))
     })
 }
 

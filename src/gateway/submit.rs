@@ -87,7 +87,9 @@ async fn submit(
         .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
     };
     let est = est?;
-    let windows = windows_for(app, project, now);
+    let mut windows = windows_for(app, project, now);
+    let bounds = crate::holds::bounds(app, &est, now);
+    crate::holds::apply(app, project, &bounds, hold_of(&est), &mut windows).await;
     let breakdown = HoldBreakdown {
         models: est
             .models
@@ -121,6 +123,9 @@ async fn submit(
     let (result, admitted) = admit_loop(app, &sub, body, &fwd, now).await;
     super::approvals::settle_use(app, approval, &sub.sub_id, admitted).await;
     if admitted {
+        if let Err(e) = app.ledger.record_bounds(&sub.sub_id, &bounds).await {
+            tracing::warn!(error = %e, "batch bounds not kept; it will not calibrate holds");
+        }
         if let Err(e) = crate::notify::record_crossings(app).await {
             tracing::warn!(error = %e, "threshold crossings deferred to the notification worker");
         }
@@ -146,7 +151,10 @@ async fn admit_loop(
             Err(e) => return (Err(e.into()), false),
         };
         match admit {
-            Admit::Refused(w) => return (Err(refusal(&w, &sub.hold, now)), false),
+            Admit::Refused(w) => {
+                let hold = sub.windows.iter().find(|r| r.budget == w.budget).and_then(|r| r.hold);
+                return (Err(refusal(&w, &hold.unwrap_or(sub.hold), now)), false);
+            }
             Admit::Admitted => {
                 app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
                 let _mark = InProgress(app, sub.sub_id.clone());

@@ -56,6 +56,9 @@ pub struct WindowRef {
     pub limit: Option<Money>,
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
+    /// What this window holds for the batch, when not the submission's worst case
+    /// (`hold = "calibrated"` budgets).
+    pub hold: Option<Hold>,
 }
 
 /// A window's totals.
@@ -361,6 +364,27 @@ pub trait Ledger: Send + Sync {
     }
     fn outbox_counts(&self) -> LedgerFuture<'_, workflow::OutboxCounts> {
         Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    /// Keeps a submission's per-model bounds for calibrated holds.
+    fn record_bounds<'a>(
+        &'a self,
+        _sub_id: &'a str,
+        _bounds: &'a [workflow::ModelBound],
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
+    }
+    /// The newest settled batches of a project and model, for calibrated holds.
+    fn calibration_samples<'a>(
+        &'a self,
+        _project: &'a str,
+        _model: &'a str,
+        _limit: u32,
+    ) -> LedgerFuture<'a, Vec<workflow::CalibrationSample>> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
+    }
+    /// Per window: sum over batches held in it of (worst case - hold).
+    fn possible_overshoot<'a>(&'a self, _refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<Money>> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
     }
     // ---- end budgets ----
 }

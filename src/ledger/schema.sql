@@ -117,4 +117,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     PRIMARY KEY (budget, project, window_start, threshold, target)
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt_at);
+
+-- Each batch's per-model bounds at submission, the other half of what calibrated holds
+-- learn from (batch_usage has the actual tokens).
+CREATE TABLE IF NOT EXISTS batch_bounds (
+    sub_id             TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    input_upper        INTEGER NOT NULL,
+    output_worst       INTEGER NOT NULL,
+    worst_pico         INTEGER NOT NULL,
+    worst_output_pico  INTEGER NOT NULL,
+    PRIMARY KEY (sub_id, model)
+);
 -- ---- end budgets ----

@@ -139,12 +139,14 @@ impl Ledger for SqliteLedger {
             if let Some(row) = dup {
                 return Ok(Admit::Duplicate(batch_from_row(&row)?));
             }
-            let (usd, inp, out) = (
-                to_db(s.hold.usd)?,
-                count_to_db(s.hold.input_tokens)?,
-                count_to_db(s.hold.output_tokens)?,
-            );
             for w in &s.windows {
+                // budgets: a calibrated budget holds less than the worst case.
+                let hold = w.hold.unwrap_or(s.hold);
+                let (usd, inp, out) = (
+                    to_db(hold.usd)?,
+                    count_to_db(hold.input_tokens)?,
+                    count_to_db(hold.output_tokens)?,
+                );
                 sqlx::query(
                     "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
                      limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -205,9 +207,9 @@ impl Ledger for SqliteLedger {
             .bind(&s.provider)
             .bind(ts_to_db(s.submitted_at))
             .bind(count_to_db(s.request_count)?)
-            .bind(usd)
-            .bind(inp)
-            .bind(out)
+            .bind(to_db(s.hold.usd)?)
+            .bind(count_to_db(s.hold.input_tokens)?)
+            .bind(count_to_db(s.hold.output_tokens)?)
             .bind(s.custom_id_fingerprint as i64)
             .bind(&s.body_hash)
             .bind(&s.estimate_json)
@@ -530,6 +532,24 @@ impl Ledger for SqliteLedger {
     }
     fn outbox_counts(&self) -> LedgerFuture<'_, workflow::OutboxCounts> {
         Box::pin(self.wf_outbox_counts())
+    }
+    fn record_bounds<'a>(
+        &'a self,
+        sub_id: &'a str,
+        bounds: &'a [workflow::ModelBound],
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(self.wf_record_bounds(sub_id, bounds))
+    }
+    fn calibration_samples<'a>(
+        &'a self,
+        project: &'a str,
+        model: &'a str,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<workflow::CalibrationSample>> {
+        Box::pin(self.wf_calibration_samples(project, model, limit))
+    }
+    fn possible_overshoot<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<Money>> {
+        Box::pin(self.wf_possible_overshoot(refs))
     }
     // ---- end budgets ----
 }

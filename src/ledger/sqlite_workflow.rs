@@ -325,4 +325,84 @@ impl SqliteLedger {
         .await?;
         Ok(OutboxCounts { pending: u(r.try_get("p")?), delivered: u(r.try_get("d")?) })
     }
+
+    pub(super) async fn wf_record_bounds(
+        &self,
+        sub_id: &str,
+        bounds: &[ModelBound],
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.writer.begin().await?;
+        for b in bounds {
+            sqlx::query(
+                "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
+                 worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (sub_id, model) DO NOTHING",
+            )
+            .bind(sub_id)
+            .bind(&b.model)
+            .bind(count_to_db(b.input_upper)?)
+            .bind(count_to_db(b.output_worst)?)
+            .bind(to_db(b.worst)?)
+            .bind(to_db(b.worst_output)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` settled batches of `project` with `model`, bounds and usage.
+    pub(super) async fn wf_calibration_samples(
+        &self,
+        project: &str,
+        model: &str,
+        limit: u32,
+    ) -> Result<Vec<CalibrationSample>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT k.input_upper, k.output_worst, \
+             u.input_tokens + u.cache_write_5m + u.cache_write_1h + u.cache_read AS input_actual, \
+             u.output_tokens AS output_actual \
+             FROM batch_bounds k JOIN batches b ON b.sub_id = k.sub_id \
+             JOIN batch_usage u ON u.sub_id = k.sub_id AND u.model = k.model \
+             WHERE b.project = $1 AND k.model = $2 AND b.state = 'settled' \
+             ORDER BY b.settled_at DESC LIMIT $3",
+        )
+        .bind(project)
+        .bind(model)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CalibrationSample {
+                    input_upper: u(r.try_get("input_upper")?),
+                    output_worst: u(r.try_get("output_worst")?),
+                    input_actual: u(r.try_get("input_actual")?),
+                    output_actual: u(r.try_get("output_actual")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Per window: the sum over batches still held in it of worst case minus hold.
+    pub(super) async fn wf_possible_overshoot(
+        &self,
+        refs: &[WindowRef],
+    ) -> Result<Vec<Money>, LedgerError> {
+        let mut out = Vec::with_capacity(refs.len());
+        for w in refs {
+            let r = sqlx::query(
+                "SELECT COALESCE(SUM(b.hold_pico - r.hold_pico), 0) AS gap FROM reservations r \
+                 JOIN batches b ON b.sub_id = r.sub_id \
+                 WHERE r.budget = $1 AND r.window_start = $2 AND r.state = 'held' \
+                 AND b.hold_pico > r.hold_pico",
+            )
+            .bind(&w.budget)
+            .bind(ts_to_db(w.start))
+            .fetch_one(&self.reader)
+            .await?;
+            out.push(Money::from_i64(r.try_get("gap")?));
+        }
+        Ok(out)
+    }
 }

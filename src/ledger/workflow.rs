@@ -116,3 +116,23 @@ pub struct OutboxCounts {
     pub pending: u64,
     pub delivered: u64,
 }
+
+/// One model's bounds in a submitted batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelBound {
+    pub model: String,
+    pub input_upper: u64,
+    pub output_worst: u64,
+    pub worst: Money,
+    /// The part of `worst` that is output tokens.
+    pub worst_output: Money,
+}
+
+/// A settled batch of one model: its bounds and what it used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CalibrationSample {
+    pub input_upper: u64,
+    pub output_worst: u64,
+    pub input_actual: u64,
+    pub output_actual: u64,
+}
