@@ -4,7 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
-mod samples;
+pub mod samples;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
