@@ -65,6 +65,20 @@ async fn an_approval_admits_the_same_body_from_the_same_project_once_until_it_ex
     let clock = Arc::new(ManualClock::new(t0));
     let h = harness(vec![approval_budget(above)], clock.clone(), sim_config()).await;
 
+    // The estimate says which batches would wait for an approval.
+    for (body, needs) in [(&big, true), (&small, false)] {
+        let r = h
+            .http
+            .post(format!("{}/api/estimate?project=alpha", h.base))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["budgets"][0]["needs_approval"], needs, "{v}");
+        assert_eq!(v["budgets"][0]["hold_usd"], worst_case(body).usd_exact());
+    }
     // A small batch needs nothing; a large one is refused before the upstream sees it.
     assert_eq!(h.submit("alpha-key", &small).await.0, 200);
     let (s, v, hd) = h.submit("alpha-key", &big).await;

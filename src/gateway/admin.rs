@@ -265,20 +265,33 @@ async fn estimate(
         }
         None => String::new(),
     };
-    let refs: Vec<WindowRef> = if project.is_empty() {
+    let mut refs: Vec<WindowRef> = if project.is_empty() {
         windows_for(&app, "", now).into_iter().filter(|w| w.project == ALL_PROJECTS).collect()
     } else {
         windows_for(&app, &project, now)
     };
+    // What submitting would hold in each budget: calibrated budgets hold less.
+    let bounds = crate::holds::bounds(&app, &est, now);
+    crate::holds::apply(&app, &project, &bounds, hold, &mut refs).await;
     let states = app.ledger.windows(&refs).await?;
     let budgets: Vec<_> = states
         .iter()
-        .map(|w| {
-            let blocked = blocked_by(w, &hold);
+        .zip(&refs)
+        .map(|(w, r)| {
+            let held = r.hold.unwrap_or(hold);
+            let blocked = blocked_by(w, &held);
+            let approval_above = app
+                .settings
+                .budgets
+                .iter()
+                .find(|b| b.name == w.budget)
+                .and_then(|b| b.policy.approval_above);
             json!({
                 "name": w.budget,
                 "fits": blocked.is_none(),
                 "blocked_by": blocked,
+                "hold_usd": held.usd.usd_exact(),
+                "needs_approval": approval_above.is_some_and(|a| held.usd > a),
                 "remaining_usd": w.limit.map(|l| (l - w.spent - w.reserved).usd_exact()),
                 "window_end": crate::clock::rfc3339_micros(w.end),
             })

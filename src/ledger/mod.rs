@@ -6,6 +6,7 @@
 mod rows;
 mod spend;
 mod sqlite;
+mod sqlite_outbox;
 mod sqlite_workflow;
 pub mod workflow;
 
@@ -240,8 +241,9 @@ pub struct InFlight {
     pub oldest_submitted_at: Timestamp,
 }
 
-/// The ledger interface; backends are chosen by the storage URL's scheme.
-pub trait Ledger: Send + Sync {
+/// The ledger interface; backends are chosen by the storage URL's scheme. What budgets
+/// add (approvals, the notification outbox, calibration) is in [`workflow::WorkflowLedger`].
+pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     /// Checks every window and reserves the hold in all of them, or none, and records the
     /// submission as `submitting`; or finds it is a client's retry.
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit>;
@@ -285,108 +287,6 @@ pub trait Ledger: Send + Sync {
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
-
-    // ---- budgets: approvals and the notification outbox (see `workflow`) ----
-    // Default bodies keep a backend without them compiling; it refuses these features.
-
-    /// The newest approval request for this project and body.
-    fn approval_for<'a>(
-        &'a self,
-        _project: &'a str,
-        _body_hash: &'a str,
-    ) -> LedgerFuture<'a, Option<workflow::Approval>> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// Records a refusal for approval: the open request for the body, or a new one.
-    fn request_approval<'a>(
-        &'a self,
-        _req: &'a workflow::ApprovalRequest,
-    ) -> LedgerFuture<'a, workflow::Approval> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// Approves a request by `by`, valid until `expires_at`.
-    fn approve<'a>(
-        &'a self,
-        _id: &'a str,
-        _by: &'a str,
-        _now: Timestamp,
-        _expires_at: Timestamp,
-    ) -> LedgerFuture<'a, workflow::Approve> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// Uses an approved, unexpired, unused approval for `sub_id`; false if it cannot.
-    fn use_approval<'a>(
-        &'a self,
-        _id: &'a str,
-        _sub_id: &'a str,
-        _now: Timestamp,
-    ) -> LedgerFuture<'a, bool> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// Undoes [`Ledger::use_approval`] when the batch was not admitted after all.
-    fn unuse_approval<'a>(&'a self, _id: &'a str, _sub_id: &'a str) -> LedgerFuture<'a, ()> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// The newest approval requests.
-    fn approvals(&self, _limit: u32) -> LedgerFuture<'_, Vec<workflow::Approval>> {
-        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
-    }
-    /// Budget windows ending after `since`, with spent and reserved.
-    fn window_uses(&self, _since: Timestamp) -> LedgerFuture<'_, Vec<workflow::WindowUse>> {
-        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
-    }
-    /// Inserts the crossings not yet in the outbox; returns how many were new.
-    fn record_crossings<'a>(
-        &'a self,
-        _rows: &'a [workflow::Notification],
-    ) -> LedgerFuture<'a, u64> {
-        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
-    }
-    /// Claims due, undelivered outbox rows for `worker` until `lease_until`.
-    fn claim_notifications<'a>(
-        &'a self,
-        _worker: &'a str,
-        _now: Timestamp,
-        _lease_until: Timestamp,
-        _limit: u32,
-    ) -> LedgerFuture<'a, Vec<workflow::Notification>> {
-        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
-    }
-    /// Records a delivery attempt: `Ok` delivered, `Err((reason, retry_at))` failed.
-    fn notification_attempt<'a>(
-        &'a self,
-        _n: &'a workflow::Notification,
-        _worker: &'a str,
-        _now: Timestamp,
-        _outcome: Result<(), (&'a str, Timestamp)>,
-    ) -> LedgerFuture<'a, bool> {
-        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
-    }
-    fn outbox_counts(&self) -> LedgerFuture<'_, workflow::OutboxCounts> {
-        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
-    }
-    /// Keeps a submission's per-model bounds for calibrated holds.
-    fn record_bounds<'a>(
-        &'a self,
-        _sub_id: &'a str,
-        _bounds: &'a [workflow::ModelBound],
-    ) -> LedgerFuture<'a, ()> {
-        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
-    }
-    /// The newest settled batches of a project and model, for calibrated holds.
-    fn calibration_samples<'a>(
-        &'a self,
-        _project: &'a str,
-        _model: &'a str,
-        _limit: u32,
-    ) -> LedgerFuture<'a, Vec<workflow::CalibrationSample>> {
-        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
-    }
-    /// Per window: sum over batches held in it of (worst case - hold).
-    fn possible_overshoot<'a>(&'a self, _refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<Money>> {
-        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
-    }
-    // ---- end budgets ----
 }
 
 /// Opens the backend the URL names.

@@ -6,7 +6,105 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::{LedgerError, LedgerFuture, WindowRef};
 use crate::money::Money;
+
+/// The ledger calls of approvals, notifications and calibrated holds. Every [`super::Ledger`]
+/// is one; the default bodies refuse (`LedgerError::Unsupported`), so a backend can add
+/// them one by one (`impl WorkflowLedger for MyLedger {}` compiles).
+pub trait WorkflowLedger: Send + Sync {
+    /// The newest approval request for this project and body.
+    fn approval_for<'a>(
+        &'a self,
+        _project: &'a str,
+        _body_hash: &'a str,
+    ) -> LedgerFuture<'a, Option<Approval>> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// Records a refusal for approval: the open request for the body, or a new one.
+    fn request_approval<'a>(&'a self, _req: &'a ApprovalRequest) -> LedgerFuture<'a, Approval> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// Approves a request by `by`, valid until `expires_at`.
+    fn approve<'a>(
+        &'a self,
+        _id: &'a str,
+        _by: &'a str,
+        _now: Timestamp,
+        _expires_at: Timestamp,
+    ) -> LedgerFuture<'a, Approve> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// Uses an approved, unexpired, unused approval for `sub_id`; false if it cannot.
+    fn use_approval<'a>(
+        &'a self,
+        _id: &'a str,
+        _sub_id: &'a str,
+        _now: Timestamp,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// Undoes [`Ledger::use_approval`] when the batch was not admitted after all.
+    fn unuse_approval<'a>(&'a self, _id: &'a str, _sub_id: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// The newest approval requests.
+    fn approvals(&self, _limit: u32) -> LedgerFuture<'_, Vec<Approval>> {
+        Box::pin(async { Err(LedgerError::Unsupported("approvals")) })
+    }
+    /// Budget windows ending after `since`, with spent and reserved.
+    fn window_uses(&self, _since: Timestamp) -> LedgerFuture<'_, Vec<WindowUse>> {
+        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    /// Inserts the crossings not yet in the outbox; returns how many were new.
+    fn record_crossings<'a>(&'a self, _rows: &'a [Notification]) -> LedgerFuture<'a, u64> {
+        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    /// Claims due, undelivered outbox rows for `worker` until `lease_until`.
+    fn claim_notifications<'a>(
+        &'a self,
+        _worker: &'a str,
+        _now: Timestamp,
+        _lease_until: Timestamp,
+        _limit: u32,
+    ) -> LedgerFuture<'a, Vec<Notification>> {
+        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    /// Records a delivery attempt: `Ok` delivered, `Err((reason, retry_at))` failed.
+    fn notification_attempt<'a>(
+        &'a self,
+        _n: &'a Notification,
+        _worker: &'a str,
+        _now: Timestamp,
+        _outcome: Result<(), (&'a str, Timestamp)>,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    fn outbox_counts(&self) -> LedgerFuture<'_, OutboxCounts> {
+        Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
+    }
+    /// Keeps a submission's per-model bounds for calibrated holds.
+    fn record_bounds<'a>(
+        &'a self,
+        _sub_id: &'a str,
+        _bounds: &'a [ModelBound],
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
+    }
+    /// The newest settled batches of a project and model, for calibrated holds.
+    fn calibration_samples<'a>(
+        &'a self,
+        _project: &'a str,
+        _model: &'a str,
+        _limit: u32,
+    ) -> LedgerFuture<'a, Vec<CalibrationSample>> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
+    }
+    /// Per window: sum over batches held in it of (worst case - hold).
+    fn possible_overshoot<'a>(&'a self, _refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<Money>> {
+        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
+    }
+}
 
 /// Where an approval is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
