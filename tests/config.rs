@@ -164,6 +164,17 @@ fn budget_windows_holds_approvals_notify_and_scoped_tokens() {
         ),
         (
             text.replace(
+                "read_token_env = \"READ_T\"",
+                "read_token_env = \"BATCHCOST_ADMIN_TOKEN\"",
+            ),
+            "admin.read_token_env: holds the same token",
+        ),
+        (
+            text.replace("read_token_env = \"READ_T\"", "read_token_env = \"METRICS_T\""),
+            "admin.read_token_env: holds the same token",
+        ),
+        (
+            text.replace(
                 "[[notify]]\nurl_env = \"HOOK\"\nformat = \"slack\"",
                 "[[notify]]\nurl_env = \"HOOK\"\nformat = \"slack\"\nurl = \"x\"",
             ),

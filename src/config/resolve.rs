@@ -278,6 +278,23 @@ impl Config {
                 .transpose()?,
             read: optional("admin.read_token_env", &self.admin.read_token_env).transpose()?,
         };
+        let admin_token = secret("admin.token_env", &self.admin.token_env)?;
+        // One value per scope: a shared value would make a scoped token an admin token.
+        let scoped = [
+            ("metrics_token_env", &scoped_tokens.metrics),
+            ("read_token_env", &scoped_tokens.read),
+        ];
+        let mut seen = vec![admin_token.expose().to_string()];
+        for (key, token) in scoped {
+            if let Some(t) = token {
+                if seen.iter().any(|s| s == t.expose()) {
+                    return Err(err(format!(
+                        "admin.{key}: holds the same token as another [admin] token; each scope needs its own"
+                    )));
+                }
+                seen.push(t.expose().to_string());
+            }
+        }
         if self.admin.approval_ttl_secs == 0 {
             return Err(err("admin.approval_ttl_secs: expected at least 1 second, got 0".into()));
         }
@@ -304,7 +321,7 @@ impl Config {
             upstream_max_attempts: up.max_attempts.max(1),
             projects,
             budgets,
-            admin_token: secret("admin.token_env", &self.admin.token_env)?,
+            admin_token,
             scoped_tokens,
             workflow: Workflow {
                 notify,
