@@ -90,7 +90,9 @@ impl SqliteLedger {
     }
 
     /// Claims up to `limit` due, undelivered rows for `worker` until `lease_until`: a row
-    /// claimed by a live worker is skipped by the others.
+    /// claimed by a live worker is skipped by the others. The outer condition repeats the
+    /// inner one so that on PostgreSQL (READ COMMITTED re-checks the updated row) two
+    /// replicas racing for a row cannot both claim it.
     pub(super) async fn wf_claim_notifications(
         &self,
         worker: &str,
@@ -100,7 +102,8 @@ impl SqliteLedger {
     ) -> Result<Vec<Notification>, LedgerError> {
         let rows = sqlx::query(
             "UPDATE notifications SET claimed_by = $1, claimed_until = $3 \
-             WHERE (budget, project, window_start, threshold, target) IN ( \
+             WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $2) \
+             AND (budget, project, window_start, threshold, target) IN ( \
                SELECT budget, project, window_start, threshold, target FROM notifications \
                WHERE delivered_at IS NULL AND next_attempt_at <= $2 \
                AND (claimed_until IS NULL OR claimed_until <= $2) \
