@@ -1,6 +1,7 @@
 //! Budget threshold webhooks: each `alert_at` threshold is delivered once per window, with
 //! three replicas' workers sharing one ledger and a receiver that fails its first
-//! attempts; the JSON body's HMAC-SHA256 signature verifies; the Slack body is Slack's.
+//! attempts; the JSON body's HMAC-SHA256 signature verifies; the Slack body is Slack's; an
+//! undeliverable notification stays in the ledger across a restart until delivered.
 
 mod common;
 
@@ -211,4 +212,64 @@ async fn each_threshold_is_delivered_once_per_window_across_three_replicas() {
         app.shutdown.cancel();
     }
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_notification_survives_a_restart() {
+    // A webhook that refuses connections: bind a port, then free it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", l.local_addr().unwrap())
+    };
+    let one = batch_body("r0", "claude-haiku-4-5", 5, 1_000);
+    let mut b = budget(
+        "alpha-daily",
+        Some("alpha"),
+        Period::Day,
+        Money::from_picos(worst_case(&one).picos() * 2),
+    );
+    b.alert_at = vec![0.5];
+    let clock = Arc::new(ManualClock::new("2026-05-04T01:00:00Z".parse().unwrap()));
+    let target = |url: String| NotifyTarget {
+        url: Secret::new(url),
+        format: NotifyFormat::Slack,
+        secret: None,
+    };
+    let h = harness_with(vec![b], clock.clone(), sim_config(), |s| {
+        s.workflow.notify = vec![target(dead.clone())];
+        s.workflow.notify_poll_ms = 20;
+    })
+    .await;
+    let (s, v, _) = h.submit("alpha-key", &batch_body("r1", "claude-haiku-4-5", 5, 1_000)).await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_metric(&h.gw.app, "failed") < 2.0 {
+        assert!(Instant::now() < deadline, "no failed attempts");
+        clock.advance(SignedDuration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = h.metrics().await;
+    assert_eq!(metric(&m, "batchcost_notifications_pending", &[]), 1.0);
+    assert_eq!(count_metric(&h.gw.app, "delivered"), 0.0);
+    let mut settings = h.gw.app.settings.clone();
+    h.gw.shutdown().await;
+
+    // The next process, now with a working webhook, delivers what the last one could not.
+    let (url, seen) = receiver(0).await;
+    settings.workflow.notify = vec![target(format!("{url}/slack"))];
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&seen, "/slack").is_empty() {
+        assert!(Instant::now() < deadline, "not delivered after the restart");
+        clock.advance(SignedDuration::from_secs(5));
+        batchcost::notify::tick(&app, &http, "after-restart").await.unwrap();
+    }
+    for _ in 0..3 {
+        clock.advance(SignedDuration::from_secs(60));
+        batchcost::notify::tick(&app, &http, "after-restart").await.unwrap();
+    }
+    assert_eq!(delivered(&seen, "/slack").len(), 1);
+    assert!(delivered(&seen, "/slack")[0].0.contains("50%"), "{:?}", delivered(&seen, "/slack"));
+    h.sim.shutdown().await;
 }
