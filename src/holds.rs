@@ -72,14 +72,14 @@ fn scale(m: Money, ppm: u64) -> Money {
 }
 
 /// Per model: its bounds, the output share of its worst case priced from the table.
-pub fn bounds(app: &App, est: &Estimate, at: Timestamp) -> Vec<ModelBound> {
+pub fn bounds(app: &App, provider: &str, est: &Estimate, at: Timestamp) -> Vec<ModelBound> {
     est.models
         .iter()
         .map(|m| {
             let out_only = TokenUsage { output: m.output_tokens_worst, ..Default::default() };
             let worst_output = app
                 .pricing
-                .resolve(&m.model, at)
+                .resolve_for(provider, &m.model, at)
                 .map(|p| p.cost(&out_only).cost)
                 .unwrap_or(m.worst.cost)
                 .min(m.worst.cost);
@@ -94,51 +94,65 @@ pub fn bounds(app: &App, est: &Estimate, at: Timestamp) -> Vec<ModelBound> {
         .collect()
 }
 
-/// The calibrated hold of a submission: the USD hold is learned per model; token holds
-/// stay at the worst case (token limits are rare and cheap to hold exactly).
+/// The calibrated USD hold of each model's share of a submission.
 pub async fn calibrated(
     app: &App,
     project: &str,
     bounds: &[ModelBound],
-    worst: Hold,
-) -> Result<Hold, LedgerError> {
-    let mut usd = Money::ZERO;
+) -> Result<Vec<(String, Money)>, LedgerError> {
+    let mut out = Vec::with_capacity(bounds.len());
     for b in bounds {
         let samples = app.ledger.calibration_samples(project, &b.model, MAX_SAMPLES).await?;
         let f = learn(&samples);
         let input_side = b.worst - b.worst_output;
-        usd = usd + scale(input_side, f.input_ppm) + scale(b.worst_output, f.output_ppm);
+        let held = scale(input_side, f.input_ppm) + scale(b.worst_output, f.output_ppm);
+        out.push((b.model.clone(), held.min(b.worst)));
     }
-    Ok(Hold { usd: usd.min(worst.usd), ..worst })
+    Ok(out)
 }
 
-/// Sets the hold of every window whose budget is calibrated. A ledger that cannot learn
-/// (no samples table) leaves the worst case in place.
+/// Sets the USD hold of every window whose budget is calibrated: the calibrated holds of
+/// the models the budget counts (all, or its `models` filter's). Token holds stay at the
+/// worst case (token limits are rare and cheap to hold exactly). A ledger that cannot
+/// learn leaves the worst case in place.
 pub async fn apply(
     app: &App,
     project: &str,
+    provider: &str,
     bounds: &[ModelBound],
     worst: Hold,
     windows: &mut [WindowRef],
+    now: Timestamp,
 ) {
-    let calibrated_budget = |w: &WindowRef| {
+    let budget = |w: &WindowRef| {
         app.settings
             .budgets
             .iter()
-            .any(|b| b.name == w.budget && b.policy.hold == HoldPolicy::Calibrated)
+            .find(|b| b.name == w.budget && b.policy.hold == HoldPolicy::Calibrated)
     };
-    if !windows.iter().any(calibrated_budget) {
+    if !windows.iter().any(|w| budget(w).is_some()) {
         return;
     }
-    let hold = match calibrated(app, project, bounds, worst).await {
+    let held = match calibrated(app, project, bounds).await {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "calibration unavailable; holding the worst case");
             return;
         }
     };
-    for w in windows.iter_mut().filter(|w| calibrated_budget(w)) {
-        w.hold = Some(hold);
+    for w in windows.iter_mut() {
+        let Some(b) = budget(w) else { continue };
+        let counted = |model: &str| {
+            b.models.as_ref().is_none_or(|ms| {
+                ms.iter().any(|m| {
+                    let canonical = app.pricing.resolve_for(provider, m, now).map(|p| p.model);
+                    canonical.as_deref().unwrap_or(m) == model
+                })
+            })
+        };
+        let usd = held.iter().filter(|(m, _)| counted(m)).map(|(_, h)| *h).sum::<Money>();
+        let base = w.hold.unwrap_or(worst);
+        w.hold = Some(Hold { usd: usd.min(base.usd), ..base });
     }
 }
 

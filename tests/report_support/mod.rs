@@ -40,6 +40,8 @@ pub fn budget(name: &str, project: Option<&str>, period: Period) -> Budget {
         limit_output_tokens: None,
         alert_at: vec![],
         policy: Default::default(),
+        provider: None,
+        models: None,
     }
 }
 
