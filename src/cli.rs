@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod approve;
+pub mod budgets;
 
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
@@ -33,6 +34,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Approve a batch held for approval (`approval_required`).
     Approve(approve::ApproveArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
 }
 
 /// `batchcost pricing ...`
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Approve(args) => runtime()?.block_on(approve::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod pricing;
 pub mod providers;
 pub mod recover;
+pub mod refusal;
 pub mod report;
 pub mod settle;
 pub mod shutdown;

@@ -82,7 +82,8 @@ async fn each_token_reaches_exactly_what_its_scope_allows() {
             path: "/api/estimate",
             body: Some(estimate),
             ok: 200,
-            allowed: &["read", "admin"],
+            // A project key estimates for its own project (issue 16).
+            allowed: &["read", "admin", "project"],
         },
         Route {
             method: "GET",

@@ -140,10 +140,18 @@ impl Config {
         let err = |message: String| ConfigError { file: file.clone(), message };
         let base = path.parent().unwrap_or(Path::new("."));
         let timezone = self.time_zone().map_err(err)?;
-        let secret = |key: &str, var: &str| -> Result<Secret, ConfigError> {
+        // Every missing variable is collected and reported at once, so a new deployment
+        // finds out what to export in one run rather than one run per variable.
+        let missing = std::cell::RefCell::new(Vec::new());
+        let secret = |key: &str, var: &str| -> Option<Secret> {
             match env(var) {
-                Some(v) if !v.is_empty() => Ok(Secret::new(v)),
-                _ => Err(err(format!("{key}: environment variable `{var}` is not set or empty"))),
+                Some(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    missing
+                        .borrow_mut()
+                        .push(format!("{key}: environment variable `{var}` is not set or empty"));
+                    None
+                }
             }
         };
         let mut names = BTreeSet::new();
@@ -163,12 +171,31 @@ impl Config {
                 return Err(err(format!("projects[{i}].api_key_envs: expected at least one")));
             }
             let mut secrets = Vec::new();
-            for (j, var) in p.api_key_envs.iter().enumerate() {
-                let s = secret(&format!("projects[{i}].api_key_envs[{j}]"), var)?;
+            let optional = p.optional_api_key_envs.iter().map(|v| (v, true));
+            for (j, (var, opt)) in
+                p.api_key_envs.iter().map(|v| (v, false)).chain(optional).enumerate()
+            {
+                let slot = if opt {
+                    format!("projects[{i}].optional_api_key_envs[{}]", j - p.api_key_envs.len())
+                } else {
+                    format!("projects[{i}].api_key_envs[{j}]")
+                };
+                let s = if opt {
+                    match env(var).filter(|v| !v.is_empty()) {
+                        Some(v) => Secret::new(v),
+                        None => {
+                            tracing::info!(project = %p.name, variable = %var, "optional key variable not set; that key slot is unused");
+                            continue;
+                        }
+                    }
+                } else {
+                    match secret(&slot, var) {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                };
                 if !keys.insert(s.expose().to_string()) {
-                    return Err(err(format!(
-                        "projects[{i}].api_key_envs[{j}]: `{var}` holds a key another project uses"
-                    )));
+                    return Err(err(format!("{slot}: `{var}` holds a key another project uses")));
                 }
                 secrets.push(s);
             }
@@ -288,45 +315,28 @@ impl Config {
                 return Err(err(format!("server.{key}: expected at least 1 second, got 0")));
             }
         }
-        let mut notify = Vec::new();
+        let mut notify_raw = Vec::new();
         for (i, n) in self.notify.iter().enumerate() {
             let secret_key = format!("notify[{i}].secret_env");
             let signing = match (&n.secret_env, n.format) {
-                (Some(var), _) => Some(secret(&secret_key, var)?),
+                (Some(var), _) => secret(&secret_key, var),
                 (None, NotifyFormat::Json) => {
                     return Err(err(format!("{secret_key}: required for format = \"json\"")));
                 }
                 (None, NotifyFormat::Slack) => None,
             };
-            notify.push(NotifyTarget {
-                url: secret(&format!("notify[{i}].url_env"), &n.url_env)?,
-                format: n.format,
-                secret: signing,
-            });
+            notify_raw.push((
+                secret(&format!("notify[{i}].url_env"), &n.url_env),
+                n.format,
+                signing,
+            ));
         }
-        let optional = |key: &str, var: &Option<String>| var.as_deref().map(|v| secret(key, v));
+        let optional =
+            |key: &str, var: &Option<String>| var.as_deref().and_then(|v| secret(key, v));
         let scoped_tokens = ScopedTokens {
-            metrics: optional("admin.metrics_token_env", &self.admin.metrics_token_env)
-                .transpose()?,
-            read: optional("admin.read_token_env", &self.admin.read_token_env).transpose()?,
+            metrics: optional("admin.metrics_token_env", &self.admin.metrics_token_env),
+            read: optional("admin.read_token_env", &self.admin.read_token_env),
         };
-        let admin_token = secret("admin.token_env", &self.admin.token_env)?;
-        // One value per scope: a shared value would make a scoped token an admin token.
-        let scoped = [
-            ("metrics_token_env", &scoped_tokens.metrics),
-            ("read_token_env", &scoped_tokens.read),
-        ];
-        let mut seen = vec![admin_token.expose().to_string()];
-        for (key, token) in scoped {
-            if let Some(t) = token {
-                if seen.iter().any(|s| s == t.expose()) {
-                    return Err(err(format!(
-                        "admin.{key}: holds the same token as another [admin] token; each scope needs its own"
-                    )));
-                }
-                seen.push(t.expose().to_string());
-            }
-        }
         if self.admin.approval_ttl_secs == 0 {
             return Err(err("admin.approval_ttl_secs: expected at least 1 second, got 0".into()));
         }
@@ -364,10 +374,48 @@ impl Config {
                 name: name.clone(),
                 kind,
                 base_url: up.base_url.trim_end_matches('/').to_string(),
-                key: secret(&key("api_key_env"), &up.api_key_env)?,
+                // A placeholder when missing: the start fails below, listing every variable.
+                key: secret(&key("api_key_env"), &up.api_key_env)
+                    .unwrap_or_else(|| Secret::new("")),
                 timeout_secs: up.timeout_secs.max(1),
                 max_attempts: up.max_attempts.max(1),
             });
+        }
+        let admin_token = secret("admin.token_env", &self.admin.token_env);
+        let missing = missing.into_inner();
+        if let [one] = missing.as_slice() {
+            return Err(err(one.clone()));
+        }
+        if !missing.is_empty() {
+            return Err(err(format!(
+                "{} environment variables are not set or empty (export them all, then start again):\n  {}",
+                missing.len(),
+                missing.join("\n  ")
+            )));
+        }
+        let Some(admin_token) = admin_token else {
+            return Err(err("admin.token_env: a secret is missing".into()));
+        };
+        // Every variable is set (checked above): the webhooks are complete.
+        let notify: Vec<NotifyTarget> = notify_raw
+            .into_iter()
+            .filter_map(|(url, format, secret)| Some(NotifyTarget { url: url?, format, secret }))
+            .collect();
+        // One value per scope: a shared value would make a scoped token an admin token.
+        let scoped = [
+            ("metrics_token_env", &scoped_tokens.metrics),
+            ("read_token_env", &scoped_tokens.read),
+        ];
+        let mut seen = vec![admin_token.expose().to_string()];
+        for (key, token) in scoped {
+            if let Some(t) = token {
+                if seen.iter().any(|s| s == t.expose()) {
+                    return Err(err(format!(
+                        "admin.{key}: holds the same token as another [admin] token; each scope needs its own"
+                    )));
+                }
+                seen.push(t.expose().to_string());
+            }
         }
         Ok(Settings {
             config_path: path.to_path_buf(),

@@ -36,6 +36,8 @@ GAUGES = {
     "batchcost_build_info",
     "batchcost_notifications_pending",
     "batchcost_budget_possible_overshoot_usd",
+    "batchcost_upstream_up",
+    "batchcost_upstream_last_success_timestamp_seconds",
 }
 HISTOGRAMS = {
     "batchcost_batch_duration_seconds",
