@@ -72,6 +72,13 @@ async fn each_token_reaches_exactly_what_its_scope_allows() {
         },
         Route {
             method: "GET",
+            path: "/api/batches",
+            body: None,
+            ok: 200,
+            allowed: &["read", "admin"],
+        },
+        Route {
+            method: "GET",
             path: "/api/reports/spend?from=2026-01-01&to=2026-01-02",
             body: None,
             ok: 200,
