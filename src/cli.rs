@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod approve;
 pub mod budgets;
+pub mod run;
 
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ pub enum Command {
     Approve(approve::ApproveArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Approve(args) => runtime()?.block_on(approve::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod providers;
 pub mod recover;
 pub mod refusal;
 pub mod report;
+pub mod runner;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
