@@ -4,7 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
-mod samples;
+pub mod samples;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,7 @@ fn budget(name: &str, project: Option<&str>, period: Period, usd: i64, alert_at:
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: alert_at.to_vec(),
+        policy: Default::default(),
         provider: None,
         models: None,
     }
@@ -91,6 +92,8 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
         admin_token: Secret::new(admin_token()),
+        scoped_tokens: Default::default(),
+        workflow: Default::default(),
         tracker: Tracker {
             poll_min_ms: 200,
             poll_max_ms: 2_000,
