@@ -6,6 +6,8 @@
 mod rows;
 mod spend;
 mod sqlite;
+mod sqlite_write;
+mod writer;
 
 use std::collections::HashSet;
 
@@ -27,6 +29,11 @@ pub type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, LedgerError>>;
 pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread failed a whole group (commit failed) or is gone.
+    #[error("ledger write failed: {0}")]
+    Writer(String),
     #[error("ledger value out of range: {0}")]
     Range(String),
     #[error("ledger storage url not supported: {0}")]

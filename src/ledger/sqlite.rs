@@ -6,12 +6,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 
-use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
+use super::rows::{batch_from_row, empty_window, u, usage_from_row, window_from_row};
+use super::sqlite_write::{self, AdmitStep};
+use super::writer::Writer;
 use super::*;
 use crate::config::Durability;
 
@@ -24,8 +26,13 @@ const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, subm
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
+    /// sqlx's writer connection: creates and migrates the schema, and keeps an in-memory
+    /// database alive. Writes go through `write`.
+    #[allow(dead_code)]
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Group commit on its own connection: every write is one job there.
+    write: Writer,
 }
 
 impl SqliteLedger {
@@ -55,166 +62,29 @@ impl SqliteLedger {
             .connect_with(opts.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        let conn = sqlite_write::open(opts.get_filename(), memory, durability)?;
+        let write = Writer::start(conn)?;
         let reader = if memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?
         };
-        Ok(SqliteLedger { writer, reader })
+        Ok(SqliteLedger { writer, reader, write })
     }
-
-    async fn window_state(
-        tx: &mut Transaction<'_, Sqlite>,
-        w: &WindowRef,
-    ) -> Result<WindowState, LedgerError> {
-        let row =
-            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .fetch_optional(&mut **tx)
-                .await?;
-        Ok(match row {
-            Some(r) => window_from_row(&r, w)?,
-            None => empty_window(w),
-        })
-    }
-}
-
-/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes
-/// `spent` (zero for a release, the batch's actual cost and tokens for a settlement).
-/// Both paths go through here, so a release and a settlement can never disagree on which
-/// windows a batch counted against.
-async fn close_holds(
-    tx: &mut Transaction<'_, Sqlite>,
-    sub_id: &str,
-    spent: (i64, i64, i64),
-    state: &str,
-) -> Result<(), LedgerError> {
-    let holds = sqlx::query(
-        "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
-         WHERE sub_id = $1 AND state = 'held'",
-    )
-    .bind(sub_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for h in &holds {
-        sqlx::query(
-            "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
-             reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
-             spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
-             spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
-        )
-        .bind(h.try_get::<String, _>("budget")?)
-        .bind(h.try_get::<i64, _>("window_start")?)
-        .bind(h.try_get::<i64, _>("hold_pico")?)
-        .bind(h.try_get::<i64, _>("hold_input")?)
-        .bind(h.try_get::<i64, _>("hold_output")?)
-        .bind(spent.0)
-        .bind(spent.1)
-        .bind(spent.2)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE reservations SET state = $2 WHERE sub_id = $1 AND state = 'held'")
-        .bind(sub_id)
-        .bind(state)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 impl Ledger for SqliteLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await?;
-            let dup = sqlx::query(&format!(
-                "SELECT {BATCH_COLUMNS} FROM batches WHERE project = $1 AND body_hash = $2 \
-                 AND submitted_at >= $3 AND state <> 'failed' ORDER BY submitted_at DESC LIMIT 1"
-            ))
-            .bind(&s.project)
-            .bind(&s.body_hash)
-            .bind(ts_to_db(s.dedupe_since))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = dup {
-                return Ok(Admit::Duplicate(batch_from_row(&row)?));
+            let sub = s.clone();
+            match self.write.write(move |c| sqlite_write::admit_in_tx(c, &sub)).await? {
+                AdmitStep::Admitted => Ok(Admit::Admitted),
+                AdmitStep::Refused(w) => Ok(Admit::Refused(w)),
+                AdmitStep::Duplicate(sub_id) => match self.batch(&sub_id).await? {
+                    Some(rec) => Ok(Admit::Duplicate(rec)),
+                    None => Err(LedgerError::Writer(format!("batch {sub_id} vanished"))),
+                },
             }
-            let (usd, inp, out) = (
-                to_db(s.hold.usd)?,
-                count_to_db(s.hold.input_tokens)?,
-                count_to_db(s.hold.output_tokens)?,
-            );
-            for w in &s.windows {
-                sqlx::query(
-                    "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
-                     limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
-                     limit_input = excluded.limit_input, limit_output = excluded.limit_output",
-                )
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(ts_to_db(w.end))
-                .bind(&w.project)
-                .bind(w.period.as_str())
-                .bind(w.limit.map(to_db).transpose()?)
-                .bind(opt_count(w.limit_input_tokens)?)
-                .bind(opt_count(w.limit_output_tokens)?)
-                .execute(&mut *tx)
-                .await?;
-                // The decisive step: one conditional statement per window.
-                let reserved = sqlx::query(
-                    "UPDATE budget_windows SET reserved_pico = reserved_pico + $3, \
-                     reserved_input = reserved_input + $4, reserved_output = reserved_output + $5 \
-                     WHERE budget = $1 AND window_start = $2 \
-                     AND (limit_pico IS NULL OR spent_pico + reserved_pico + $3 <= limit_pico) \
-                     AND (limit_input IS NULL OR spent_input + reserved_input + $4 <= limit_input) \
-                     AND (limit_output IS NULL OR spent_output + reserved_output + $5 <= limit_output)",
-                )
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(usd)
-                .bind(inp)
-                .bind(out)
-                .execute(&mut *tx)
-                .await?;
-                if reserved.rows_affected() != 1 {
-                    let state = Self::window_state(&mut tx, w).await?;
-                    tx.rollback().await?;
-                    return Ok(Admit::Refused(state));
-                }
-                sqlx::query(
-                    "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
-                     hold_output, state) VALUES ($1, $2, $3, $4, $5, $6, 'held')",
-                )
-                .bind(&s.sub_id)
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(usd)
-                .bind(inp)
-                .bind(out)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
-                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json) \
-                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&s.sub_id)
-            .bind(&s.project)
-            .bind(&s.provider)
-            .bind(ts_to_db(s.submitted_at))
-            .bind(count_to_db(s.request_count)?)
-            .bind(usd)
-            .bind(inp)
-            .bind(out)
-            .bind(s.custom_id_fingerprint as i64)
-            .bind(&s.body_hash)
-            .bind(&s.estimate_json)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(Admit::Admitted)
         })
     }
 
@@ -224,38 +94,15 @@ impl Ledger for SqliteLedger {
         upstream_id: &'a str,
         next_poll_at: Timestamp,
     ) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
-                 WHERE sub_id = $1 AND state = 'submitting'",
-            )
-            .bind(sub_id)
-            .bind(upstream_id)
-            .bind(ts_to_db(next_poll_at))
-            .execute(&self.writer)
-            .await?;
-            Ok(r.rows_affected() == 1)
-        })
+        let (sub_id, upstream_id) = (sub_id.to_string(), upstream_id.to_string());
+        Box::pin(self.write.write(move |c| {
+            sqlite_write::mark_submitted_in_tx(c, &sub_id, &upstream_id, next_poll_at)
+        }))
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let mut tx = self.writer.begin().await?;
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'failed', error = $2 WHERE sub_id = $1 AND state = 'submitting'",
-            )
-            .bind(sub_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        let (sub_id, reason) = (sub_id.to_string(), reason.to_string());
+        Box::pin(self.write.write(move |c| sqlite_write::release_in_tx(c, &sub_id, &reason)))
     }
 
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
@@ -317,74 +164,17 @@ impl Ledger for SqliteLedger {
         last_status: Option<&'a str>,
         error: Option<&'a str>,
     ) -> LedgerFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
-                 last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
-            )
-            .bind(sub_id)
-            .bind(ts_to_db(next_poll_at))
-            .bind(attempts as i64)
-            .bind(last_status)
-            .bind(error)
-            .execute(&self.writer)
-            .await?;
-            Ok(())
-        })
+        let sub_id = sub_id.to_string();
+        let (last_status, error) = (last_status.map(str::to_string), error.map(str::to_string));
+        Box::pin(self.write.write(move |c| {
+            let (status, error) = (last_status.as_deref(), error.as_deref());
+            sqlite_write::schedule_poll_in_tx(c, &sub_id, next_poll_at, attempts, status, error)
+        }))
     }
 
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-            let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
-            let mut tx = self.writer.begin().await?;
-            // Exactly once: only an in-flight batch can become settled.
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
-                 ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
-                 next_poll_at = NULL WHERE sub_id = $1 AND state = 'in_flight'",
-            )
-            .bind(sub_id)
-            .bind(cost)
-            .bind(list)
-            .bind(ts_to_db(s.ended_at))
-            .bind(ts_to_db(s.settled_at))
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            for m in &s.models {
-                let t = &m.tokens;
-                let q = &m.requests;
-                sqlx::query(
-                    "INSERT INTO batch_usage (sub_id, model, input_tokens, output_tokens, \
-                     cache_write_5m, cache_write_1h, cache_read, web_searches, succeeded, errored, \
-                     canceled, expired, cost_pico, list_cost_pico) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(sub_id)
-                .bind(&m.model)
-                .bind(count_to_db(t.input)?)
-                .bind(count_to_db(t.output)?)
-                .bind(count_to_db(t.cache_write_5m)?)
-                .bind(count_to_db(t.cache_write_1h)?)
-                .bind(count_to_db(t.cache_read)?)
-                .bind(count_to_db(t.web_search_requests)?)
-                .bind(count_to_db(q.succeeded)?)
-                .bind(count_to_db(q.errored)?)
-                .bind(count_to_db(q.canceled)?)
-                .bind(count_to_db(q.expired)?)
-                .bind(to_db(m.cost)?)
-                .bind(to_db(m.list_cost)?)
-                .execute(&mut *tx)
-                .await?;
-            }
-            close_holds(&mut tx, sub_id, (cost, inp, out), "settled").await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        let (sub_id, s) = (sub_id.to_string(), s.clone());
+        Box::pin(self.write.write(move |c| sqlite_write::settle_in_tx(c, &sub_id, &s)))
     }
 
     fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>> {
