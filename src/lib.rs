@@ -1,6 +1,7 @@
 //! batchcost: a budgeted, metered gateway for LLM batch APIs.
 //!
-//! Dependency directions: `money`, `pricing` and `estimate` are pure; `ledger` knows no
+//! Dependency directions: `money`, `usage`, `pricing` and `estimate` are pure (`usage`, the
+//! neutral token classes, is a leaf every layer may import); `ledger` knows no
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
 pub mod budgets;
@@ -22,3 +23,4 @@ pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
 pub mod tracker;
+pub mod usage;

@@ -82,6 +82,7 @@ fn one_hour_writes_web_search_and_us_inference() {
             cache_read: 4000,
             web_search_requests: 3,
             geo_us: true,
+            prompt_tokens: None,
         }
     );
     // Opus 4.6 (geo uplift): 1000x5 + 2000x25 + 1000x6.25 + 2000x10 + 4000x0.5 = 83,250 -> $0.08325

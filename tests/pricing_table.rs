@@ -45,7 +45,7 @@ const MALFORMED: &[(&str, usize, &str, &str)] = &[
     ),
     ("empty_source", 29, "models[1].prices[0].source", "must name the page"),
     ("unknown_provider", 25, "models[1].provider", "unknown provider `gemini`"),
-    ("unknown_provider_section", 8, "providers.gemini", "unknown provider"),
+    ("unknown_provider_section", 9, "providers.mistral.kind", "needs a kind"),
     ("too_precise", 30, "models[1].prices[0].input", "finer than one pico-dollar per token"),
     ("inexact_after_geo", 32, "models[1].prices[0].output", "after the geo uplift"),
     ("no_entries", 26, "models[1].prices", "has no price entries"),
@@ -200,10 +200,14 @@ fn openai_cached_input_follows_the_batch_row() {
     let g4o = t.resolve("gpt-4o", now).unwrap();
     assert_eq!(g4o.batch.cache_read, per_m("1.25"));
     assert_eq!(g4o.batch.cache_read, g4o.batch.input);
-    // No cached price at all: cached tokens cost input, at both tiers.
+    // A standard cached price but none in the batch row: batch input in a batch.
     let o3 = t.resolve("o3", now).unwrap();
-    assert_eq!(o3.list.cache_read, o3.list.input);
+    assert_eq!(o3.list.cache_read, per_m("0.5"));
     assert_eq!(o3.batch.cache_read, per_m("1"));
+    // No cached price at all: cached tokens cost input, at both tiers.
+    let flash = t.resolve("gemini-3.8-flash", now).unwrap();
+    assert_eq!(flash.list.cache_read, flash.list.input);
+    assert_eq!(flash.batch.cache_read, flash.batch.input);
     // No cache-write classes: a write would bill as input.
     assert_eq!(gpt5.list.cache_write_5m, gpt5.list.input);
     assert_eq!(gpt5.batch.cache_write_1h, gpt5.batch.input);

@@ -258,6 +258,7 @@ fn model_estimate(slot: &Slot, fraction: f64) -> ModelEstimate {
             cache_read: s.read,
             web_search_requests: web,
             geo_us: geo == 1,
+            ..Default::default()
         };
         m.worst += price.cost(&usage(&b.worst, b.max_tokens, b.web_worst));
         m.expected += price.cost(&usage(&b.expected, output_expected, b.web_expected));

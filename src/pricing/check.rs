@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::{PriceTable, Rates};
+use super::{PriceTable, ProviderKind, Rates};
 use crate::cli::CliError;
 use crate::money::Money;
 
@@ -29,12 +29,13 @@ fn per_million(per_token: Money) -> String {
     per_token.times(1_000_000).usd_exact()
 }
 
-/// OpenAI has no cache-write classes: show that instead of the input price they fall back to.
+/// Kinds without cache-write classes show `n/a` instead of the input price they fall back to.
 fn write_price(m: &super::table::Model, per_token: Money) -> String {
-    if m.provider == "openai" { "n/a".into() } else { per_million(per_token) }
+    if m.settings.kind == ProviderKind::Anthropic { per_million(per_token) } else { "n/a".into() }
 }
 
-/// One aligned row per price entry: standard prices, batch input/output and flags.
+/// One aligned row per price entry (standard prices, batch input/output/cached, flags),
+/// plus a `>N` row under it for a long-context tier.
 pub(super) fn render(table: &PriceTable) -> String {
     let header = [
         "provider", "model", "aliases", "from", "input", "output", "cw_5m", "cw_1h", "c_read",
@@ -42,8 +43,10 @@ pub(super) fn render(table: &PriceTable) -> String {
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for m in table.raw_models() {
+        let kind = m.settings.kind.as_str();
+        let provider =
+            if m.provider == kind { m.provider.clone() } else { format!("{}({kind})", m.provider) };
         for e in &m.entries {
-            let Rates { input, output, cache_write_5m, cache_write_1h, cache_read } = e.list;
             let mut flags = Vec::new();
             if e.unconfirmed {
                 flags.push("UNCONFIRMED".to_string());
@@ -51,21 +54,50 @@ pub(super) fn render(table: &PriceTable) -> String {
             if m.geo_us {
                 flags.push(format!("geo_us x{}", m.settings.geo_us.to_f64()));
             }
-            rows.push(vec![
-                m.provider.clone(),
+            if e.batch_ratio != m.settings.batch {
+                flags.push(format!("batch x{}", e.batch_ratio.to_f64()));
+            }
+            if m.embeddings {
+                flags.push("embeddings".to_string());
+            }
+            if let Some(n) = m.max_output_tokens {
+                flags.push(format!("max_out {n}"));
+            }
+            let aliases = if m.aliases.is_empty() { "-".into() } else { m.aliases.join(",") };
+            let mut row = |model: String,
+                           aliases: String,
+                           from: String,
+                           list: &Rates,
+                           batch: &Rates,
+                           flags: String| {
+                rows.push(vec![
+                    provider.clone(),
+                    model,
+                    aliases,
+                    from,
+                    per_million(list.input),
+                    if m.embeddings { "-".into() } else { per_million(list.output) },
+                    write_price(m, list.cache_write_5m),
+                    write_price(m, list.cache_write_1h),
+                    per_million(list.cache_read),
+                    per_million(batch.input),
+                    if m.embeddings { "-".into() } else { per_million(batch.output) },
+                    per_million(batch.cache_read),
+                    flags,
+                ]);
+            };
+            row(
                 m.id.clone(),
-                if m.aliases.is_empty() { "-".into() } else { m.aliases.join(",") },
+                aliases,
                 e.effective_from.to_string(),
-                per_million(input),
-                per_million(output),
-                write_price(m, cache_write_5m),
-                write_price(m, cache_write_1h),
-                per_million(cache_read),
-                per_million(e.batch.input),
-                per_million(e.batch.output),
-                per_million(e.batch.cache_read),
+                &e.list,
+                &e.batch,
                 flags.join(" "),
-            ]);
+            );
+            if let Some(l) = &e.long {
+                let t = format!("  prompt>{}", l.threshold);
+                row(t, String::new(), String::new(), &l.list, &l.batch, "long context".into());
+            }
         }
     }
     let widths: Vec<usize> = (0..header.len())

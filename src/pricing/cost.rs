@@ -1,110 +1,11 @@
-//! Usage -> cost (reference 4.1). Pure integer arithmetic on pico-dollars per token.
+//! Usage -> cost (reference 4.1, providers-next 1.6). Pure integer arithmetic on
+//! pico-dollars per token.
 
 use std::ops::{Add, AddAssign};
 
-use super::{Rates, ResolvedPrice};
+use super::{RatePair, Rates, ResolvedPrice};
 use crate::money::{Money, Ratio};
-use crate::providers::anthropic::wire::Usage;
-
-/// The token classes that are priced separately; `as_str` values are the `kind` metric
-/// label of `batchcost_tokens_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TokenKind {
-    Input,
-    Output,
-    CacheWrite5m,
-    CacheWrite1h,
-    CacheRead,
-}
-
-impl TokenKind {
-    /// Every kind, in the order metrics and reports list them.
-    pub const ALL: [TokenKind; 5] = [
-        TokenKind::Input,
-        TokenKind::Output,
-        TokenKind::CacheWrite5m,
-        TokenKind::CacheWrite1h,
-        TokenKind::CacheRead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Input => "input",
-            TokenKind::Output => "output",
-            TokenKind::CacheWrite5m => "cache_write_5m",
-            TokenKind::CacheWrite1h => "cache_write_1h",
-            TokenKind::CacheRead => "cache_read",
-        }
-    }
-}
-
-/// Provider-neutral billable usage of one result.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    /// Input tokens neither read from nor written to the cache.
-    pub input: u64,
-    pub output: u64,
-    pub cache_write_5m: u64,
-    pub cache_write_1h: u64,
-    pub cache_read: u64,
-    pub web_search_requests: u64,
-    /// Inference ran in the US (`inference_geo: "us"`): the uplift applies where the model has it.
-    pub geo_us: bool,
-}
-
-impl TokenUsage {
-    /// Maps Anthropic's usage object. Without the `cache_creation` TTL split, every cache
-    /// write counts as a 5-minute write, as the pricing page's formula does.
-    pub fn from_anthropic(u: &Usage) -> TokenUsage {
-        let (w5, w1h) = match u.cache_creation {
-            Some(c) => (c.ephemeral_5m_input_tokens, c.ephemeral_1h_input_tokens),
-            None => (u.cache_creation_input_tokens.unwrap_or(0), 0),
-        };
-        TokenUsage {
-            input: u.input_tokens,
-            output: u.output_tokens,
-            cache_write_5m: w5,
-            cache_write_1h: w1h,
-            cache_read: u.cache_read_input_tokens.unwrap_or(0),
-            web_search_requests: u.server_tool_use.map_or(0, |s| s.web_search_requests),
-            geo_us: u.inference_geo.as_deref() == Some("us"),
-        }
-    }
-
-    /// The token count of one class.
-    pub fn get(&self, kind: TokenKind) -> u64 {
-        match kind {
-            TokenKind::Input => self.input,
-            TokenKind::Output => self.output,
-            TokenKind::CacheWrite5m => self.cache_write_5m,
-            TokenKind::CacheWrite1h => self.cache_write_1h,
-            TokenKind::CacheRead => self.cache_read,
-        }
-    }
-}
-
-impl Add for TokenUsage {
-    type Output = TokenUsage;
-    /// Sums counts; `geo_us` is kept if either side had it (sums are for reporting only,
-    /// price each result's usage on its own).
-    fn add(self, o: TokenUsage) -> TokenUsage {
-        TokenUsage {
-            input: self.input + o.input,
-            output: self.output + o.output,
-            cache_write_5m: self.cache_write_5m + o.cache_write_5m,
-            cache_write_1h: self.cache_write_1h + o.cache_write_1h,
-            cache_read: self.cache_read + o.cache_read,
-            web_search_requests: self.web_search_requests + o.web_search_requests,
-            geo_us: self.geo_us || o.geo_us,
-        }
-    }
-}
-
-impl AddAssign for TokenUsage {
-    fn add_assign(&mut self, o: TokenUsage) {
-        *self = *self + o;
-    }
-}
+use crate::usage::{TokenKind, TokenUsage};
 
 /// A cost at batch price and the same tokens at standard list price.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,18 +44,41 @@ impl std::iter::Sum for CostPair {
 }
 
 impl ResolvedPrice {
-    /// Prices one usage at batch and at standard price. Only succeeded results should be
+    /// Prices one usage at batch and at standard price, the tier chosen from the usage's
+    /// own prompt length ([`TokenUsage::prompt_len`]). Only succeeded results should be
     /// priced; settlement decides that.
     pub fn cost(&self, usage: &TokenUsage) -> CostPair {
+        self.cost_for_prompt(usage, usage.prompt_len())
+    }
+
+    /// Prices `usage` at the tier a prompt of `prompt_tokens` selects. For a worst case,
+    /// pass the upper bound on the prompt: if it can cross the threshold, the whole request
+    /// is priced at the long-context rates.
+    pub fn cost_for_prompt(&self, usage: &TokenUsage, prompt_tokens: u64) -> CostPair {
         let geo = match (usage.geo_us, self.geo_us) {
             (true, Some(r)) => r,
             _ => Ratio::ONE,
         };
+        let rates = self.rates_for_prompt(prompt_tokens);
         let searches = usage.web_search_requests;
         CostPair {
-            cost: tokens_cost(&self.batch, usage, geo) + self.web_search_fee_batch.times(searches),
-            list_cost: tokens_cost(&self.list, usage, geo) + self.web_search_fee.times(searches),
+            cost: tokens_cost(&rates.batch, usage, geo) + self.web_search_fee_batch.times(searches),
+            list_cost: tokens_cost(&rates.list, usage, geo) + self.web_search_fee.times(searches),
         }
+    }
+
+    /// The rates a prompt of `prompt_tokens` is priced at: the long-context tier when the
+    /// model has one and the prompt is longer than its threshold, else the base rates.
+    pub fn rates_for_prompt(&self, prompt_tokens: u64) -> RatePair {
+        match &self.long_context {
+            Some(l) if prompt_tokens > l.threshold => RatePair { batch: l.batch, list: l.list },
+            _ => RatePair { batch: self.batch, list: self.list },
+        }
+    }
+
+    /// The prompt length above which the long-context tier applies, if the model has one.
+    pub fn tier_threshold(&self) -> Option<u64> {
+        self.long_context.as_ref().map(|l| l.threshold)
     }
 }
 
@@ -191,31 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn sums_add_every_field() {
-        let a = TokenUsage {
-            input: 1,
-            output: 2,
-            cache_write_5m: 3,
-            cache_write_1h: 4,
-            cache_read: 5,
-            web_search_requests: 6,
-            geo_us: false,
-        };
-        let mut b = a;
-        b.geo_us = true;
-        b += a;
-        assert_eq!(
-            b,
-            TokenUsage {
-                input: 2,
-                output: 4,
-                cache_write_5m: 6,
-                cache_write_1h: 8,
-                cache_read: 10,
-                web_search_requests: 12,
-                geo_us: true
-            }
-        );
+    fn cost_pairs_add() {
         let mut c = CostPair { cost: Money::from_usd(1), list_cost: Money::from_usd(2) };
         c += c;
         assert_eq!(c.savings(), Money::from_usd(2));

@@ -6,11 +6,14 @@
 
 mod check;
 mod cost;
+mod entry;
 mod raw;
 mod table;
 
+/// Re-exported from the leaf [`crate::usage`] so older paths keep compiling.
+pub use crate::usage::{TokenKind, TokenUsage};
 pub use check::{CheckArgs, run_check};
-pub use cost::{CostPair, TokenKind, TokenUsage};
+pub use cost::CostPair;
 pub use table::PriceTable;
 
 use crate::money::{Money, Ratio};
@@ -38,19 +41,84 @@ impl Rates {
     }
 }
 
+/// How a provider's prices are shaped: which token classes exist and how the batch price of
+/// cached input is derived. A provider's `kind` in `pricing.toml` (and an upstream's in
+/// `batchcost.toml`) defaults to its name for these three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Five classes (cache writes at two TTLs); optional US uplift; no tiers.
+    Anthropic,
+    /// Input, cached input, output (reasoning inside); batch cached input from
+    /// `batch_cache_read`, else the batch input price.
+    OpenAi,
+    /// Input, cached input, output (thinking inside); batch cached input from
+    /// `batch_cache_read`, else the standard cached price (reference 1.8: a cache hit is
+    /// discounted in batch only where the batch tab lists it).
+    Gemini,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 3] =
+        [ProviderKind::Anthropic, ProviderKind::OpenAi, ProviderKind::Gemini];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Rates above a prompt-length threshold (Gemini Pro's long context): the whole request is
+/// priced at these, not only the tokens past the threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongContext {
+    /// A prompt of more than this many tokens takes the long rates.
+    pub threshold: u64,
+    pub batch: Rates,
+    pub list: Rates,
+}
+
+/// Batch and standard rates of one tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RatePair {
+    pub batch: Rates,
+    pub list: Rates,
+}
+
 /// The prices of one model in force at one instant, ready to price usages.
+///
+/// For gateways: [`ResolvedPrice::cost`] prices a settled usage (tier from its actual
+/// prompt length); for a worst case use [`ResolvedPrice::cost_for_prompt`] with the upper
+/// bound on the prompt, or [`ResolvedPrice::rates_for_prompt`] / [`tier_threshold`]
+/// directly. A request without an output cap is bounded by `max_output_tokens`.
+///
+/// [`tier_threshold`]: ResolvedPrice::tier_threshold
 #[derive(Clone, Debug)]
 pub struct ResolvedPrice {
+    /// The provider (upstream) name, e.g. `openai` or `together`: the `provider` label.
     pub provider: String,
+    pub kind: ProviderKind,
     /// Canonical id (aliases resolve to it), the `model` metric label.
     pub model: String,
     pub effective_from: jiff::civil::Date,
     pub source: String,
     pub unconfirmed: bool,
-    /// Batch-tier prices per token.
+    /// Batch-tier prices per token (the short-context tier where there are two).
     pub batch: Rates,
     /// Standard (synchronous) list prices per token, for savings and FOCUS `ListCost`.
     pub list: Rates,
+    /// The long-context tier, if the model has one.
+    pub long_context: Option<LongContext>,
+    /// The model's output maximum (from the table), for requests without an output cap.
+    pub max_output_tokens: Option<u64>,
+    /// An embeddings model: only input is priced, output is always zero.
+    pub embeddings: bool,
     /// Per web search at standard price.
     pub web_search_fee: Money,
     /// Per web search in a batch (no discount unless the table says so).

@@ -22,6 +22,8 @@ pub struct RawTable {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// `anthropic`, `openai` or `gemini`; defaults to the provider's name for those three.
+    pub kind: Option<Spanned<String>>,
     pub batch_discount: Spanned<Value>,
     pub web_search_fee_per_1000: Option<Spanned<Value>>,
     #[serde(default)]
@@ -38,6 +40,13 @@ pub struct RawModel {
     pub aliases: Vec<Spanned<String>>,
     #[serde(default)]
     pub geo_us: bool,
+    /// Overrides the provider's discount for this model (a reseller's per-model discount).
+    pub batch_discount: Option<Spanned<Value>>,
+    /// The model's output maximum: the worst case of a request without an output cap.
+    pub max_output_tokens: Option<Spanned<i64>>,
+    /// An embeddings model: input is its only class.
+    #[serde(default)]
+    pub embeddings: bool,
     #[serde(default)]
     pub prices: Vec<Spanned<RawEntry>>,
 }
@@ -55,6 +64,14 @@ pub struct RawEntry {
     pub cache_write_1h: Option<Spanned<Value>>,
     pub cache_read: Option<Spanned<Value>>,
     pub batch_cache_read: Option<Spanned<Value>>,
+    /// Overrides the model's (or provider's) discount from this entry on.
+    pub batch_discount: Option<Spanned<Value>>,
+    /// Prompt tokens above which the whole request is priced at the `long_*` rates.
+    pub long_context_threshold: Option<Spanned<i64>>,
+    pub long_input: Option<Spanned<Value>>,
+    pub long_output: Option<Spanned<Value>>,
+    pub long_cache_read: Option<Spanned<Value>>,
+    pub long_batch_cache_read: Option<Spanned<Value>>,
 }
 
 /// The text being parsed, for turning byte offsets into `file:line: key: message`.

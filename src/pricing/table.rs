@@ -1,18 +1,14 @@
-//! Validation of the raw file into an immutable table, and price lookup by id or alias
-//! at an instant (the price history).
+//! Validation of the raw file into an immutable table, and price lookup by (provider,
+//! model id or alias) at an instant (the price history).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use jiff::civil::Date;
-
-use super::raw::{RawEntry, RawModel, RawProvider, Source};
-use super::{PricingError, Rates, ResolvedPrice, TokenKind};
+use super::entry::{Entry, Terms, discount, entry};
+use super::raw::{RawModel, RawProvider, Source};
+use super::{PricingError, ProviderKind, ResolvedPrice};
 use crate::money::{Money, Ratio};
-
-/// Providers the cost engine knows how to price.
-const PROVIDERS: [&str; 2] = ["anthropic", "openai"];
 
 /// A validated price table. Cheap to clone (shared immutable data).
 #[derive(Clone, Debug)]
@@ -24,12 +20,18 @@ pub struct PriceTable {
 struct Inner {
     version: String,
     models: Vec<Model>,
-    /// Id or alias -> index into `models`.
+    /// Provider -> id or alias -> index into `models` (nested so a lookup allocates nothing).
+    by_provider: HashMap<String, HashMap<String, usize>>,
+    /// Id or alias -> index, for [`PriceTable::resolve`]: a first-party provider (named as
+    /// its kind) wins over a reseller, then file order.
     names: HashMap<String, usize>,
+    /// Every `[providers.NAME]` section's kind, models or not.
+    kinds: HashMap<String, ProviderKind>,
 }
 
 #[derive(Debug)]
 pub(super) struct Provider {
+    pub kind: ProviderKind,
     pub batch: Ratio,
     pub web_search_fee: Money,
     pub web_search_fee_batch: Money,
@@ -42,18 +44,11 @@ pub(super) struct Model {
     pub id: String,
     pub aliases: Vec<String>,
     pub geo_us: bool,
+    pub max_output_tokens: Option<u64>,
+    pub embeddings: bool,
     pub settings: Arc<Provider>,
     /// Sorted by `effective_from`, all distinct.
     pub entries: Vec<Entry>,
-}
-
-#[derive(Debug)]
-pub(super) struct Entry {
-    pub effective_from: Date,
-    pub source: String,
-    pub unconfirmed: bool,
-    pub list: Rates,
-    pub batch: Rates,
 }
 
 impl PriceTable {
@@ -77,16 +72,19 @@ impl PriceTable {
         let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
         for (name, p) in &raw.providers {
             let key = format!("providers.{}", name.get_ref());
-            if !PROVIDERS.contains(&name.get_ref().as_str()) {
-                return Err(src.invalid(
-                    name.span().start,
-                    &key,
-                    format!("unknown provider, expected one of {}", PROVIDERS.join(", ")),
-                ));
+            let n = name.get_ref();
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                let msg = "a provider name is lowercase letters, digits, `-` and `_` (the upstream's name)";
+                return Err(src.invalid(name.span().start, &key, msg));
             }
-            providers.insert(name.get_ref().clone(), Arc::new(provider(&src, p, &key)?));
+            providers.insert(n.clone(), Arc::new(provider(&src, n, p, &key)?));
         }
-        let mut models = Vec::new();
+        let mut models: Vec<Model> = Vec::new();
+        let mut by_provider: HashMap<String, HashMap<String, usize>> = HashMap::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, m) in raw.models.iter().enumerate() {
             let key = format!("models[{i}]");
@@ -94,19 +92,34 @@ impl PriceTable {
             let named = std::iter::once((&m.id, "id".to_string()))
                 .chain(m.aliases.iter().enumerate().map(|(j, a)| (a, format!("aliases[{j}]"))));
             for (name, field) in named {
-                if let Some(&other) = names.get(name.get_ref()) {
-                    let other_id = models.get(other).map_or(m.id.get_ref(), |o: &Model| &o.id);
+                let own = by_provider.entry(model.provider.clone()).or_default();
+                if let Some(&other) = own.get(name.get_ref()) {
+                    let other_id = models.get(other).map_or(m.id.get_ref(), |o| &o.id);
                     let msg = format!(
-                        "`{}` is already used by models[{other}] (`{other_id}`)",
-                        name.get_ref()
+                        "`{}` is already used by models[{other}] (`{other_id}`) of provider `{}`",
+                        name.get_ref(),
+                        model.provider
                     );
                     return Err(src.invalid(name.span().start, &format!("{key}.{field}"), msg));
                 }
-                names.insert(name.get_ref().clone(), i);
+                own.insert(name.get_ref().clone(), i);
+                let first_party = |m: &Model| m.provider == m.settings.kind.as_str();
+                let replace = match names.get(name.get_ref()) {
+                    None => true,
+                    Some(&o) => {
+                        let earlier = models.get(o).unwrap_or(&model);
+                        !first_party(earlier) && first_party(&model)
+                    }
+                };
+                if replace {
+                    names.insert(name.get_ref().clone(), i);
+                }
             }
             models.push(model);
         }
-        Ok(PriceTable { inner: Arc::new(Inner { version, models, names }) })
+        let kinds = providers.iter().map(|(n, p)| (n.clone(), p.kind)).collect();
+        let inner = Inner { version, models, by_provider, names, kinds };
+        Ok(PriceTable { inner: Arc::new(inner) })
     }
 
     /// The table's `version`, exported as the `pricing_version` build-info label.
@@ -114,21 +127,43 @@ impl PriceTable {
         &self.inner.version
     }
 
-    /// By id or alias; the entry in force at `at` (the latest `effective_from` on or before
-    /// `at`'s UTC date). `None` if the model is unknown or has no entry in force yet.
+    /// By provider (the upstream's name, e.g. `openai` or `together`) and id or alias; the
+    /// entry in force at `at` (the latest `effective_from` on or before `at`'s UTC date).
+    /// `None` if the provider does not list the model or it has no entry in force yet.
+    pub fn resolve_for(
+        &self,
+        provider: &str,
+        model: &str,
+        at: jiff::Timestamp,
+    ) -> Option<ResolvedPrice> {
+        let i = *self.inner.by_provider.get(provider)?.get(model)?;
+        self.resolve_index(i, at)
+    }
+
+    /// By id or alias under any provider (a first-party provider wins where a reseller
+    /// lists the same id); otherwise as [`PriceTable::resolve_for`]. Gateways that know
+    /// their upstream should call `resolve_for`.
     pub fn resolve(&self, model: &str, at: jiff::Timestamp) -> Option<ResolvedPrice> {
-        let m = &self.inner.models[*self.inner.names.get(model)?];
+        self.resolve_index(*self.inner.names.get(model)?, at)
+    }
+
+    fn resolve_index(&self, i: usize, at: jiff::Timestamp) -> Option<ResolvedPrice> {
+        let m = &self.inner.models[i];
         let day = at.to_zoned(jiff::tz::TimeZone::UTC).date();
         let e = m.entries.iter().rev().find(|e| e.effective_from <= day)?;
         let s = &m.settings;
         Some(ResolvedPrice {
             provider: m.provider.clone(),
+            kind: s.kind,
             model: m.id.clone(),
             effective_from: e.effective_from,
             source: e.source.clone(),
             unconfirmed: e.unconfirmed,
             batch: e.batch,
             list: e.list,
+            long_context: e.long,
+            max_output_tokens: m.max_output_tokens,
+            embeddings: m.embeddings,
             web_search_fee: s.web_search_fee,
             web_search_fee_batch: s.web_search_fee_batch,
             geo_us: m.geo_us.then_some(s.geo_us),
@@ -140,21 +175,36 @@ impl PriceTable {
         self.inner.models.iter().map(|m| (m.provider.clone(), m.id.clone())).collect()
     }
 
+    /// The kind of a `[providers.NAME]` section, for checking an upstream's `kind` in
+    /// `batchcost.toml` against the rows that will price it. `None`: no such section.
+    pub fn provider_kind(&self, provider: &str) -> Option<ProviderKind> {
+        self.inner.kinds.get(provider).copied()
+    }
+
     pub(super) fn raw_models(&self) -> &[Model] {
         &self.inner.models
     }
 }
 
-fn provider(src: &Source, p: &RawProvider, key: &str) -> Result<Provider, PricingError> {
-    let discount = src.ratio(&p.batch_discount, &format!("{key}.batch_discount"))?;
-    if discount.num > discount.den {
-        return Err(src.invalid(
-            p.batch_discount.span().start,
-            &format!("{key}.batch_discount"),
-            "must be between 0 and 1",
-        ));
-    }
-    let batch = Ratio { num: discount.den - discount.num, den: discount.den };
+fn provider(
+    src: &Source,
+    name: &str,
+    p: &RawProvider,
+    key: &str,
+) -> Result<Provider, PricingError> {
+    let kind = match &p.kind {
+        Some(k) => ProviderKind::parse(k.get_ref()).ok_or_else(|| {
+            let msg =
+                format!("unknown kind `{}`, expected anthropic, openai or gemini", k.get_ref());
+            src.invalid(k.span().start, &format!("{key}.kind"), msg)
+        })?,
+        None => ProviderKind::parse(name).ok_or_else(|| {
+            let msg =
+                "needs a kind (anthropic, openai or gemini): only those three names imply one";
+            src.invalid(p.batch_discount.span().start, &format!("{key}.kind"), msg)
+        })?,
+    };
+    let batch = discount(src, &p.batch_discount, &format!("{key}.batch_discount"))?;
     let mut fee = Money::ZERO;
     if let Some(v) = &p.web_search_fee_per_1000 {
         let k = format!("{key}.web_search_fee_per_1000");
@@ -177,10 +227,14 @@ fn provider(src: &Source, p: &RawProvider, key: &str) -> Result<Provider, Pricin
         src.invalid(at, &format!("{key}.web_search_fee_per_1000"), msg)
     })?;
     let geo_us = match &p.geo_us_uplift {
+        Some(v) if kind != ProviderKind::Anthropic => {
+            let msg = "only anthropic-kind providers have a US data-residency uplift";
+            return Err(src.invalid(v.span().start, &format!("{key}.geo_us_uplift"), msg));
+        }
         Some(v) => src.ratio(v, &format!("{key}.geo_us_uplift"))?,
         None => Ratio::ONE,
     };
-    Ok(Provider { batch, web_search_fee: fee, web_search_fee_batch: fee_batch, geo_us })
+    Ok(Provider { kind, batch, web_search_fee: fee, web_search_fee_batch: fee_batch, geo_us })
 }
 
 fn model(
@@ -214,10 +268,32 @@ fn model(
             format!("model `{}` has no price entries", m.id.get_ref()),
         ));
     }
+    let kind = settings.kind;
+    let line_of_id = m.id.span().start;
+    if m.geo_us && kind != ProviderKind::Anthropic {
+        let msg = format!("the US uplift is anthropic-only, not for the {} kind", kind.as_str());
+        return Err(src.invalid(line_of_id, &format!("{key}.geo_us"), msg));
+    }
+    if m.embeddings && kind == ProviderKind::Anthropic {
+        let msg = "anthropic has no embeddings models";
+        return Err(src.invalid(line_of_id, &format!("{key}.embeddings"), msg));
+    }
+    let max_output_tokens = match &m.max_output_tokens {
+        Some(v) => Some(u64::try_from(*v.get_ref()).ok().filter(|&n| n > 0).ok_or_else(|| {
+            src.invalid(v.span().start, &format!("{key}.max_output_tokens"), "must be > 0")
+        })?),
+        None => None,
+    };
+    let batch = match &m.batch_discount {
+        Some(v) => discount(src, v, &format!("{key}.batch_discount"))?,
+        None => settings.batch,
+    };
+    let terms =
+        Terms { kind, batch, geo: m.geo_us.then_some(settings.geo_us), embeddings: m.embeddings };
     let mut entries: Vec<Entry> = Vec::new();
     for (j, e) in m.prices.iter().enumerate() {
         let ek = format!("{key}.prices[{j}]");
-        let entry = entry(src, e.get_ref(), &ek, prov, settings, m.geo_us)?;
+        let entry = entry(src, e.get_ref(), &ek, &terms)?;
         if let Some(j2) = entries.iter().position(|o| o.effective_from == entry.effective_from) {
             let msg = format!("effective_from {} repeats {key}.prices[{j2}]", entry.effective_from);
             return Err(src.invalid(
@@ -234,114 +310,9 @@ fn model(
         id: m.id.get_ref().clone(),
         aliases: m.aliases.iter().map(|a| a.get_ref().clone()).collect(),
         geo_us: m.geo_us,
+        max_output_tokens,
+        embeddings: m.embeddings,
         settings: settings.clone(),
         entries,
     })
-}
-
-fn entry(
-    src: &Source,
-    e: &RawEntry,
-    key: &str,
-    provider: &str,
-    p: &Provider,
-    geo: bool,
-) -> Result<Entry, PricingError> {
-    let effective_from = src.date(&e.effective_from, &format!("{key}.effective_from"))?;
-    if e.source.get_ref().trim().is_empty() {
-        return Err(src.invalid(
-            e.source.span().start,
-            &format!("{key}.source"),
-            "must name the page the prices came from and when",
-        ));
-    }
-    let openai = provider == "openai";
-    let price = |name: &str,
-                 v: &Option<toml::Spanned<toml::Value>>|
-     -> Result<Option<(Money, usize)>, PricingError> {
-        match v {
-            Some(v) => {
-                Ok(Some((src.price_per_token(v, &format!("{key}.{name}"))?, v.span().start)))
-            }
-            None => Ok(None),
-        }
-    };
-    let entry_line = e.effective_from.span().start;
-    let required = |name: &str, v| -> Result<(Money, usize), PricingError> {
-        price(name, v)?
-            .ok_or_else(|| src.invalid(entry_line, &format!("{key}.{name}"), "missing price class"))
-    };
-    let input = required("input", &e.input)?;
-    let output = required("output", &e.output)?;
-    let (w5, w1h, read, batch_read);
-    if openai {
-        // OpenAI caches automatically and bills writes as ordinary input, so write classes
-        // are not applicable; a missing cached price means cached tokens cost input.
-        for (name, v) in
-            [("cache_write_5m", &e.cache_write_5m), ("cache_write_1h", &e.cache_write_1h)]
-        {
-            if let Some(v) = v {
-                return Err(src.invalid(
-                    v.span().start,
-                    &format!("{key}.{name}"),
-                    "not applicable to openai (cache writes are billed as input)",
-                ));
-            }
-        }
-        (w5, w1h) = (input, input);
-        read = price("cache_read", &e.cache_read)?.unwrap_or(input);
-        batch_read = price("batch_cache_read", &e.batch_cache_read)?;
-    } else {
-        w5 = required("cache_write_5m", &e.cache_write_5m)?;
-        w1h = required("cache_write_1h", &e.cache_write_1h)?;
-        read = required("cache_read", &e.cache_read)?;
-        if let Some(v) = &e.batch_cache_read {
-            return Err(src.invalid(v.span().start, &format!("{key}.batch_cache_read"), "only for openai; anthropic batch prices are the batch discount applied to every class"));
-        }
-        batch_read = None;
-    }
-    let found = [input, output, w5, w1h, read];
-    let list = rates(found.map(|(m, _)| m));
-    let mut batch = [Money::ZERO; 5];
-    for (i, kind) in TokenKind::ALL.into_iter().enumerate() {
-        let (money, at) = found[i];
-        let exact = |r: Ratio, what: &str| -> Result<Money, PricingError> {
-            r.apply(money).ok_or_else(|| {
-                let usd = money.times(1_000_000).usd_exact();
-                let msg =
-                    format!("price {usd} is not a whole pico-dollar per token after the {what}");
-                src.invalid(at, &format!("{key}.{}", kind.as_str()), msg)
-            })
-        };
-        batch[i] = exact(p.batch, "batch discount")?;
-        if geo {
-            exact(p.geo_us, "geo uplift")?;
-            exact(p.batch.then(p.geo_us), "batch discount and geo uplift")?;
-        }
-    }
-    let mut batch = rates(batch);
-    if openai {
-        // Writes bill as input; without a batch cached price, cached tokens bill as batch input.
-        batch.cache_write_5m = batch.input;
-        batch.cache_write_1h = batch.input;
-        batch.cache_read = batch_read.map_or(batch.input, |(m, _)| m);
-    }
-    Ok(Entry {
-        effective_from,
-        source: e.source.get_ref().trim().to_string(),
-        unconfirmed: e.unconfirmed,
-        list,
-        batch,
-    })
-}
-
-/// Builds rates from values in [`TokenKind::ALL`] order.
-fn rates(v: [Money; 5]) -> Rates {
-    Rates {
-        input: v[0],
-        output: v[1],
-        cache_write_5m: v[2],
-        cache_write_1h: v[3],
-        cache_read: v[4],
-    }
 }

@@ -133,6 +133,7 @@ mod tests {
             cache_read: 10_000,
             web_search_requests: searches,
             geo_us,
+            ..Default::default()
         }
     }
 

@@ -62,6 +62,7 @@ pub fn usage(n: u64, searches: u64, geo_us: bool) -> TokenUsage {
         cache_read: if n % 2 == 1 { 5000 + n } else { 0 },
         web_search_requests: searches,
         geo_us,
+        ..Default::default()
     }
 }
 

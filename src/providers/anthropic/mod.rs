@@ -1,4 +1,5 @@
 //! Anthropic Message Batches API.
 
 pub mod client;
+pub mod usage;
 pub mod wire;
