@@ -101,6 +101,42 @@ fn best_of(n: usize, mut f: impl FnMut() -> u64) -> f64 {
     best
 }
 
+/// CPU seconds of `n` runs of `f`, per run (this process: the bench's other threads idle).
+fn cpu_per_run(n: usize, mut f: impl FnMut() -> u64) -> f64 {
+    let c = support::self_cpu();
+    let mut sink = 0u64;
+    for _ in 0..n {
+        sink = sink.wrapping_add(f());
+    }
+    std::hint::black_box(sink);
+    (support::self_cpu() - c).as_secs_f64() / n as f64
+}
+
+/// One line of the CPU-time table.
+fn cpu_row(
+    cpu: &mut Vec<String>,
+    what: &str,
+    direct: Option<f64>,
+    gateway: f64,
+    typed: f64,
+    unit: &str,
+) {
+    let scale = if unit == "ms" {
+        1e3
+    } else if unit == "us" {
+        1e6
+    } else {
+        1.0
+    };
+    cpu.push(format!(
+        "{what:<44} {:>12} {:>12.3} {:>14} {:>14.1}x",
+        direct.map_or(String::new(), |d| format!("{:.3}", d * scale)),
+        gateway * scale,
+        direct.map_or(String::new(), |d| format!("{:.2}x", gateway / d)),
+        gateway / typed,
+    ));
+}
+
 fn typed_parse(bytes: &[u8]) -> u64 {
     let b: TypedBody = serde_json::from_slice(bytes).expect("typed parse");
     b.requests
@@ -129,8 +165,9 @@ fn typed_results(results: &[u8]) -> u64 {
     n
 }
 
-/// `batchcost estimate` on `file` under `/usr/bin/time -v`: (wall s, peak RSS bytes).
-fn estimate_process(file: &Path, pricing: &Path) -> Option<(f64, u64)> {
+/// `batchcost estimate` on `file` under `/usr/bin/time -v`: (wall s, peak RSS bytes,
+/// user + system CPU s).
+fn estimate_process(file: &Path, pricing: &Path) -> Option<(f64, u64, f64)> {
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(env!("CARGO_BIN_EXE_batchcost"))
@@ -147,7 +184,9 @@ fn estimate_process(file: &Path, pricing: &Path) -> Option<(f64, u64)> {
     let rss_kb: u64 = field("Maximum resident set size (kbytes):")?.parse().ok()?;
     let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")?;
     let secs = wall.split(':').fold(0.0, |acc, p| acc * 60.0 + p.parse::<f64>().unwrap_or(0.0));
-    Some((secs, rss_kb * 1024))
+    let user: f64 = field("User time (seconds):")?.parse().ok()?;
+    let sys: f64 = field("System time (seconds):")?.parse().ok()?;
+    Some((secs, rss_kb * 1024, user + sys))
 }
 
 /// `n` small creates from 16 clients at once: submissions per second and how many of
@@ -201,11 +240,26 @@ fn main() {
     // 1. 10-request creates, alternating direct and through the gateway.
     let small = body("p", 10, 200);
     let typed_small = best_of(200, || typed_parse(&small));
+    let mut cpu: Vec<String> = Vec::new();
+    let typed_small_cpu = cpu_per_run(20_000, || typed_parse(&small));
     let (mut direct, mut via) = (Vec::new(), Vec::new());
+    let (mut sim_cpu, mut gw_cpu) = (Duration::ZERO, Duration::ZERO);
     for i in 0..300 {
+        let c = sim.cpu();
         direct.push(post(&http, &sim.url, KEY, body(&format!("d{i}"), 10, 200)).0);
+        sim_cpu += sim.cpu() - c;
+        let c = gw.cpu();
         via.push(post(&http, &gw.url, CLIENT, body(&format!("g{i}"), 10, 200)).0);
+        gw_cpu += gw.cpu() - c;
     }
+    cpu_row(
+        &mut cpu,
+        "10-request create, CPU per create (ms)",
+        Some(sim_cpu.as_secs_f64() / 300.0),
+        gw_cpu.as_secs_f64() / 300.0,
+        typed_small_cpu,
+        "ms",
+    );
     let (d, g) = (median(direct), median(via));
     let added = g.saturating_sub(d);
     rows.push([
@@ -223,8 +277,21 @@ fn main() {
 
     // 2. Admission: 16 clients, 2,000 small submissions each way.
     let typed_tiny = best_of(200, || typed_parse(&body("t", 2, 100)));
+    let typed_tiny_cpu = cpu_per_run(50_000, || typed_parse(&body("t", 2, 100)));
+    let c = sim.cpu();
     let (rate_direct, _) = burst(&http, &sim.url, KEY, "ad", 2_000);
+    let sim_cpu = (sim.cpu() - c).as_secs_f64() / 2_000.0;
+    let c = gw.cpu();
     let (rate_gw, admitted) = burst(&http, &gw.url, CLIENT, "ag", 2_000);
+    let gw_cpu = (gw.cpu() - c).as_secs_f64() / 2_000.0;
+    cpu_row(
+        &mut cpu,
+        "admission, CPU per submission (us)",
+        Some(sim_cpu),
+        gw_cpu,
+        typed_tiny_cpu,
+        "us",
+    );
     assert_eq!(admitted, 2_000, "every admission fits the big budget");
     rows.push([
         "admission, 16 clients (/s)".into(),
@@ -247,9 +314,16 @@ fn main() {
     let big = body("bigd", requests, 1_900);
     let size = big.len();
     let typed_big = best_of(3, || typed_parse(&big));
+    let typed_big_cpu = cpu_per_run(3, || typed_parse(&big));
+    let c = sim.cpu();
     let (t_direct, _) = post(&http, &sim.url, KEY, big);
+    let sim_cpu = (sim.cpu() - c).as_secs_f64();
     let base_hwm = gw.kb("VmHWM:");
-    let (t_gw, v) = post(&http, &gw.url, CLIENT, body("bigg", requests, 1_900));
+    let big_gw = body("bigg", requests, 1_900);
+    let c = gw.cpu();
+    let (t_gw, v) = post(&http, &gw.url, CLIENT, big_gw);
+    let gw_cpu = (gw.cpu() - c).as_secs_f64();
+    cpu_row(&mut cpu, "big create, CPU (s)", Some(sim_cpu), gw_cpu, typed_big_cpu, "s");
     let id = v["id"].as_str().unwrap().to_string();
     let hwm = gw.kb("VmHWM:") * 1024;
     // Settlement is timed in a fresh process: stop this one before it settles the batch
@@ -280,6 +354,7 @@ fn main() {
 
     // 5. Settlement by a fresh gateway process, and the parsers alone.
     let gw2 = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV);
+    let c = gw2.cpu();
     let t = Instant::now();
     loop {
         let r = status(&gw2.url);
@@ -290,6 +365,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let settle_rate = requests as f64 / t.elapsed().as_secs_f64();
+    let settle_cpu = (gw2.cpu() - c).as_secs_f64();
     let results = http
         .get(format!("{}/v1/messages/batches/{id}/results", sim.url))
         .header("x-api-key", KEY)
@@ -306,6 +382,8 @@ fn main() {
         t.lines
     });
     let typed_res = best_of(3, || typed_results(&results));
+    let typed_res_cpu = cpu_per_run(3, || typed_results(&results));
+    cpu_row(&mut cpu, "settlement, CPU (s)", None, settle_cpu, typed_res_cpu, "s");
     let lines = requests as f64;
     rows.push([
         "settlement after restart (lines/s)".into(),
@@ -329,7 +407,8 @@ fn main() {
     // 4. `batchcost estimate` on the same bytes.
     let file = dir.path().join("big.json");
     std::fs::write(&file, body("bigg", requests, 1_900)).unwrap();
-    if let Some((secs, rss)) = estimate_process(&file, &pricing) {
+    if let Some((secs, rss, est_cpu)) = estimate_process(&file, &pricing) {
+        cpu_row(&mut cpu, "batchcost estimate, CPU (s)", None, est_cpu, typed_big_cpu, "s");
         rows.push([
             "batchcost estimate, same body (s)".into(),
             String::new(),
@@ -348,5 +427,17 @@ fn main() {
     );
     for r in &rows {
         println!("{:<40} {:>10} {:>10} {:>10} {:>18}  {}", r[0], r[1], r[2], r[3], r[4], r[5]);
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12} {:>14} {:>15}",
+        "CPU time (user + system, 10 ms ticks)",
+        "simulator",
+        "gateway",
+        "vs simulator",
+        "vs typed parse"
+    );
+    for l in &cpu {
+        println!("{l}");
     }
 }

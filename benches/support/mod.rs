@@ -57,6 +57,11 @@ impl Proc {
         )
     }
 
+    /// CPU time (user + system) the process has used so far.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// A `/proc/PID/status` field in kB.
     pub fn kb(&self, field: &str) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -192,4 +197,20 @@ limit_usd = 9000000.0
     )
     .unwrap();
     path
+}
+
+/// User + system CPU time from a `/proc/.../stat` file. On a shared machine a process's
+/// wall time depends on everyone else's load; its CPU time much less.
+pub fn cpu_of(stat_path: &str) -> Duration {
+    let s = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// This process's CPU time so far.
+pub fn self_cpu() -> Duration {
+    cpu_of("/proc/self/stat")
 }
