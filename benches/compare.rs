@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use batchcost::estimate::{EstimateOptions, estimate_bytes};
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
 use serde::Deserialize;
 use support::{ADMIN, CLIENT, EXACT_CLIENT, GATEWAY_ENV, KEY, Proc, body, median, ms, post};
@@ -375,7 +376,8 @@ fn main() {
         .bytes()
         .unwrap();
     let tally = best_of(3, || {
-        let mut t = Tally::new(&table, jiff::Timestamp::now(), Some("claude-haiku-4-5".into()));
+        let mut t =
+            Tally::new(&Lines, &table, jiff::Timestamp::now(), Some("claude-haiku-4-5".into()));
         for line in results.split(|b| *b == b'\n') {
             t.add_line(line).unwrap();
         }

@@ -82,6 +82,11 @@ pub(super) fn admit_in_tx(
     let (usd, inp, out) =
         (to_db(s.hold.usd)?, count_to_db(s.hold.input_tokens)?, count_to_db(s.hold.output_tokens)?);
     for w in &s.windows {
+        // A budget whose `models` filter selects part of the batch holds only that part.
+        let (usd, inp, out) = match &w.hold {
+            Some(h) => (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?),
+            None => (usd, inp, out),
+        };
         exec(
             c,
             "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
