@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod budgets;
+
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
 #[command(name = "batchcost", version, about, long_about = None)]
@@ -29,6 +31,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
 }
 
 /// `batchcost pricing ...`
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
     }
 }
 

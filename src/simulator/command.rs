@@ -17,49 +17,51 @@ pub struct SimulateArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (x-api-key or Authorization: Bearer).
+    /// The API key clients must send (x-api-key or Authorization: Bearer). Required, here or
+    /// in the environment. A gateway in front of the simulator must use the same value as
+    /// its upstream key.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Simulated seconds per real second (3600: an hour per second; 0: frozen).
+    /// Simulated seconds per real second (3600: an hour per second; 0: frozen). [default: 1]
     #[arg(long)]
     pub time_scale: Option<f64>,
-    /// Seed of ids, outcomes, usage and faults.
+    /// Seed of ids, outcomes, usage and faults. [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Requests each batch completes per simulated second.
+    /// Requests each batch completes per simulated second. [default: 50]
     #[arg(long = "rate")]
     pub requests_per_second: Option<f64>,
-    /// Simulated seconds before a batch's first request completes.
+    /// Simulated seconds before a batch's first request completes. [default: 60]
     #[arg(long)]
     pub startup_secs: Option<f64>,
-    /// Simulated seconds from cancel to end (in-flight requests still finish).
+    /// Simulated seconds from cancel to end (in-flight requests still finish). [default: 5]
     #[arg(long)]
     pub cancel_grace_secs: Option<f64>,
-    /// Share of valid requests that end errored (api_error).
+    /// Share of valid requests that end errored (api_error). [default: 0]
     #[arg(long)]
     pub errored_fraction: Option<f64>,
-    /// Share of API calls answered 500 api_error.
+    /// Share of API calls answered 500 api_error. [default: 0]
     #[arg(long = "fault-500")]
     pub fault_500: Option<f64>,
-    /// Share of API calls answered 529 overloaded_error.
+    /// Share of API calls answered 529 overloaded_error. [default: 0]
     #[arg(long = "fault-529")]
     pub fault_529: Option<f64>,
-    /// Share of API calls answered 429 rate_limit_error.
+    /// Share of API calls answered 429 rate_limit_error. [default: 0]
     #[arg(long = "fault-429")]
     pub fault_429: Option<f64>,
-    /// retry-after seconds sent with 429 and 529.
+    /// retry-after seconds sent with 429 and 529. [default: 0]
     #[arg(long)]
     pub retry_after: Option<u64>,
-    /// Share of API calls answered slowly.
+    /// Share of API calls answered slowly. [default: 0]
     #[arg(long)]
     pub slow_rate: Option<f64>,
-    /// Delay of a slow answer, in milliseconds.
+    /// Delay of a slow answer, in milliseconds. [default: 0]
     #[arg(long)]
     pub slow_ms: Option<u64>,
-    /// Share of results downloads cut off mid-line.
+    /// Share of results downloads cut off mid-line. [default: 0]
     #[arg(long)]
     pub cut_results: Option<f64>,
-    /// Share of creates that succeed but answer 500 (batch created, id lost).
+    /// Share of creates that succeed but answer 500 (batch created, id lost). [default: 0]
     #[arg(long)]
     pub create_lost: Option<f64>,
     /// Operations faults apply to (comma-separated: create,retrieve,list,cancel,delete,results,count_tokens); default all.
@@ -68,7 +70,8 @@ pub struct SimulateArgs {
     /// Base URL put in results_url (default: http:// + the bound address).
     #[arg(long)]
     pub public_base_url: Option<String>,
-    /// TOML file with any of these settings (flags win).
+    /// TOML file with any of these settings (flags win over the file, the file over the
+    /// defaults shown).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -170,10 +173,11 @@ pub async fn run(args: SimulateArgs) -> Result<(), CliError> {
         CliError::Runtime(anyhow::Error::new(e).context(format!("binding {listen}")))
     })?;
     let handle = spawn(config, listener).await?;
+    let stop = crate::shutdown::signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", handle.addr()).and_then(|()| out.flush()).ok();
     drop(out);
-    crate::shutdown::signal().await;
+    stop.await;
     tracing::info!("simulator shutting down");
     handle.shutdown().await;
     Ok(())
