@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
+pub mod run;
+mod simulate;
 
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
@@ -22,8 +24,8 @@ pub enum Command {
     Serve(crate::gateway::ServeArgs),
     /// Simulator, gateway and sample traffic in one process; prints settled costs.
     Demo(crate::demo::DemoArgs),
-    /// Run the upstream simulator: a faithful Anthropic Message Batches API on loopback.
-    Simulate(Box<crate::simulator::SimulateArgs>),
+    /// Run the upstream simulator: faithful Anthropic, OpenAI and Gemini batch APIs on loopback.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
     Estimate(crate::estimate::EstimateArgs),
     /// Price table commands.
@@ -33,6 +35,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -63,9 +67,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Estimate(args) => crate::estimate::run(args),
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
-        Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
+        Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 
