@@ -2,6 +2,7 @@
 //! the simulator shares the wire types and nothing else.
 
 pub mod anthropic;
+pub mod http;
 pub mod openai;
 
 /// Provider names as they appear in the price table, metrics and reports.

@@ -3,6 +3,8 @@
 //! and usage mapping, and output/error-file line decoding.
 
 pub mod batchfile;
+pub mod client;
+pub mod compat;
 pub mod results;
 pub mod status;
 pub mod usage;
