@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
 
 const KEY: &str = "bench-provider-key";
@@ -292,7 +293,8 @@ fn main() {
         PriceTable::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"))
             .unwrap();
     let t = Instant::now();
-    let mut tally = Tally::new(&table, jiff::Timestamp::now(), Some("claude-haiku-4-5".into()));
+    let mut tally =
+        Tally::new(&Lines, &table, jiff::Timestamp::now(), Some("claude-haiku-4-5".into()));
     for line in results.split(|b| *b == b'\n') {
         tally.add_line(line).unwrap();
     }

@@ -44,6 +44,17 @@ pub fn applicable<'a>(budgets: &'a [Budget], project: &'a str) -> impl Iterator<
     budgets.iter().filter(move |b| b.project.as_deref().is_none_or(|p| p == project))
 }
 
+/// Budgets covering a batch of `project` on upstream `provider`: the project's and the
+/// global ones, less those whose `provider` filter names another upstream.
+pub fn applicable_to<'a>(
+    budgets: &'a [Budget],
+    project: &'a str,
+    provider: &'a str,
+) -> impl Iterator<Item = &'a Budget> {
+    applicable(budgets, project)
+        .filter(move |b| b.provider.as_deref().is_none_or(|p| p == provider))
+}
+
 /// `budget`'s window containing `at`, with the limits in force now, as the ledger takes it.
 pub fn window_ref(b: &Budget, tz: &TimeZone, at: Timestamp) -> WindowRef {
     let w = window(b.period, tz, at);
@@ -56,6 +67,7 @@ pub fn window_ref(b: &Budget, tz: &TimeZone, at: Timestamp) -> WindowRef {
         limit: b.limit,
         limit_input_tokens: b.limit_input_tokens,
         limit_output_tokens: b.limit_output_tokens,
+        hold: None,
     }
 }
 

@@ -38,25 +38,7 @@ pub enum PricingCommand {
     Check(crate::pricing::CheckArgs),
 }
 
-/// Why a command failed, which decides its exit status.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad usage, bad config or bad input file: exit 2.
-    #[error("{0}")]
-    Usage(String),
-    /// Something failed at run time: exit 1.
-    #[error("{0:#}")]
-    Runtime(#[from] anyhow::Error),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            CliError::Usage(_) => ExitCode::from(2),
-            CliError::Runtime(_) => ExitCode::from(1),
-        }
-    }
-}
+pub use crate::error::CliError;
 
 /// Parses arguments, runs the command, maps the outcome to an exit status.
 pub fn main() -> ExitCode {

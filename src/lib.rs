@@ -4,11 +4,13 @@
 //! neutral token classes, is a leaf every layer may import); `ledger` knows no
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
+pub mod app;
 pub mod budgets;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod estimate;
 pub mod failpoint;
 pub mod gateway;
@@ -17,10 +19,12 @@ pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod providers;
+pub mod recover;
 pub mod report;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
+pub mod submit;
 pub mod telemetry;
 pub mod tracker;
 pub mod usage;

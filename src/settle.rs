@@ -1,27 +1,32 @@
-//! Settlement: when a batch ends, stream its results (never holding the file), sum tokens
-//! per model and kind and requests per result type, price them with the entry in force
-//! at submission, and hand the ledger one settlement to record exactly once.
+//! Settlement: when a batch ends, stream its results through the provider's line decoder
+//! (never holding the file), sum tokens per model and kind and requests per outcome, price
+//! them with the entry in force at submission, and hand the ledger one settlement to
+//! record exactly once.
 //!
-//! Only succeeded results cost anything. Errored, canceled and expired lines carry no
-//! model, so they are counted under the batch's main model (the one with most requests).
+//! Only succeeded results cost anything. Lines without a model (errored, canceled and
+//! expired, in Anthropic's format) are counted under the batch's main model (the one with
+//! most requests).
+//!
+//! Speed (issue 17): a line is decoded borrowing its strings; the price and the totals of
+//! each model are resolved once per batch and model and found again by name without
+//! allocating; the stream is split on newlines without rescanning a partial line.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use jiff::Timestamp;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{ApiError, App};
+use crate::app::App;
 use crate::ledger::{BatchRecord, LedgerError, ModelUsage, Settlement, TokenTotals};
 use crate::money::Money;
-use crate::pricing::{PriceTable, ResolvedPrice, TokenUsage};
-use crate::providers::anthropic::client::{Forward, UpstreamError};
-use crate::providers::anthropic::wire::{
-    MessageBatch, ProcessingStatus, ResultLineUsage, ResultUsage,
+use crate::pricing::{PriceTable, ResolvedPrice};
+use crate::providers::{
+    BatchPhase, BatchStatus, FetchError, Forward, LineDecoder, Outcome, Provider, UpstreamError,
 };
+use crate::usage::TokenUsage;
 
 /// The per-model worst case kept with each batch: settlement compares against it and
 /// uses it to attribute results that carry no model.
@@ -39,7 +44,7 @@ pub struct ModelHold {
 }
 
 impl HoldBreakdown {
-    fn main_model(&self) -> Option<&str> {
+    pub fn main_model(&self) -> Option<&str> {
         self.models.iter().max_by_key(|m| m.requests).map(|m| m.model.as_str())
     }
 }
@@ -51,6 +56,8 @@ pub enum SettleError {
     NoUpstreamId,
     #[error("batch has not ended upstream")]
     NotEnded,
+    #[error("no upstream named `{0}` is configured")]
+    UnknownProvider(String),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("upstream answered HTTP {0}")]
@@ -67,43 +74,134 @@ pub enum SettleError {
     Api(String),
 }
 
-impl From<ApiError> for SettleError {
-    fn from(e: ApiError) -> Self {
-        SettleError::Api(e.to_string())
+impl From<FetchError> for SettleError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Upstream(u) => SettleError::Upstream(u),
+            FetchError::Status(s) => SettleError::Status(s),
+        }
     }
+}
+
+/// One model's price and running totals.
+struct Slot {
+    price: Option<ResolvedPrice>,
+    usage: ModelUsage,
 }
 
 /// Sums result lines. Pure: the unit under test for the results parser.
 pub struct Tally<'a> {
+    decoder: &'a dyn LineDecoder,
     pricing: &'a PriceTable,
+    /// Prices are looked up under this upstream's rows; `None`: under any provider.
+    provider: Option<&'a str>,
     at: Timestamp,
+    slots: Vec<Slot>,
+    /// Model name as written in the results (or configured) -> priced slot, `None` for
+    /// a model the table does not know. Filled once per distinct name.
+    by_name: HashMap<String, Option<usize>>,
+    /// Canonical id -> slot (aliases share their model's slot).
+    by_model: HashMap<String, usize>,
+    /// The batch's main model, for lines without a usable model; resolved on first use.
     fallback_model: Option<String>,
-    prices: HashMap<String, Option<ResolvedPrice>>,
-    models: BTreeMap<String, ModelUsage>,
+    fallback: Option<Option<usize>>,
+    unpriced: Option<usize>,
+    /// The last model name looked up and its slot: consecutive lines mostly share one.
+    /// The buffer is reused, so a change of model allocates nothing either.
+    last_name: String,
+    last_slot: Option<Option<usize>>,
     pub lines: u64,
     /// Custom-id fingerprint of the lines so far (see [`results_fingerprint`]).
     pub fingerprint: u64,
 }
 
 impl<'a> Tally<'a> {
-    pub fn new(pricing: &'a PriceTable, at: Timestamp, fallback_model: Option<String>) -> Self {
+    pub fn new(
+        decoder: &'a dyn LineDecoder,
+        pricing: &'a PriceTable,
+        at: Timestamp,
+        fallback_model: Option<String>,
+    ) -> Self {
         Tally {
+            decoder,
             pricing,
+            provider: None,
             at,
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            by_model: HashMap::new(),
             fallback_model,
-            prices: HashMap::new(),
-            models: BTreeMap::new(),
+            fallback: None,
+            unpriced: None,
+            last_name: String::new(),
+            last_slot: None,
             lines: 0,
             fingerprint: 0,
         }
     }
 
-    fn price(&mut self, model: &str) -> Option<ResolvedPrice> {
-        if !self.prices.contains_key(model) {
-            let p = self.pricing.resolve(model, self.at);
-            self.prices.insert(model.to_string(), p);
+    /// Prices under `provider`'s rows of the table (the upstream's name).
+    pub fn for_provider(mut self, provider: &'a str) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The fallback model's slot, if it has a price.
+    fn fallback(&mut self) -> Option<usize> {
+        if let Some(s) = self.fallback {
+            return s;
         }
-        self.prices.get(model).cloned().flatten()
+        let s = self.fallback_model.clone().and_then(|m| self.slot_of(&m));
+        self.fallback = Some(s);
+        s
+    }
+
+    /// The slot of `model` (resolved on first sight), or `None` if it has no price.
+    fn slot_of(&mut self, model: &str) -> Option<usize> {
+        if let Some(slot) = self.last_slot.filter(|_| self.last_name == model) {
+            return slot;
+        }
+        let slot = match self.by_name.get(model) {
+            Some(s) => *s,
+            None => {
+                let price = match self.provider {
+                    Some(provider) => self.pricing.resolve_for(provider, model, self.at),
+                    None => self.pricing.resolve(model, self.at),
+                };
+                let s = price.map(|p| {
+                    let n = self.slots.len();
+                    *self.by_model.entry(p.model.clone()).or_insert_with(|| {
+                        let usage = ModelUsage { model: p.model.clone(), ..Default::default() };
+                        self.slots.push(Slot { price: Some(p), usage });
+                        n
+                    })
+                });
+                self.by_name.insert(model.to_string(), s);
+                s
+            }
+        };
+        self.last_name.clear();
+        self.last_name.push_str(model);
+        self.last_slot = Some(slot);
+        slot
+    }
+
+    /// Where lines with no priced model are counted.
+    fn fallback_slot(&mut self) -> usize {
+        if let Some(s) = self.fallback() {
+            return s;
+        }
+        if let Some(s) = self.unpriced {
+            return s;
+        }
+        let model = crate::metrics::OTHER_MODEL.to_string();
+        let s = *self.by_model.entry(model.clone()).or_insert_with(|| {
+            self.slots
+                .push(Slot { price: None, usage: ModelUsage { model, ..Default::default() } });
+            self.slots.len() - 1
+        });
+        self.unpriced = Some(s);
+        s
     }
 
     /// Adds one JSONL line (without its newline). Blank lines are skipped.
@@ -113,57 +211,52 @@ impl<'a> Tally<'a> {
         }
         self.lines += 1;
         let n = self.lines;
-        let parsed: ResultLineUsage = serde_json::from_slice(line)
-            .map_err(|e| SettleError::BadLine { line: n, reason: e.to_string() })?;
+        let item =
+            self.decoder.decode(line).map_err(|reason| SettleError::BadLine { line: n, reason })?;
         self.fingerprint =
-            self.fingerprint.wrapping_add(xxhash_rust::xxh3::xxh3_64(parsed.custom_id.as_bytes()));
-        match parsed.result {
-            ResultUsage::Succeeded { message } => {
-                let price = match self.price(&message.model) {
-                    Some(p) => p,
-                    None => {
-                        let fb = self.fallback_model.clone();
-                        fb.and_then(|m| self.price(&m))
-                            .ok_or_else(|| SettleError::UnknownModel(message.model.clone()))?
-                    }
-                };
-                let usage = TokenUsage::from_anthropic(&message.usage);
-                let m = self.models.entry(price.model.clone()).or_insert_with(|| ModelUsage {
-                    model: price.model.clone(),
-                    ..Default::default()
-                });
-                m.tokens = add_tokens(&m.tokens, &usage).ok_or_else(|| SettleError::BadLine {
-                    line: n,
-                    reason: "token counts beyond any real batch (corrupt usage)".into(),
-                })?;
-                let cost = price.cost(&usage);
-                m.requests.succeeded += 1;
-                m.cost += cost.cost;
-                m.list_cost += cost.list_cost;
+            self.fingerprint.wrapping_add(xxhash_rust::xxh3::xxh3_64(item.custom_id.as_bytes()));
+        if item.outcome != Outcome::Succeeded {
+            let s = self.fallback_slot();
+            let r = &mut self.slots[s].usage.requests;
+            match item.outcome {
+                Outcome::Errored => r.errored += 1,
+                Outcome::Canceled => r.canceled += 1,
+                Outcome::Expired => r.expired += 1,
+                Outcome::Succeeded => {}
             }
-            other => {
-                let model = self
-                    .fallback_model
-                    .clone()
-                    .and_then(|m| self.price(&m).map(|p| p.model))
-                    .unwrap_or_else(|| crate::metrics::OTHER_MODEL.to_string());
-                let m = self
-                    .models
-                    .entry(model.clone())
-                    .or_insert_with(|| ModelUsage { model, ..Default::default() });
-                match other {
-                    ResultUsage::Errored {} => m.requests.errored += 1,
-                    ResultUsage::Canceled {} => m.requests.canceled += 1,
-                    ResultUsage::Expired {} => m.requests.expired += 1,
-                    ResultUsage::Succeeded { .. } => {}
-                }
-            }
+            return Ok(());
         }
+        let model = item.model.as_deref().unwrap_or("");
+        let slot = match self.slot_of(model).or_else(|| self.fallback()) {
+            Some(s) => s,
+            None => return Err(SettleError::UnknownModel(model.to_string())),
+        };
+        let Slot { price, usage: m } = &mut self.slots[slot];
+        let price = price.as_ref().ok_or_else(|| SettleError::UnknownModel(model.to_string()))?;
+        m.tokens = add_tokens(&m.tokens, &item.usage).ok_or_else(|| SettleError::BadLine {
+            line: n,
+            reason: "token counts beyond any real batch (corrupt usage)".into(),
+        })?;
+        let cost = price.cost(&item.usage);
+        m.requests.succeeded += 1;
+        m.cost += cost.cost;
+        m.list_cost += cost.list_cost;
         Ok(())
     }
 
+    /// Per-model totals, by model name.
     pub fn finish(self) -> Vec<ModelUsage> {
-        self.models.into_values().collect()
+        let mut out: Vec<ModelUsage> = self
+            .slots
+            .into_iter()
+            .map(|s| s.usage)
+            .filter(|m| {
+                let r = m.requests;
+                r.succeeded + r.errored + r.canceled + r.expired > 0
+            })
+            .collect();
+        out.sort_by(|a, b| a.model.cmp(&b.model));
+        out
     }
 }
 
@@ -205,27 +298,22 @@ impl Drop for SettlingGuard<'_> {
     }
 }
 
-/// The results path from the upstream's `results_url`, only if it points at the upstream
-/// we hold a key for (the provider key must never be sent anywhere else).
-pub async fn results_path(app: &App, id: &str, fwd: &Forward) -> Result<String, ApiError> {
-    let reply = app
-        .upstream
-        .call("retrieve", Method::GET, &format!("/v1/messages/batches/{id}"), fwd)
-        .await?;
-    if !reply.status.is_success() {
-        return Err(ApiError::upstream(reply));
-    }
-    let batch: MessageBatch = serde_json::from_slice(&reply.body)
-        .map_err(|_| ApiError::Internal("upstream sent an unreadable batch".into()))?;
-    Ok(path_of(app, &batch))
+/// The provider a ledger record belongs to.
+pub fn provider_of<'a>(app: &'a App, rec: &BatchRecord) -> Result<&'a dyn Provider, SettleError> {
+    app.provider(&rec.provider)
+        .map(|p| p.as_ref())
+        .ok_or_else(|| SettleError::UnknownProvider(rec.provider.clone()))
 }
 
-fn path_of(app: &App, batch: &MessageBatch) -> String {
-    let default = format!("/v1/messages/batches/{}/results", batch.id);
-    match batch.results_url.as_deref().and_then(|u| u.strip_prefix(app.upstream.base_url())) {
-        Some(p) if p.starts_with('/') => p.split('?').next().unwrap_or(&default).to_string(),
-        _ => default,
+/// The batch as the upstream has it now.
+pub async fn fetch_status(provider: &dyn Provider, id: &str) -> Result<BatchStatus, SettleError> {
+    let reply = provider.retrieve(id, &Forward::default()).await?;
+    if !reply.status.is_success() {
+        return Err(SettleError::Status(reply.status.as_u16()));
     }
+    provider
+        .status(&reply.body)
+        .map_err(|e| SettleError::Api(format!("unreadable batch object: {e}")))
 }
 
 /// Settles `rec` now: Ok(true) if this call recorded it, Ok(false) if it was already
@@ -233,28 +321,25 @@ fn path_of(app: &App, batch: &MessageBatch) -> String {
 #[tracing::instrument(skip_all, fields(sub_id = %rec.sub_id))]
 pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleError> {
     let id = rec.upstream_id.clone().ok_or(SettleError::NoUpstreamId)?;
+    let provider = provider_of(app, rec)?;
     if !app.settling.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.sub_id.clone()) {
         return Ok(false);
     }
     let _guard = SettlingGuard(app, rec.sub_id.clone());
-    let fwd = Forward::default();
-    let reply = app
-        .upstream
-        .call("retrieve", Method::GET, &format!("/v1/messages/batches/{id}"), &fwd)
-        .await?;
-    if !reply.status.is_success() {
-        return Err(SettleError::Status(reply.status.as_u16()));
-    }
-    let batch: MessageBatch = serde_json::from_slice(&reply.body)
-        .map_err(|e| SettleError::Api(format!("unreadable batch object: {e}")))?;
-    if batch.processing_status != ProcessingStatus::Ended {
+    let status = fetch_status(provider, &id).await?;
+    if status.phase != BatchPhase::Ended {
         return Err(SettleError::NotEnded);
     }
     let holds: HoldBreakdown = serde_json::from_str(&rec.estimate_json).unwrap_or_default();
-    let mut tally =
-        Tally::new(&app.pricing, rec.submitted_at, holds.main_model().map(str::to_string));
-    stream_lines(app, &batch, |line| tally.add_line(line)).await?;
-    let expected = batch.request_counts.total().max(rec.request_count);
+    let mut tally = Tally::new(
+        provider.decoder(),
+        &app.pricing,
+        rec.submitted_at,
+        holds.main_model().map(str::to_string),
+    )
+    .for_provider(&rec.provider);
+    stream_lines(provider, &status, |line| tally.add_line(line)).await?;
+    let expected = status.counts.total.max(rec.request_count);
     if tally.lines != expected {
         return Err(SettleError::Incomplete { got: tally.lines, expected });
     }
@@ -269,7 +354,10 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
     if recorded {
         let reserved: BTreeMap<String, Money> =
             holds.models.iter().map(|m| (m.model.clone(), m.worst_cost)).collect();
-        let duration = upstream_duration(&batch);
+        let duration = match (status.created_at, status.ended_at) {
+            (Some(c), Some(e)) => Some(e.duration_since(c).as_secs_f64()),
+            _ => None,
+        };
         app.metrics.settled(
             &rec.project,
             &rec.provider,
@@ -289,28 +377,41 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
 }
 
 /// Feeds every line of an ended batch's results to `f`, streaming (never the whole file).
-async fn stream_lines(
-    app: &App,
-    batch: &MessageBatch,
+/// Complete lines are handed out of the chunk they arrived in; only a line cut across
+/// chunks is copied, and each byte is searched for a newline once.
+pub async fn stream_lines(
+    provider: &dyn Provider,
+    status: &BatchStatus,
     mut f: impl FnMut(&[u8]) -> Result<(), SettleError>,
 ) -> Result<(), SettleError> {
-    let resp = app.upstream.results(&path_of(app, batch), &Forward::default()).await?;
-    if !resp.status().is_success() {
-        return Err(SettleError::Status(resp.status().as_u16()));
-    }
-    let mut stream = resp.bytes_stream();
-    let mut buf = BytesMut::new();
+    let mut stream = provider.results(status).await?;
+    let mut partial: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| SettleError::Upstream(UpstreamError::Lost("results stream cut".into())))?;
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            f(&buf[..pos])?;
-            buf.advance(pos + 1);
+        let chunk: Bytes = chunk?;
+        let mut rest: &[u8] = &chunk;
+        if !partial.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                Some(pos) => {
+                    partial.extend_from_slice(&rest[..pos]);
+                    f(&partial)?;
+                    partial.clear();
+                    rest = &rest[pos + 1..];
+                }
+                None => {
+                    partial.extend_from_slice(rest);
+                    continue;
+                }
+            }
         }
+        let mut start = 0;
+        for pos in memchr::memchr_iter(b'\n', rest) {
+            f(&rest[start..pos])?;
+            start = pos + 1;
+        }
+        partial.extend_from_slice(&rest[start..]);
     }
-    if !buf.is_empty() {
-        f(&buf)?;
+    if !partial.is_empty() {
+        f(&partial)?;
     }
     Ok(())
 }
@@ -318,33 +419,36 @@ async fn stream_lines(
 /// The custom-id fingerprint (wrapping sum of `xxh3_64(custom_id)`, as the estimator
 /// computes it at submission) of an ended batch's results: which of several same-sized
 /// upstream batches a submission became.
-pub async fn results_fingerprint(app: &App, batch: &MessageBatch) -> Result<u64, SettleError> {
+pub async fn results_fingerprint(
+    provider: &dyn Provider,
+    status: &BatchStatus,
+) -> Result<u64, SettleError> {
     #[derive(Deserialize)]
-    struct Line {
-        custom_id: String,
+    struct Line<'a> {
+        #[serde(borrow)]
+        custom_id: std::borrow::Cow<'a, str>,
     }
     let (mut fp, mut lines) = (0u64, 0u64);
-    stream_lines(app, batch, |line| {
+    stream_lines(provider, status, |line| {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
         lines += 1;
-        let l: Line = serde_json::from_slice(line)
-            .map_err(|e| SettleError::BadLine { line: lines, reason: e.to_string() })?;
-        fp = fp.wrapping_add(xxhash_rust::xxh3::xxh3_64(l.custom_id.as_bytes()));
+        let id = match provider.decoder().decode(line) {
+            Ok(item) => item.custom_id.into_owned(),
+            // A line the settlement decoder refuses still names its request.
+            Err(reason) => serde_json::from_slice::<Line>(line)
+                .map_err(|_| SettleError::BadLine { line: lines, reason })?
+                .custom_id
+                .into_owned(),
+        };
+        fp = fp.wrapping_add(xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
         Ok(())
     })
     .await?;
-    let expected = batch.request_counts.total();
+    let expected = status.counts.total;
     if lines != expected {
         return Err(SettleError::Incomplete { got: lines, expected });
     }
     Ok(fp)
-}
-
-/// Processing time as the upstream measured it (its clock, its timestamps).
-fn upstream_duration(batch: &MessageBatch) -> Option<f64> {
-    let created: Timestamp = batch.created_at.parse().ok()?;
-    let ended: Timestamp = batch.ended_at.as_deref()?.parse().ok()?;
-    Some(ended.duration_since(created).as_secs_f64())
 }

@@ -30,7 +30,7 @@ fn the_shipped_example_loads() {
     assert_eq!(s.budgets.len(), 3);
     assert_eq!(s.budgets[0].limit.unwrap().usd_exact(), "50");
     assert_eq!(s.timezone_name, "Asia/Seoul");
-    assert_eq!(s.upstream_key.expose(), "value-of-ANTHROPIC_API_KEY");
+    assert_eq!(s.upstreams[0].key.expose(), "value-of-ANTHROPIC_API_KEY");
     assert!(!format!("{s:?}").contains("value-of-"), "Debug must redact secrets");
 }
 

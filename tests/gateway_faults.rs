@@ -159,7 +159,7 @@ async fn a_refusing_upstream_is_retried_after_its_retry_after_and_then_passed_on
         vec![budget("alpha-daily", Some("alpha"), Period::Day, Money::from_usd(10))],
         Arc::new(SystemClock),
         sim,
-        |s| s.upstream_max_attempts = 3,
+        |s| s.upstreams[0].max_attempts = 3,
     )
     .await;
     let body = batch_body("ra", "claude-haiku-4-5", 4, 200);
@@ -280,9 +280,9 @@ async fn a_create_that_times_out_upstream_is_found_not_forgotten() {
         Arc::new(SystemClock),
         sim_config(),
         |s| {
-            s.upstream_base_url =
-                late_upstream(s.upstream_base_url.clone(), Duration::from_millis(2_500));
-            s.upstream_timeout_secs = 1;
+            s.upstreams[0].base_url =
+                late_upstream(s.upstreams[0].base_url.clone(), Duration::from_millis(2_500));
+            s.upstreams[0].timeout_secs = 1;
             // Longer than the upstream takes to act on a create.
             s.tracker.reconcile_after_secs = 4;
         },

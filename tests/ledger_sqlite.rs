@@ -25,6 +25,7 @@ fn window(limit_usd: i64) -> WindowRef {
         limit: Some(Money::from_usd(limit_usd)),
         limit_input_tokens: None,
         limit_output_tokens: Some(1_000_000),
+        hold: None,
     }
 }
 
@@ -117,7 +118,7 @@ async fn settlement_moves_the_hold_to_spent_exactly_once() {
     assert_eq!(w.spent, cost);
     assert_eq!(w.reserved, Money::ZERO);
     assert_eq!(w.spent_output_tokens, 400);
-    let rec = ledger.batch_by_upstream("msgbatch_1").await.unwrap().unwrap();
+    let rec = ledger.batch_by_upstream("anthropic", "msgbatch_1").await.unwrap().unwrap();
     assert_eq!(rec.state, BatchState::Settled);
     assert_eq!(rec.cost, Some(cost));
     assert_eq!(ledger.model_usage("sub_1").await.unwrap().len(), 1);

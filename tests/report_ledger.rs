@@ -165,7 +165,7 @@ async fn focus_has_one_row_per_batch_model_and_class_with_consistent_units() {
     assert_eq!(classes, want.iter().map(|s| s.to_string()).collect());
     // Each batch-model's rows add up to the ledger's stored cost for it.
     for ((batch, model), billed) in per_batch_model {
-        let rec = f.ledger.batch_by_upstream(&batch).await.unwrap().unwrap();
+        let rec = f.ledger.batch_by_upstream("anthropic", &batch).await.unwrap().unwrap();
         let usage = f.ledger.model_usage(&rec.sub_id).await.unwrap();
         let stored = usage.iter().find(|m| m.model == model).unwrap().cost;
         assert_eq!(billed, stored, "{batch} {model}");

@@ -23,8 +23,8 @@ async fn gateway() -> Harness {
         Arc::new(SystemClock),
         sim_config(),
         |s| {
-            s.upstream_timeout_secs = 1;
-            s.upstream_max_attempts = 2;
+            s.upstreams[0].timeout_secs = 1;
+            s.upstreams[0].max_attempts = 2;
         },
     )
     .await

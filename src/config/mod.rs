@@ -28,7 +28,7 @@ pub struct Config {
     #[serde(default)]
     pub public_url: Option<String>,
     pub storage: Storage,
-    pub upstream: Upstream,
+    pub upstream: Upstreams,
     #[serde(default)]
     pub projects: Vec<Project>,
     #[serde(default)]
@@ -63,17 +63,18 @@ pub enum Durability {
     Full,
 }
 
-/// `[upstream]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    pub anthropic: AnthropicUpstream,
-}
+/// `[upstream.NAME]`: one table per upstream; the name is the `provider` label, the
+/// price table's provider and the surface prefix `/NAME`.
+pub type Upstreams = std::collections::BTreeMap<String, UpstreamConfig>;
 
-/// `[upstream.anthropic]`
+/// `[upstream.NAME]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AnthropicUpstream {
+pub struct UpstreamConfig {
+    /// Wire format: `anthropic`, `openai` or `gemini`. Defaults to the name when the name
+    /// is one of those; required otherwise (`[upstream.together] kind = "openai"`).
+    #[serde(default)]
+    pub kind: Option<String>,
     pub base_url: String,
     /// Name of the environment variable holding the provider key.
     pub api_key_env: String,
@@ -140,6 +141,12 @@ pub struct BudgetConfig {
     /// Fractions of the limit exported for alert rules.
     #[serde(default)]
     pub alert_at: Vec<f64>,
+    /// Only this upstream's batches count (omitted: every upstream).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Only these models' requests count (omitted: every model).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
 }
 
 /// `[admin]`
@@ -241,7 +248,7 @@ pub struct Server {
     #[serde(default = "default_body_total_timeout")]
     pub body_total_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C: how long requests in progress (submissions above all) get to
-    /// finish before the process exits anyway. Set it above `upstream.anthropic.timeout_secs`
+    /// finish before the process exits anyway. Set it above `upstream.NAME.timeout_secs`
     /// so a submission always finishes or rolls back before exit; one cut off stays
     /// `submitting` in the ledger and the next start reconciles it.
     #[serde(default = "default_shutdown_grace")]

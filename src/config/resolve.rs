@@ -28,7 +28,28 @@ pub struct Budget {
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
     pub alert_at: Vec<f64>,
+    /// Only batches of this upstream count against it.
+    pub provider: Option<String>,
+    /// Only these models' requests count against it (canonical ids or aliases, as
+    /// written; matched against the price table's canonical id and aliases).
+    pub models: Option<Vec<String>>,
 }
+
+/// One `[upstream.NAME]`, resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The table name: `provider` label, ledger provider, price-table provider, `/NAME`.
+    pub name: String,
+    /// `anthropic`, `openai` or `gemini`.
+    pub kind: String,
+    pub base_url: String,
+    pub key: Secret,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+}
+
+/// The wire formats an upstream may speak.
+pub const UPSTREAM_KINDS: [&str; 3] = ["anthropic", "openai", "gemini"];
 
 /// Everything the gateway needs at run time, secrets included.
 #[derive(Debug, Clone)]
@@ -41,10 +62,8 @@ pub struct Settings {
     pub timezone_name: String,
     pub storage_url: String,
     pub durability: Durability,
-    pub upstream_base_url: String,
-    pub upstream_key: Secret,
-    pub upstream_timeout_secs: u64,
-    pub upstream_max_attempts: u32,
+    /// Every configured upstream, in name order.
+    pub upstreams: Vec<UpstreamSettings>,
     /// (project name, its client keys)
     pub projects: Vec<(String, Vec<Secret>)>,
     pub budgets: Vec<Budget>,
@@ -156,6 +175,17 @@ impl Config {
                     )));
                 }
             }
+            if let Some(p) = &b.provider {
+                if !self.upstream.contains_key(p) {
+                    return Err(err(format!("{}: no upstream named `{p}`", key("provider"))));
+                }
+            }
+            if b.models.as_ref().is_some_and(|m| m.is_empty()) {
+                return Err(err(format!(
+                    "{}: expected at least one model (omit the key for every model)",
+                    key("models")
+                )));
+            }
             budgets.push(Budget {
                 name: b.name.clone(),
                 project: b.project.clone(),
@@ -164,6 +194,8 @@ impl Config {
                 limit_input_tokens: b.limit_input_tokens,
                 limit_output_tokens: b.limit_output_tokens,
                 alert_at: b.alert_at.clone(),
+                provider: b.provider.clone(),
+                models: b.models.clone(),
             });
         }
         let f = self.limits.expected_output_fraction;
@@ -186,7 +218,44 @@ impl Config {
             }
         }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
-        let up = &self.upstream.anthropic;
+        if self.upstream.is_empty() {
+            return Err(err("upstream: expected at least one [upstream.NAME] table".into()));
+        }
+        let mut upstreams = Vec::new();
+        for (name, up) in &self.upstream {
+            let key = |k: &str| format!("upstream.{name}.{k}");
+            if !valid_label(name) {
+                return Err(err(format!(
+                    "upstream.{name}: expected a name of 1-64 characters of [a-zA-Z0-9_-]"
+                )));
+            }
+            let kind = match (&up.kind, UPSTREAM_KINDS.contains(&name.as_str())) {
+                (Some(k), _) if UPSTREAM_KINDS.contains(&k.as_str()) => k.clone(),
+                (Some(k), _) => {
+                    return Err(err(format!(
+                        "{}: expected one of {}, got `{k}`",
+                        key("kind"),
+                        UPSTREAM_KINDS.join(", ")
+                    )));
+                }
+                (None, true) => name.clone(),
+                (None, false) => {
+                    return Err(err(format!(
+                        "{}: required for an upstream not named {} (which wire format it speaks)",
+                        key("kind"),
+                        UPSTREAM_KINDS.join(", ")
+                    )));
+                }
+            };
+            upstreams.push(UpstreamSettings {
+                name: name.clone(),
+                kind,
+                base_url: up.base_url.trim_end_matches('/').to_string(),
+                key: secret(&key("api_key_env"), &up.api_key_env)?,
+                timeout_secs: up.timeout_secs.max(1),
+                max_attempts: up.max_attempts.max(1),
+            });
+        }
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
@@ -202,10 +271,7 @@ impl Config {
             timezone_name: self.timezone.clone(),
             storage_url,
             durability: self.storage.durability,
-            upstream_base_url: up.base_url.trim_end_matches('/').to_string(),
-            upstream_key: secret("upstream.anthropic.api_key_env", &up.api_key_env)?,
-            upstream_timeout_secs: up.timeout_secs.max(1),
-            upstream_max_attempts: up.max_attempts.max(1),
+            upstreams,
             projects,
             budgets,
             admin_token: secret("admin.token_env", &self.admin.token_env)?,

@@ -15,9 +15,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::cli::CliError;
 use crate::clock::SystemClock;
-use crate::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
+use crate::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker, UpstreamSettings};
+use crate::error::CliError;
 use crate::gateway::{App, Running, start};
 use crate::money::Money;
 
@@ -58,6 +58,8 @@ fn budget(name: &str, project: Option<&str>, period: Period, usd: i64, alert_at:
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: alert_at.to_vec(),
+        provider: None,
+        models: None,
     }
 }
 
@@ -71,10 +73,14 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         timezone_name: jiff::tz::TimeZone::system().iana_name().unwrap_or("UTC").to_string(),
         storage_url: format!("sqlite://{}", db.display()),
         durability: Default::default(),
-        upstream_base_url: upstream,
-        upstream_key: Secret::new("demo-provider-key"),
-        upstream_timeout_secs: 120,
-        upstream_max_attempts: 4,
+        upstreams: vec![UpstreamSettings {
+            name: "anthropic".into(),
+            kind: "anthropic".into(),
+            base_url: upstream,
+            key: Secret::new("demo-provider-key"),
+            timeout_secs: 120,
+            max_attempts: 4,
+        }],
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets: vec![
             budget("search-daily", Some("search"), Period::Day, 5, &[0.5, 0.8, 1.0]),

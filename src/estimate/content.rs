@@ -7,12 +7,12 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::ctx::Ctx;
 use super::error::Problem;
 use super::json::{CacheSeed, JsonSeed};
 use super::media;
-use super::parse::Ctx;
-use super::prompt::Tally;
 use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
+use super::tally::Tally;
 use super::tokens::Tokens;
 
 /// Role markers and turn separators of one message.

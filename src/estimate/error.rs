@@ -123,22 +123,3 @@ impl fmt::Display for Problem {
         }
     }
 }
-
-/// A short rendering of a JSON value for messages: scalars as written (strings quoted and
-/// cut at 40 characters), containers by kind.
-pub fn show(v: &super::scalar::Scalar<'_>) -> String {
-    use super::scalar::Scalar;
-    match v {
-        Scalar::Null => "null".into(),
-        Scalar::Bool(b) => b.to_string(),
-        Scalar::Int(i) => i.to_string(),
-        Scalar::Float(x) => x.to_string(),
-        Scalar::Str(s) => {
-            let cut: String = s.chars().take(40).collect();
-            let more = if cut.len() < s.len() { "..." } else { "" };
-            format!("{:?}", format!("{cut}{more}"))
-        }
-        Scalar::Array => "an array".into(),
-        Scalar::Object => "an object".into(),
-    }
-}

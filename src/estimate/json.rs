@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::parse::Ctx;
-use super::prompt::{Tally, Ttl};
+use super::ctx::Ctx;
 use super::scalar::{Path, Scalar, reject_scalars, type_error};
+use super::tally::{Tally, Ttl};
 use super::tokens::Tokens;
 
 /// `cache_control`: `{"type": "ephemeral", "ttl": "5m" | "1h"}` or null.

@@ -8,6 +8,7 @@
 //! accuracy: the README (estimating section).
 
 mod content;
+mod ctx;
 mod error;
 mod fold;
 mod json;
@@ -16,6 +17,7 @@ mod parse;
 mod prompt;
 mod report;
 mod scalar;
+mod tally;
 mod tokens;
 mod tools;
 

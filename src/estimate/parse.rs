@@ -6,11 +6,11 @@
 //! so the caller gets a typed [`EstimateError`] naming the request and field.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+pub use super::ctx::Ctx;
 use super::error::{EstimateError, MAX_REQUESTS, Problem, RequestAt};
 use super::prompt::{Params, ParamsSeed};
 use super::scalar::{Path, Scalar, reject_scalars};
@@ -112,55 +112,6 @@ fn find_newline(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
-/// Shared by the visitors of one walk: where we are, and the first typed problem found.
-pub struct Ctx {
-    at: Cell<RequestAt>,
-    /// Set while inside a request, so syntax errors there name it too.
-    in_request: Cell<bool>,
-    problem: RefCell<Option<EstimateError>>,
-}
-
-impl Ctx {
-    fn new(line: Option<u64>) -> Ctx {
-        Ctx {
-            at: Cell::new(RequestAt { index: 0, line }),
-            in_request: Cell::new(line.is_some()),
-            problem: RefCell::new(None),
-        }
-    }
-
-    /// Records a problem at `path` in the current request; the returned serde error only
-    /// unwinds the visitors.
-    pub fn fail<E: de::Error>(&self, path: &Path<'_>, problem: Problem) -> E {
-        let field = path.to_string();
-        self.raise(EstimateError::Request { at: self.at.get(), field, problem })
-    }
-
-    fn raise<E: de::Error>(&self, err: EstimateError) -> E {
-        let mut slot = self.problem.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(err);
-        }
-        E::custom("see Ctx")
-    }
-
-    /// The typed problem if a visitor raised one, else the syntax error with its position
-    /// (`line_offset` turns a JSONL line's line 1 into the file's line).
-    fn error(&self, e: serde_json::Error, line_offset: u64) -> EstimateError {
-        if let Some(p) = self.problem.borrow_mut().take() {
-            return p;
-        }
-        let text = e.to_string();
-        let reason = text.rsplit_once(" at line ").map_or(text.as_str(), |(r, _)| r).to_string();
-        EstimateError::Syntax {
-            at: self.in_request.get().then(|| self.at.get()),
-            line: e.line() as u64 + line_offset,
-            column: e.column() as u64,
-            reason,
-        }
-    }
-}
-
 /// The top-level object of a JSON body.
 struct BodySeed<'c, 's, 'k> {
     ctx: &'c Ctx,
@@ -176,7 +127,7 @@ impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_, '_> {
 
 impl BodySeed<'_, '_, '_> {
     fn wrong<E: de::Error>(self, got: Scalar) -> Result<(), E> {
-        let got = super::error::show(&got);
+        let got = super::scalar::show(&got);
         Err(self.ctx.raise(EstimateError::Shape(format!(
             "body: must be a JSON object with a `requests` array (or JSONL), got {got}"
         ))))
@@ -225,7 +176,7 @@ impl<'de> DeserializeSeed<'de> for RequestsSeed<'_, '_, '_> {
 
 impl RequestsSeed<'_, '_, '_> {
     fn wrong<E: de::Error>(self, got: Scalar) -> Result<(), E> {
-        let got = super::error::show(&got);
+        let got = super::scalar::show(&got);
         Err(self
             .ctx
             .raise(EstimateError::Shape(format!("body.requests: must be an array, got {got}"))))
@@ -277,7 +228,7 @@ impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
 
 impl RequestSeed<'_> {
     fn wrong<'de, E: de::Error>(self, got: Scalar) -> Result<Request<'de>, E> {
-        let got = super::error::show(&got);
+        let got = super::scalar::show(&got);
         let problem = Problem::WrongType { expected: "an object with custom_id and params", got };
         Err(self.ctx.raise(EstimateError::Request {
             at: self.ctx.at.get(),
@@ -306,11 +257,11 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                     custom_id = Some(match map.next_value::<Scalar<'de>>()? {
                         Scalar::Str(s) if valid_custom_id(&s) => s,
                         Scalar::Str(s) => {
-                            let got = super::error::show(&Scalar::Str(s));
+                            let got = super::scalar::show(&Scalar::Str(s));
                             return Err(self.ctx.fail(&path, Problem::CustomIdFormat { got }));
                         }
                         other => {
-                            let got = super::error::show(&other);
+                            let got = super::scalar::show(&other);
                             let problem = Problem::WrongType { expected: "a string", got };
                             return Err(self.ctx.fail(&path, problem));
                         }

@@ -6,79 +6,18 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use xxhash_rust::xxh3::Xxh3Default;
 
 use super::content::{MessagesSeed, SystemSeed};
-use super::error::{MAX_MAX_TOKENS, Problem, show};
+use super::ctx::Ctx;
+use super::error::{MAX_MAX_TOKENS, Problem};
 use super::json::{CacheSeed, JsonSeed};
-use super::parse::Ctx;
-use super::scalar::{Path, Scalar, reject_scalars};
+use super::scalar::{Path, Scalar, reject_scalars, show};
+pub use super::tally::{Mark, Tally, Ttl, WebSearch};
 use super::tokens::Tokens;
 use super::tools::ToolsSeed;
 
 /// Framing of every request (start of prompt, assistant turn), at most / typically.
 pub const REQUEST_OVERHEAD: Tokens = Tokens::fixed(16, 4);
-
-/// A prompt-cache lifetime (`cache_control.ttl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ttl {
-    FiveMinutes,
-    OneHour,
-}
-
-/// A `cache_control` breakpoint: the size and identity of the prefix it ends.
-#[derive(Clone, Copy, Debug)]
-pub struct Mark {
-    pub tokens: Tokens,
-    pub hash: u64,
-    pub ttl: Ttl,
-}
-
-/// Running token count and content hash of one prompt section, with its breakpoints.
-pub struct Tally {
-    pub tokens: Tokens,
-    hash: Xxh3Default,
-    pub marks: Vec<Mark>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Tally { tokens: Tokens::default(), hash: Xxh3Default::new(), marks: Vec::new() }
-    }
-}
-
-impl Tally {
-    /// Text the model reads: counted and hashed.
-    pub fn text(&mut self, s: &str) {
-        self.tokens += Tokens::of_text(s);
-        self.hash_bytes(s.as_bytes());
-    }
-
-    /// Fixed framing tokens; `tag` keeps different structures from hashing alike.
-    pub fn overhead(&mut self, t: Tokens, tag: u8) {
-        self.tokens += t;
-        self.hash.update(&[0xFF, tag]);
-    }
-
-    /// Content that is counted some other way (image pixels, JSON structure).
-    pub fn add(&mut self, t: Tokens) {
-        self.tokens += t;
-    }
-
-    pub fn hash_bytes(&mut self, b: &[u8]) {
-        self.hash.update(&(b.len() as u64).to_le_bytes());
-        self.hash.update(b);
-    }
-
-    /// Ends a cached prefix here.
-    pub fn mark(&mut self, ttl: Ttl) {
-        self.marks.push(Mark { tokens: self.tokens, hash: self.hash.digest(), ttl });
-    }
-
-    pub fn digest(&self) -> u64 {
-        self.hash.digest()
-    }
-}
 
 /// Everything a request sends, by section.
 #[derive(Default)]
@@ -97,9 +36,6 @@ impl Prompt {
         self.tools.tokens + self.system.tokens + self.messages.tokens + self.extra
     }
 }
-
-/// Worst-case web searches of a request: `None` without the web search tool.
-pub type WebSearch = Option<u64>;
 
 /// The validated essentials of one request's `params`.
 pub struct Params<'a> {

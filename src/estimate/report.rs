@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::{DEFAULT_EXPECTED_OUTPUT_FRACTION, Estimate, EstimateOptions, estimate_file};
-use crate::cli::CliError;
+use crate::error::CliError;
 use crate::money::Money;
 use crate::pricing::PriceTable;
 

@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::error::{Problem, show};
-use super::parse::Ctx;
+use super::ctx::Ctx;
+use super::error::Problem;
 
 /// A field path inside one request, kept as a chain on the stack so descending costs
 /// nothing until a message needs it.
@@ -157,4 +157,22 @@ pub(crate) use seed;
 /// Records a "must be X, got Y" problem at `path`.
 pub fn type_error<E: de::Error>(ctx: &Ctx, path: &Path, expected: &'static str, got: &Scalar) -> E {
     ctx.fail(path, Problem::WrongType { expected, got: show(got) })
+}
+
+/// A short rendering of a JSON value for messages: scalars as written (strings quoted and
+/// cut at 40 characters), containers by kind.
+pub fn show(v: &Scalar<'_>) -> String {
+    match v {
+        Scalar::Null => "null".into(),
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Str(s) => {
+            let cut: String = s.chars().take(40).collect();
+            let more = if cut.len() < s.len() { "..." } else { "" };
+            format!("{:?}", format!("{cut}{more}"))
+        }
+        Scalar::Array => "an array".into(),
+        Scalar::Object => "an object".into(),
+    }
 }

@@ -6,10 +6,10 @@ use std::fmt;
 
 use serde::de::{MapAccess, SeqAccess, Visitor};
 
+use super::ctx::Ctx;
 use super::json::{CacheSeed, JsonSeed};
-use super::parse::Ctx;
-use super::prompt::{Tally, WebSearch};
 use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
+use super::tally::{Tally, WebSearch};
 use super::tokens::Tokens;
 
 /// The tool-use system prompt Anthropic adds when `tools` is non-empty: documented from

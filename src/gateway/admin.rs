@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::submit::{blocked_by, hold_of, windows_for};
 use super::{App, auth, body};
 use crate::budgets::{ALL_PROJECTS, window_ref};
 use crate::ledger::{WindowRef, WindowState};
 use crate::metrics::LedgerSnapshot;
+use crate::submit::{blocked_by, hold_of, windows_for};
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -124,7 +124,15 @@ async fn batch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     auth::admin(&app, &headers)?;
-    let rec = match app.ledger.batch_by_upstream(&id).await? {
+    // Upstream ids are unique per provider: the first upstream that knows the id.
+    let mut rec = None;
+    for name in app.providers.keys() {
+        rec = app.ledger.batch_by_upstream(name, &id).await?;
+        if rec.is_some() {
+            break;
+        }
+    }
+    let rec = match rec {
         Some(r) => Some(r),
         None => app.ledger.batch(&id).await?,
     };
@@ -215,16 +223,22 @@ async fn estimate(
         }
         None => String::new(),
     };
+    // The upstream whose budgets apply: the one the body's models are priced for.
+    let provider = est.models.first().map(|m| m.provider.clone()).unwrap_or_default();
     let refs: Vec<WindowRef> = if project.is_empty() {
-        windows_for(&app, "", now).into_iter().filter(|w| w.project == ALL_PROJECTS).collect()
+        windows_for(&app, &provider, "", Some(&est), now)
+            .into_iter()
+            .filter(|w| w.project == ALL_PROJECTS)
+            .collect()
     } else {
-        windows_for(&app, &project, now)
+        windows_for(&app, &provider, &project, Some(&est), now)
     };
     let states = app.ledger.windows(&refs).await?;
     let budgets: Vec<_> = states
         .iter()
-        .map(|w| {
-            let blocked = blocked_by(w, &hold);
+        .zip(&refs)
+        .map(|(w, r)| {
+            let blocked = blocked_by(w, &r.hold.unwrap_or(hold));
             json!({
                 "name": w.budget,
                 "fits": blocked.is_none(),

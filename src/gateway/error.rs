@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::ledger::LedgerError;
-use crate::providers::anthropic::client::{UpstreamError, UpstreamReply};
+use crate::ledger::{Hold, LedgerError, WindowState};
+use crate::metrics::RejectReason;
 use crate::providers::anthropic::wire::ErrorEnvelope;
+use crate::providers::{UpstreamError, UpstreamReply};
+use crate::submit::{SubmitError, blocked_by};
 
 /// Why a budget refused a batch: returned as `error.budget`.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +28,24 @@ pub struct BudgetRefusal {
     pub limit_kind: String,
     #[serde(skip)]
     pub retry_after_secs: u64,
+}
+
+impl BudgetRefusal {
+    /// The refusal of `hold` by window `w` at `now`.
+    pub fn new(w: &WindowState, hold: &Hold, now: jiff::Timestamp) -> Self {
+        let secs = w.end.duration_since(now).as_secs().max(1) as u64;
+        BudgetRefusal {
+            name: w.budget.clone(),
+            period: w.period.as_str().to_string(),
+            limit_usd: w.limit.map(|l| l.usd_exact()),
+            spent_usd: w.spent.usd_exact(),
+            reserved_usd: w.reserved.usd_exact(),
+            requested_usd: hold.usd.usd_exact(),
+            resets_at: crate::clock::rfc3339_micros(w.end),
+            limit_kind: blocked_by(w, hold).unwrap_or("usd").to_string(),
+            retry_after_secs: secs,
+        }
+    }
 }
 
 /// Everything a request can fail with.
@@ -73,6 +93,33 @@ impl ApiError {
     /// The upstream's own non-2xx answer, to pass through.
     pub fn upstream(reply: UpstreamReply) -> Self {
         ApiError::Upstream(Box::new(reply))
+    }
+
+    /// A neutral submission failure in this envelope.
+    pub fn from_submit(e: SubmitError, now: jiff::Timestamp) -> Self {
+        match e {
+            SubmitError::Budget { window, hold } => {
+                ApiError::BudgetExceeded(Box::new(BudgetRefusal::new(&window, &hold, now)))
+            }
+            SubmitError::Upstream(r) => ApiError::Upstream(r),
+            SubmitError::UpstreamFailed(e) => ApiError::UpstreamFailed(e),
+            SubmitError::Ledger(e) => ApiError::Ledger(e),
+            SubmitError::Conflict(m) => ApiError::Conflict(m),
+            SubmitError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+
+    /// How a failed submission is counted in `batchcost_submissions_rejected_total`.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        match self {
+            ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
+            ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
+            ApiError::BudgetExceeded(_) => Some(RejectReason::BudgetExceeded),
+            ApiError::Upstream(_) | ApiError::UpstreamFailed(_) => {
+                Some(RejectReason::UpstreamError)
+            }
+            _ => None,
+        }
     }
 
     /// The HTTP status of every variant.

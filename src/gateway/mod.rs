@@ -2,109 +2,60 @@
 //! API, and the background tracker, all sharing one `Arc<App>`.
 
 mod admin;
-mod auth;
-mod batches;
-mod body;
+pub mod auth;
+pub mod body;
 pub mod error;
 mod serve;
-mod submit;
+pub mod surfaces;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::cli::CliError;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, load_settings};
-use crate::ledger::Ledger;
-use crate::metrics::Metrics;
-use crate::pricing::PriceTable;
-use crate::providers::ANTHROPIC;
-use crate::providers::anthropic::client::AnthropicClient;
+use crate::clock::SystemClock;
+use crate::config::load_settings;
+use crate::error::CliError;
+use crate::providers::{ANTHROPIC, ProviderKind};
 
+pub use crate::app::App;
 pub use error::ApiError;
 
-/// Everything a request handler or the tracker needs.
-pub struct App {
-    pub settings: Settings,
-    pub pricing: PriceTable,
-    pub ledger: Arc<dyn Ledger>,
-    pub upstream: AnthropicClient,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
-    /// Batches being settled by this process right now (the ledger guarantees
-    /// exactly-once; this only avoids downloading the same results twice).
-    pub settling: Mutex<HashSet<String>>,
-    /// Submissions whose upstream create is in progress in this process; the tracker's
-    /// reconciliation leaves them alone.
-    pub submitting: Mutex<HashSet<String>>,
-    /// Wakes the tracker early (a new batch, or a client saw one end).
-    pub wake_tracker: Notify,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-    /// Makes submission ids unique within this process.
-    pub seq: std::sync::atomic::AtomicU64,
-    /// Crash-test hooks; none armed in production.
-    pub failpoints: crate::failpoint::Failpoints,
-}
-
-impl App {
-    /// Loads the price table, opens the ledger and builds the metrics.
-    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
-        let pricing = PriceTable::load(&settings.pricing_path)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("loading the price table")?;
-        let failpoints = crate::failpoint::Failpoints::from_env()?;
-        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
-            .await
-            .context("opening the ledger")?;
-        let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
-        let metrics = Arc::new(Metrics::new(
-            env!("CARGO_PKG_VERSION"),
-            pricing.version(),
-            &projects,
-            &[ANTHROPIC],
-            pricing.models().into_iter().map(|(_, m)| m),
-        )?);
-        let upstream = AnthropicClient::new(
-            &settings.upstream_base_url,
-            settings.upstream_key.clone(),
-            Duration::from_secs(settings.upstream_timeout_secs),
-            settings.upstream_max_attempts,
-            metrics.clone(),
-        )?;
-        Ok(Arc::new(App {
-            settings,
-            pricing,
-            ledger,
-            upstream,
-            metrics,
-            clock,
-            settling: Mutex::new(HashSet::new()),
-            submitting: Mutex::new(HashSet::new()),
-            wake_tracker: Notify::new(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            seq: std::sync::atomic::AtomicU64::new(0),
-            failpoints,
-        }))
+/// The routes of every configured upstream: each under `/NAME`, and the default Anthropic
+/// upstream (the one named `anthropic`, else the first of that kind) also at the root.
+fn surfaces(app: &Arc<App>) -> Router<Arc<App>> {
+    let mut router = Router::new();
+    let root = app
+        .providers
+        .get(ANTHROPIC)
+        .filter(|p| p.kind() == ProviderKind::Anthropic)
+        .or_else(|| app.providers.values().find(|p| p.kind() == ProviderKind::Anthropic));
+    for (name, p) in &app.providers {
+        if p.kind() != ProviderKind::Anthropic {
+            continue;
+        }
+        let prefix = format!("/{name}");
+        if let Some(s) = surfaces::anthropic::Surface::new(app.clone(), p.clone(), prefix.clone()) {
+            router = router.nest(&prefix, surfaces::anthropic::router(s));
+        }
     }
+    if let Some(p) = root {
+        if let Some(s) = surfaces::anthropic::Surface::new(app.clone(), p.clone(), String::new()) {
+            router = router.merge(surfaces::anthropic::router(s));
+        }
+    }
+    router
 }
 
 /// All routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .merge(batches::router())
+        .merge(surfaces(&app))
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Bodies are read as streams with our own limit (413 before buffering too much)

@@ -54,6 +54,9 @@ pub struct WindowRef {
     pub limit: Option<Money>,
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
+    /// What this window holds when a budget's `models` filter selects only part of the
+    /// batch; `None`: the submission's whole hold.
+    pub hold: Option<Hold>,
 }
 
 /// A window's totals.
@@ -225,6 +228,17 @@ impl Settlement {
     }
 }
 
+/// Where a page of [`Ledger::project_batches`] starts (upstream ids as cursors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListCursor<'a> {
+    /// The newest batches.
+    Newest,
+    /// Batches older than this one.
+    After(&'a str),
+    /// Batches newer than this one (returned newest first too).
+    Before(&'a str),
+}
+
 /// Open batches per project and provider, for gauges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InFlight {
@@ -250,10 +264,22 @@ pub trait Ledger: Send + Sync {
     /// `submitting` -> `failed`, releasing the hold. False if it was not submitting.
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool>;
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>>;
+    /// A batch by its upstream's id; ids are unique per provider only.
     fn batch_by_upstream<'a>(
         &'a self,
+        provider: &'a str,
         upstream_id: &'a str,
     ) -> LedgerFuture<'a, Option<BatchRecord>>;
+    /// One page of a project's batches on one upstream that the upstream accepted, newest
+    /// first (by submission), after or before a cursor batch: how each project's list is
+    /// served, whatever other projects do upstream.
+    fn project_batches<'a>(
+        &'a self,
+        provider: &'a str,
+        project: &'a str,
+        cursor: ListCursor<'a>,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>>;
     fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>>;
     /// In-flight batches whose next poll is due.
     fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>>;
@@ -272,8 +298,12 @@ pub trait Ledger: Send + Sync {
     /// Current totals of these windows (zero where nothing was recorded yet).
     fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>>;
     fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>>;
-    /// Which of these upstream ids the ledger already knows.
-    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>>;
+    /// Which of these upstream ids of `provider` the ledger already knows.
+    fn known_upstream_ids<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashSet<String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
     /// Settled batches submitted in `[from, to)`, one row per batch and model, in

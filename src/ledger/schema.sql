@@ -2,7 +2,7 @@
 -- unix microseconds. Statements use $N placeholders, valid in PostgreSQL too.
 CREATE TABLE IF NOT EXISTS batches (
     sub_id            TEXT PRIMARY KEY,
-    upstream_id       TEXT UNIQUE,
+    upstream_id       TEXT,
     project           TEXT NOT NULL,
     provider          TEXT NOT NULL,
     state             TEXT NOT NULL,
@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_state_poll ON batches (state, next_poll_at);
 CREATE INDEX IF NOT EXISTS batches_dedupe ON batches (project, body_hash, submitted_at);
 CREATE INDEX IF NOT EXISTS batches_submitted ON batches (submitted_at);
+-- Upstream ids are unique per provider only (two upstreams may reuse an id format).
+CREATE UNIQUE INDEX IF NOT EXISTS batches_upstream ON batches (provider, upstream_id);
+-- Each project's list, newest first.
+CREATE INDEX IF NOT EXISTS batches_project_list ON batches (provider, project, submitted_at, sub_id);
 
 CREATE TABLE IF NOT EXISTS budget_windows (
     budget          TEXT NOT NULL,

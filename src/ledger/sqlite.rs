@@ -145,6 +145,12 @@ impl Ledger for SqliteLedger {
                 count_to_db(s.hold.output_tokens)?,
             );
             for w in &s.windows {
+                let (usd, inp, out) = match &w.hold {
+                    Some(h) => {
+                        (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
+                    }
+                    None => (usd, inp, out),
+                };
                 sqlx::query(
                     "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
                      limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -271,15 +277,54 @@ impl Ledger for SqliteLedger {
 
     fn batch_by_upstream<'a>(
         &'a self,
+        provider: &'a str,
         upstream_id: &'a str,
     ) -> LedgerFuture<'a, Option<BatchRecord>> {
         Box::pin(async move {
-            let row =
-                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE upstream_id = $1"))
-                    .bind(upstream_id)
-                    .fetch_optional(&self.reader)
-                    .await?;
+            let row = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE provider = $1 AND upstream_id = $2"
+            ))
+            .bind(provider)
+            .bind(upstream_id)
+            .fetch_optional(&self.reader)
+            .await?;
             row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn project_batches<'a>(
+        &'a self,
+        provider: &'a str,
+        project: &'a str,
+        cursor: ListCursor<'a>,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            // Newest first by (submitted_at, sub_id); a cursor is an upstream id of the
+            // same project, and rows strictly older (after) or newer (before) are taken.
+            let mine = "provider = $1 AND project = $2 AND upstream_id IS NOT NULL";
+            let at = "(SELECT submitted_at, sub_id FROM batches WHERE provider = $1 AND \
+                      project = $2 AND upstream_id = $3)";
+            let (filter, order) = match cursor {
+                ListCursor::Newest => (String::new(), "DESC"),
+                ListCursor::After(_) => (format!("AND (submitted_at, sub_id) < {at}"), "DESC"),
+                ListCursor::Before(_) => (format!("AND (submitted_at, sub_id) > {at}"), "ASC"),
+            };
+            let sql = format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE {mine} {filter} \
+                 ORDER BY submitted_at {order}, sub_id {order} LIMIT {limit}"
+            );
+            let mut q = sqlx::query(&sql).bind(provider).bind(project);
+            if let ListCursor::After(id) | ListCursor::Before(id) = cursor {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&self.reader).await?;
+            let mut out: Vec<BatchRecord> =
+                rows.iter().map(batch_from_row).collect::<Result<_, _>>()?;
+            if matches!(cursor, ListCursor::Before(_)) {
+                out.reverse();
+            }
+            Ok(out)
         })
     }
 
@@ -440,14 +485,20 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    fn known_upstream_ids<'a>(&'a self, ids: &'a [String]) -> LedgerFuture<'a, HashSet<String>> {
+    fn known_upstream_ids<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashSet<String>> {
         Box::pin(async move {
             let mut known = HashSet::new();
             for id in ids {
-                let hit = sqlx::query("SELECT 1 FROM batches WHERE upstream_id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.reader)
-                    .await?;
+                let hit =
+                    sqlx::query("SELECT 1 FROM batches WHERE provider = $1 AND upstream_id = $2")
+                        .bind(provider)
+                        .bind(id)
+                        .fetch_optional(&self.reader)
+                        .await?;
                 if hit.is_some() {
                     known.insert(id.clone());
                 }

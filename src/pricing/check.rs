@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{PriceTable, ProviderKind, Rates};
-use crate::cli::CliError;
+use crate::error::CliError;
 use crate::money::Money;
 
 /// Arguments of `batchcost pricing check`.

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use crate::cli::CliError;
 use crate::config::Config;
+use crate::error::CliError;
 use crate::ledger::{Ledger, LedgerError};
 use crate::pricing::PriceTable;
 

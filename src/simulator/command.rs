@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use super::{Faults, Operation, SimConfig, spawn};
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Arguments of `batchcost simulate`.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchcost::clock::Clock;
-use batchcost::config::{Budget, Limits, Period, Secret, Server, Settings, Tracker};
+use batchcost::config::{
+    Budget, Limits, Period, Secret, Server, Settings, Tracker, UpstreamSettings,
+};
 use batchcost::gateway::{App, Running, start};
 use batchcost::money::Money;
 use batchcost::simulator::{SimConfig, SimHandle, spawn};
@@ -35,6 +37,8 @@ pub fn budget(name: &str, project: Option<&str>, period: Period, limit: Money) -
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: vec![0.5, 1.0],
+        provider: None,
+        models: None,
     }
 }
 
@@ -66,10 +70,14 @@ pub async fn harness_with(
         timezone_name: "Asia/Seoul".into(),
         storage_url: format!("sqlite://{}", dir.path().join("ledger.db").display()),
         durability: Default::default(),
-        upstream_base_url: sim.base_url(),
-        upstream_key: Secret::new(PROVIDER),
-        upstream_timeout_secs: 30,
-        upstream_max_attempts: 4,
+        upstreams: vec![UpstreamSettings {
+            name: "anthropic".into(),
+            kind: "anthropic".into(),
+            base_url: sim.base_url(),
+            key: Secret::new(PROVIDER),
+            timeout_secs: 30,
+            max_attempts: 4,
+        }],
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets,
         admin_token: Secret::new(ADMIN),

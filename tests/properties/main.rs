@@ -15,6 +15,7 @@ use std::path::Path;
 
 use batchcost::estimate::{EstimateOptions, estimate_bytes, request_input_upper_bound};
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
 use batchcost::simulator::DEFAULT_MODELS;
 use batchcost::simulator::params::{Mode, summarize};
@@ -192,7 +193,7 @@ proptest! {
         lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..6),
     ) {
         let t = table();
-        let mut tally = Tally::new(&t, Timestamp::now(), Some("claude-haiku-4-5".into()));
+        let mut tally = Tally::new(&Lines, &t, Timestamp::now(), Some("claude-haiku-4-5".into()));
         for l in &lines {
             let _ = tally.add_line(l);
         }
@@ -207,7 +208,7 @@ proptest! {
     ) {
         let t = table();
         let fb = fallback.then(|| "claude-haiku-4-5".to_string());
-        let mut tally = Tally::new(&t, Timestamp::now(), fb);
+        let mut tally = Tally::new(&Lines, &t, Timestamp::now(), fb);
         let mut ok = true;
         for l in &lines {
             ok &= tally.add_line(l).is_ok();

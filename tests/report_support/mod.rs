@@ -39,6 +39,8 @@ pub fn budget(name: &str, project: Option<&str>, period: Period) -> Budget {
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: vec![],
+        provider: None,
+        models: None,
     }
 }
 

@@ -1,11 +1,10 @@
-//! The upstream client. It holds the provider key (never the client's), forwards only the
-//! `anthropic-*` headers the API defines, times every call into the metrics, and retries
-//! what is safe: idempotent calls on 429/5xx/connection errors, and creates only when the
-//! upstream said outright it did nothing (429, 529) or the connection never opened.
+//! The Anthropic upstream client. It holds the provider key (never the client's), forwards
+//! only the `anthropic-*` headers the API defines, and retries what is safe: idempotent
+//! calls on 429/5xx/connection errors, and creates only when the upstream said outright it
+//! did nothing (429, 529) or the connection never opened.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -13,96 +12,53 @@ use reqwest::{Method, StatusCode};
 
 use crate::config::Secret;
 use crate::metrics::Metrics;
-use crate::providers::ANTHROPIC;
+use crate::providers::http::HttpUpstream;
+pub use crate::providers::http::{
+    Forward, RETURNED_HEADERS, UpstreamError, UpstreamReply, backoff, retry_after,
+};
 
 /// Request headers passed through to the upstream unchanged.
 pub const FORWARDED_HEADERS: [&str; 3] =
     ["anthropic-version", "anthropic-beta", "anthropic-user-profile-id"];
-/// Response headers passed back to clients.
-pub const RETURNED_HEADERS: [&str; 6] = [
-    "content-type",
-    "request-id",
-    "retry-after",
-    "retry-after-ms",
-    "x-should-retry",
-    "content-disposition",
-];
 
-/// What the client forwards from the caller's request.
-#[derive(Debug, Clone, Default)]
-pub struct Forward {
-    /// The raw query string (`beta=true`, list cursors), passed on as is.
-    pub query: Option<String>,
-    pub headers: HeaderMap,
-}
+/// The batches collection, relative to the base URL.
+pub const BATCHES_PATH: &str = "/v1/messages/batches";
 
-/// An upstream answer, any status.
-#[derive(Debug, Clone)]
-pub struct UpstreamReply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// No usable answer.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    /// The connection never opened: nothing reached the upstream.
-    #[error("upstream unreachable: {0}")]
-    Unreachable(String),
-    /// Sent, but no answer in time: the upstream may or may not have acted.
-    #[error("upstream timed out")]
-    Timeout,
-    /// Sent, and the answer was lost or unreadable.
-    #[error("upstream answer lost: {0}")]
-    Lost(String),
+/// `/v1/messages/batches/{id}`
+pub fn batch_path(id: &str) -> String {
+    format!("{BATCHES_PATH}/{id}")
 }
 
 /// The Anthropic upstream.
 pub struct AnthropicClient {
-    http: reqwest::Client,
-    base_url: String,
+    http: HttpUpstream,
     key: Secret,
-    timeout: Duration,
-    max_attempts: u32,
-    metrics: Arc<Metrics>,
-    seq: AtomicU64,
 }
 
 impl AnthropicClient {
     pub fn new(
+        name: &str,
         base_url: &str,
         key: Secret,
         timeout: Duration,
         max_attempts: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
         Ok(AnthropicClient {
-            http,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            http: HttpUpstream::new(name, base_url, timeout, max_attempts, metrics)?,
             key,
-            timeout,
-            max_attempts: max_attempts.max(1),
-            metrics,
-            seq: AtomicU64::new(0),
         })
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.http.base_url()
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.http.max_attempts()
     }
 
     fn request(&self, method: Method, path: &str, fwd: &Forward) -> reqwest::RequestBuilder {
-        let mut url = format!("{}{}", self.base_url, path);
-        if let Some(q) = fwd.query.as_deref().filter(|q| !q.is_empty()) {
-            url.push('?');
-            url.push_str(q);
-        }
         let mut headers = HeaderMap::new();
         for name in FORWARDED_HEADERS {
             if let Some(v) = fwd.headers.get(name) {
@@ -114,72 +70,19 @@ impl AnthropicClient {
             key.set_sensitive(true);
             headers.insert("x-api-key", key);
         }
-        self.http.request(method, url).headers(headers)
-    }
-
-    async fn send_once(
-        &self,
-        op: &str,
-        req: reqwest::RequestBuilder,
-        total_timeout: Option<Duration>,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let start = Instant::now();
-        let req = match total_timeout {
-            Some(t) => req.timeout(t),
-            None => req,
-        };
-        let result = req.send().await;
-        let secs = start.elapsed().as_secs_f64();
-        match result {
-            Ok(resp) => {
-                self.metrics.upstream_call(ANTHROPIC, op, resp.status().as_str(), secs);
-                Ok(resp)
-            }
-            Err(e) => {
-                self.metrics.upstream_call(ANTHROPIC, op, "error", secs);
-                Err(classify(&e))
-            }
-        }
-    }
-
-    async fn read(
-        &self,
-        op: &str,
-        resp: reqwest::Response,
-    ) -> Result<UpstreamReply, UpstreamError> {
-        let status = resp.status();
-        let headers = keep_headers(resp.headers());
-        let body = resp.bytes().await.map_err(|e| {
-            tracing::warn!(operation = op, error = %e, "upstream body unreadable");
-            UpstreamError::Lost(e.to_string())
-        })?;
-        Ok(UpstreamReply { status, headers, body })
+        self.http.request(method, path, fwd.query.as_deref()).headers(headers)
     }
 
     /// Creates a batch. Retries only when nothing can have been created upstream.
     #[tracing::instrument(skip_all, fields(bytes = body.len()))]
     pub async fn create(&self, body: Bytes, fwd: &Forward) -> Result<UpstreamReply, UpstreamError> {
-        let mut attempt = 0;
-        loop {
-            let req = self
-                .request(Method::POST, "/v1/messages/batches", fwd)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            let outcome = match self.send_once("create", req, Some(self.timeout)).await {
-                Ok(resp) => self.read("create", resp).await,
-                Err(e) => Err(e),
-            };
-            attempt += 1;
-            let retry = match &outcome {
-                Ok(r) => refused_outright(r.status),
-                Err(UpstreamError::Unreachable(_)) => true,
-                Err(_) => false,
-            };
-            if !retry || attempt >= self.max_attempts {
-                return outcome;
-            }
-            self.pause(attempt, outcome.as_ref().ok()).await;
-        }
+        self.http
+            .create("create", refused_outright, || {
+                self.request(Method::POST, BATCHES_PATH, fwd)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
+            .await
     }
 
     /// An idempotent call (retrieve, list, cancel, delete), retried on 429, 5xx and
@@ -192,7 +95,7 @@ impl AnthropicClient {
         path: &str,
         fwd: &Forward,
     ) -> Result<UpstreamReply, UpstreamError> {
-        self.call_with(op, method, path, fwd, None).await
+        self.http.call(op, || self.request(method.clone(), path, fwd)).await
     }
 
     /// An idempotent JSON POST (count_tokens), retried like [`Self::call`].
@@ -203,37 +106,13 @@ impl AnthropicClient {
         body: Bytes,
         fwd: &Forward,
     ) -> Result<UpstreamReply, UpstreamError> {
-        self.call_with(op, Method::POST, path, fwd, Some(body)).await
-    }
-
-    async fn call_with(
-        &self,
-        op: &str,
-        method: Method,
-        path: &str,
-        fwd: &Forward,
-        body: Option<Bytes>,
-    ) -> Result<UpstreamReply, UpstreamError> {
-        let mut attempt = 0;
-        loop {
-            let mut req = self.request(method.clone(), path, fwd);
-            if let Some(b) = &body {
-                req = req.header("content-type", "application/json").body(b.clone());
-            }
-            let outcome = match self.send_once(op, req, Some(self.timeout)).await {
-                Ok(resp) => self.read(op, resp).await,
-                Err(e) => Err(e),
-            };
-            attempt += 1;
-            let retry = match &outcome {
-                Ok(r) => retryable(r.status),
-                Err(_) => true,
-            };
-            if !retry || attempt >= self.max_attempts {
-                return outcome;
-            }
-            self.pause(attempt, outcome.as_ref().ok()).await;
-        }
+        self.http
+            .call(op, || {
+                self.request(Method::POST, path, fwd)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
+            .await
     }
 
     /// Opens a results download; the caller streams the body. Retried like [`Self::call`]
@@ -243,123 +122,17 @@ impl AnthropicClient {
         path: &str,
         fwd: &Forward,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut attempt = 0;
-        loop {
-            let req = self.request(Method::GET, path, fwd);
-            let outcome = self.send_once("results", req, None).await;
-            attempt += 1;
-            let retry = match &outcome {
-                Ok(r) => retryable(r.status()),
-                Err(_) => true,
-            };
-            if !retry || attempt >= self.max_attempts {
-                return outcome;
-            }
-            let hint = outcome.as_ref().ok().map(|r| retry_after(r.headers()));
-            self.sleep_backoff(attempt, hint.flatten()).await;
-        }
+        self.http.stream("results", || self.request(Method::GET, path, fwd)).await
     }
 
     /// Waits before attempt `attempt + 1`: backoff with jitter, or the reply's
     /// `retry-after` when longer.
     pub async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
-        self.sleep_backoff(attempt, reply.and_then(|r| retry_after(&r.headers))).await;
-    }
-
-    async fn sleep_backoff(&self, attempt: u32, hint: Option<Duration>) {
-        let wait = backoff(attempt, hint, self.jitter());
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
-        tokio::time::sleep(wait).await;
-    }
-
-    /// A fraction in [0, 1) that differs per call, so replicas don't retry in lockstep.
-    fn jitter(&self) -> f64 {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let h = xxhash_rust::xxh3::xxh3_64(&[n.to_le_bytes(), nanos.to_le_bytes()].concat());
-        (h >> 11) as f64 / (1u64 << 53) as f64
+        self.http.pause(attempt, reply).await
     }
 }
 
 /// 429 and 529 mean the upstream did nothing with the request.
 pub fn refused_outright(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 529
-}
-
-fn retryable(status: StatusCode) -> bool {
-    refused_outright(status) || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
-}
-
-/// Exponential backoff from 250 ms, capped at 8 s, with full jitter over its upper half;
-/// a `retry-after` hint wins when longer (capped at 60 s).
-pub fn backoff(attempt: u32, hint: Option<Duration>, jitter: f64) -> Duration {
-    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
-    let jittered = Duration::from_millis(base / 2 + (jitter * (base / 2) as f64) as u64);
-    match hint {
-        Some(h) => h.min(Duration::from_secs(60)).max(jittered),
-        None => jittered,
-    }
-}
-
-/// `retry-after-ms`, or `retry-after` in seconds.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let num = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    if let Some(ms) = num("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
-        return Some(Duration::from_millis(ms as u64));
-    }
-    // Clamped first: `from_secs_f64` panics past `Duration::MAX` (e.g. `retry-after: 1e300`).
-    num("retry-after")
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| Duration::from_secs_f64(v.min(u32::MAX as f64)))
-}
-
-fn keep_headers(from: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in RETURNED_HEADERS {
-        if let Some(v) = from.get(name) {
-            out.insert(HeaderName::from_static(name), v.clone());
-        }
-    }
-    out
-}
-
-fn classify(e: &reqwest::Error) -> UpstreamError {
-    // Never echo the URL's query or anything header-derived; the message is enough.
-    if e.is_connect() {
-        UpstreamError::Unreachable("connection failed".into())
-    } else if e.is_timeout() {
-        UpstreamError::Timeout
-    } else {
-        let kind = if e.is_body() || e.is_decode() { "body interrupted" } else { "request failed" };
-        UpstreamError::Lost(kind.into())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_honours_retry_after() {
-        assert!(backoff(1, None, 0.0) >= Duration::from_millis(250));
-        assert!(backoff(10, None, 0.999) <= Duration::from_millis(8_000));
-        assert_eq!(backoff(1, Some(Duration::from_secs(3)), 0.5), Duration::from_secs(3));
-        assert_eq!(backoff(1, Some(Duration::from_secs(600)), 0.5), Duration::from_secs(60));
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
-    }
-
-    #[test]
-    fn an_absurd_retry_after_is_capped_not_a_panic() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("1e300"));
-        let hint = retry_after(&h);
-        assert_eq!(backoff(1, hint, 0.5), Duration::from_secs(60));
-    }
 }

@@ -1,0 +1,103 @@
+//! The application state every handler and background task shares as `Arc<App>`: the
+//! ledger, the providers by upstream name, the price table, metrics and clock. Low in the
+//! layout: the gateway, submit, tracker and settle all import it, it imports none of them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::pricing::PriceTable;
+use crate::providers::Provider;
+
+/// Everything a request handler or the tracker needs.
+pub struct App {
+    pub settings: Settings,
+    pub pricing: PriceTable,
+    pub ledger: Arc<dyn Ledger>,
+    /// Every configured upstream, by name.
+    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Batches being settled by this process right now (the ledger guarantees
+    /// exactly-once; this only avoids downloading the same results twice).
+    pub settling: Mutex<HashSet<String>>,
+    /// Submissions whose upstream create is in progress in this process; the tracker's
+    /// reconciliation leaves them alone.
+    pub submitting: Mutex<HashSet<String>>,
+    /// Wakes the tracker early (a new batch, or a client saw one end).
+    pub wake_tracker: Notify,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// Makes submission ids unique within this process.
+    pub seq: AtomicU64,
+    /// Crash-test hooks; none armed in production.
+    pub failpoints: crate::failpoint::Failpoints,
+}
+
+impl App {
+    /// Loads the price table, opens the ledger, builds the metrics and one provider per
+    /// configured upstream (a kind this build does not serve yet is a startup error).
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
+        let pricing = PriceTable::load(&settings.pricing_path)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading the price table")?;
+        let failpoints = crate::failpoint::Failpoints::from_env()?;
+        let ledger = crate::ledger::open(&settings.storage_url, settings.durability)
+            .await
+            .context("opening the ledger")?;
+        let projects: Vec<String> = settings.projects.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<&str> = settings.upstreams.iter().map(|u| u.name.as_str()).collect();
+        let metrics = Arc::new(Metrics::new(
+            env!("CARGO_PKG_VERSION"),
+            pricing.version(),
+            &projects,
+            &names,
+            pricing.models().into_iter().map(|(_, m)| m),
+        )?);
+        let mut providers = BTreeMap::new();
+        for up in &settings.upstreams {
+            // The rows that price an upstream must be of the wire format it speaks.
+            if let Some(k) = pricing.provider_kind(&up.name) {
+                if k.as_str() != up.kind {
+                    anyhow::bail!(
+                        "upstream.{}: kind `{}`, but the price table's [providers.{}] is kind `{}`",
+                        up.name,
+                        up.kind,
+                        up.name,
+                        k.as_str()
+                    );
+                }
+            }
+            providers.insert(up.name.clone(), crate::providers::build(up, metrics.clone())?);
+        }
+        Ok(Arc::new(App {
+            settings,
+            pricing,
+            ledger,
+            providers,
+            metrics,
+            clock,
+            settling: Mutex::new(HashSet::new()),
+            submitting: Mutex::new(HashSet::new()),
+            wake_tracker: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            seq: AtomicU64::new(0),
+            failpoints,
+        }))
+    }
+
+    /// The provider of a ledger record or route, by upstream name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(name)
+    }
+}

@@ -1,0 +1,332 @@
+//! Provider-neutral admission: a surface has validated and priced the body; here the worst
+//! case is reserved against every budget that applies in one ledger step (or refused
+//! without calling the upstream), the create is forwarded through the provider, and its
+//! outcome recorded. A create whose outcome is unknown (timeout, lost answer, 5xx) is
+//! never blindly retried: the upstream's batch list decides whether it exists, so one
+//! client request makes at most one upstream batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::app::App;
+use crate::budgets::{applicable_to, window_ref};
+use crate::estimate::Estimate;
+use crate::ledger::{
+    Admit, BatchRecord, BatchState, Hold, LedgerError, NewSubmission, WindowRef, WindowState,
+};
+use crate::providers::{CreateCall, Provider, UpstreamError, UpstreamReply};
+use crate::recover::Match;
+use crate::settle::{HoldBreakdown, ModelHold};
+
+/// A priced batch, ready for admission.
+pub struct Priced<'a> {
+    pub project: &'a str,
+    pub estimate: &'a Estimate,
+    /// Hash of what identifies the batch for retry detection (the body, or the input file).
+    pub body_hash: String,
+    pub now: Timestamp,
+}
+
+/// Why a submission did not produce a batch. Surfaces map it onto their envelopes.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A budget cannot take the hold: the window as it stood and what was asked.
+    #[error("batch would exceed budget `{}`", .window.budget)]
+    Budget { window: Box<WindowState>, hold: Hold },
+    /// The upstream's own non-2xx answer.
+    #[error("upstream answered {}", .0.status)]
+    Upstream(Box<UpstreamReply>),
+    #[error(transparent)]
+    UpstreamFailed(#[from] UpstreamError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// An identical submission is still being placed (409 for the client to retry).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Removes the "create in progress" mark however the submission ends.
+struct InProgress<'a>(&'a App, String);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.submitting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+    }
+}
+
+/// Admits `priced` and creates the batch: the upstream's 2xx batch object on success
+/// (for a client's retry, the first attempt's batch).
+pub async fn submit(
+    app: &Arc<App>,
+    provider: &Arc<dyn Provider>,
+    priced: Priced<'_>,
+    call: CreateCall,
+) -> Result<UpstreamReply, SubmitError> {
+    let (est, now) = (priced.estimate, priced.now);
+    let breakdown = HoldBreakdown {
+        models: est
+            .models
+            .iter()
+            .map(|m| ModelHold {
+                model: m.model.clone(),
+                requests: m.requests,
+                worst_cost: m.worst.cost,
+            })
+            .collect(),
+    };
+    let sub = NewSubmission {
+        sub_id: new_sub_id(app, &priced.body_hash),
+        project: priced.project.to_string(),
+        provider: provider.name().to_string(),
+        submitted_at: now,
+        request_count: est.requests,
+        custom_id_fingerprint: est.custom_id_fingerprint,
+        hold: hold_of(est),
+        windows: windows_for(app, provider.name(), priced.project, Some(est), now),
+        body_hash: priced.body_hash,
+        estimate_json: serde_json::to_string(&breakdown).unwrap_or_default(),
+        dedupe_since: now
+            .saturating_sub(SignedDuration::from_secs(
+                app.settings.limits.dedupe_window_secs as i64,
+            ))
+            .unwrap_or(Timestamp::MIN),
+    };
+    // A retry whose first attempt failed outright finds nothing to answer with: admit it
+    // as new (bounded, in case identical retries race each other).
+    for _ in 0..3 {
+        match app.ledger.admit(&sub).await? {
+            Admit::Refused(w) => {
+                let hold = w_hold(&sub, &w);
+                return Err(SubmitError::Budget { window: Box::new(w), hold });
+            }
+            Admit::Admitted => {
+                app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
+                let _mark = InProgress(app, sub.sub_id.clone());
+                app.failpoints.hit("after_admit").await;
+                return forward_create(app, provider.as_ref(), &sub, &call).await;
+            }
+            Admit::Duplicate(rec) => {
+                if let Some(reply) = answer_duplicate(app, provider.as_ref(), rec, &call).await? {
+                    return Ok(reply);
+                }
+            }
+        }
+    }
+    Err(SubmitError::Conflict(
+        "identical batches from this project keep failing; retry shortly".into(),
+    ))
+}
+
+/// The hold the refusing window was asked to take.
+fn w_hold(sub: &NewSubmission, w: &WindowState) -> Hold {
+    sub.windows.iter().find(|r| r.budget == w.budget).and_then(|r| r.hold).unwrap_or(sub.hold)
+}
+
+/// How far a create got, as far as we can tell.
+enum Outcome {
+    /// The upstream said it created nothing (4xx, 429, 529) or was never reached.
+    Refused,
+    /// A complete answer that is neither: the upstream is done with it, either way.
+    Unclear,
+    /// No complete answer (timeout, cut): the upstream may still act on it.
+    Unanswered,
+}
+
+/// Sends an admitted submission upstream and records what became of it. A create whose
+/// outcome is unclear is settled by the upstream's batch list; one the list proves never
+/// happened is retried like any refused call.
+async fn forward_create(
+    app: &Arc<App>,
+    provider: &dyn Provider,
+    sub: &NewSubmission,
+    call: &CreateCall,
+) -> Result<UpstreamReply, SubmitError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = provider.create(call).await;
+        if let Ok(reply) = &outcome {
+            if let Some(id) = provider.batch_id(&reply.body).filter(|_| reply.status.is_success()) {
+                app.failpoints.hit("after_upstream_accept").await;
+                accepted(app, sub, &id).await?;
+                return outcome.map_err(SubmitError::from);
+            }
+        }
+        let kind = match &outcome {
+            Ok(r) if r.status.is_client_error() || provider.refused_outright(r.status) => {
+                Outcome::Refused
+            }
+            Err(UpstreamError::Unreachable(_)) => Outcome::Refused,
+            Ok(_) => Outcome::Unclear,
+            Err(_) => Outcome::Unanswered,
+        };
+        let failed = |outcome| match outcome {
+            Ok(r) => SubmitError::Upstream(Box::new(r)),
+            Err(e) => SubmitError::UpstreamFailed(e),
+        };
+        if let Outcome::Refused = kind {
+            app.ledger.release(&sub.sub_id, "the upstream refused the batch").await?;
+            return Err(failed(outcome));
+        }
+        let rec =
+            app.ledger.batch(&sub.sub_id).await?.ok_or_else(|| {
+                SubmitError::Internal("a submission vanished from the ledger".into())
+            })?;
+        match crate::recover::find_upstream_match(app, &rec).await {
+            Ok(Match::Found(id)) => {
+                crate::recover::adopt(app, &rec, &id).await.map_err(SubmitError::Internal)?;
+                return retrieve(provider, &id, call).await;
+            }
+            Ok(Match::Absent) if matches!(kind, Outcome::Unclear) => {
+                if attempt < provider.max_attempts() {
+                    provider.pause(attempt, outcome.as_ref().ok()).await;
+                    continue;
+                }
+                app.ledger.release(&sub.sub_id, "the upstream failed to create the batch").await?;
+            }
+            // Undecided, unanswered or the list failed: the tracker decides later.
+            Ok(_) => {}
+            Err(e) => tracing::warn!(sub_id = %sub.sub_id, error = %e, "reconciliation deferred"),
+        }
+        return Err(failed(outcome));
+    }
+}
+
+/// Records the upstream's acceptance.
+async fn accepted(app: &App, sub: &NewSubmission, id: &str) -> Result<(), SubmitError> {
+    let next = sub
+        .submitted_at
+        .saturating_add(SignedDuration::from_millis(app.settings.tracker.poll_min_ms as i64))
+        .unwrap_or(sub.submitted_at);
+    app.ledger.mark_submitted(&sub.sub_id, id, next).await?;
+    app.metrics.submitted(&sub.project, &sub.provider);
+    app.wake_tracker.notify_one();
+    tracing::info!(project = %sub.project, provider = %sub.provider, upstream_id = %id, requests = sub.request_count, hold_usd = %sub.hold.usd.usd_exact(), "batch accepted");
+    Ok(())
+}
+
+async fn retrieve(
+    provider: &dyn Provider,
+    id: &str,
+    call: &CreateCall,
+) -> Result<UpstreamReply, SubmitError> {
+    let reply = provider.retrieve(id, &call.fwd).await?;
+    if !reply.status.is_success() {
+        return Err(SubmitError::Upstream(Box::new(reply)));
+    }
+    Ok(reply)
+}
+
+/// The client retried a create we already have: answer with the first batch, or None
+/// when the first attempt failed without creating anything (the retry is new).
+async fn answer_duplicate(
+    app: &App,
+    provider: &dyn Provider,
+    mut rec: BatchRecord,
+    call: &CreateCall,
+) -> Result<Option<UpstreamReply>, SubmitError> {
+    // Bounded wait for the first attempt's create to finish (it may still be uploading).
+    for _ in 0..600 {
+        if rec.state != BatchState::Submitting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rec = app.ledger.batch(&rec.sub_id).await?.unwrap_or(rec);
+    }
+    match (rec.state, rec.upstream_id.as_deref()) {
+        (BatchState::InFlight | BatchState::Settled, Some(id)) => {
+            tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
+            retrieve(provider, id, call).await.map(Some)
+        }
+        (BatchState::Failed, _) => Ok(None),
+        _ => Err(SubmitError::Conflict(
+            "an identical batch from this project is still being submitted; retry shortly".into(),
+        )),
+    }
+}
+
+/// The worst case in every unit a budget can limit.
+pub fn hold_of(est: &Estimate) -> Hold {
+    Hold {
+        usd: est.worst.cost,
+        input_tokens: est.models.iter().map(|m| m.input_tokens_upper).sum(),
+        output_tokens: est.models.iter().map(|m| m.output_tokens_worst).sum(),
+    }
+}
+
+/// The current window of every budget covering a batch of `project` on `provider`. With
+/// an estimate, a budget whose `models` filter selects none of the batch's models is left
+/// out, and one that selects some holds only their share.
+pub fn windows_for(
+    app: &App,
+    provider: &str,
+    project: &str,
+    est: Option<&Estimate>,
+    now: Timestamp,
+) -> Vec<WindowRef> {
+    let mut out = Vec::new();
+    for b in applicable_to(&app.settings.budgets, project, provider) {
+        let mut w = window_ref(b, &app.settings.timezone, now);
+        if let (Some(models), Some(est)) = (&b.models, est) {
+            let canonical: Vec<String> = models
+                .iter()
+                .map(|m| {
+                    let p = app.pricing.resolve_for(provider, m, now);
+                    p.map_or_else(|| m.clone(), |p| p.model)
+                })
+                .collect();
+            let picked: Vec<_> =
+                est.models.iter().filter(|m| canonical.contains(&m.model)).collect();
+            if picked.is_empty() {
+                continue;
+            }
+            if picked.len() < est.models.len() {
+                w.hold = Some(Hold {
+                    usd: picked.iter().map(|m| m.worst.cost).sum(),
+                    input_tokens: picked.iter().map(|m| m.input_tokens_upper).sum(),
+                    output_tokens: picked.iter().map(|m| m.output_tokens_worst).sum(),
+                });
+            }
+        }
+        out.push(w);
+    }
+    out
+}
+
+/// Which of a window's limits `hold` would cross, if any.
+pub fn blocked_by(w: &WindowState, hold: &Hold) -> Option<&'static str> {
+    let over = |limit: Option<i128>, used: i128, add: i128| limit.is_some_and(|l| used + add > l);
+    if over(w.limit.map(|l| l.picos()), (w.spent + w.reserved).picos(), hold.usd.picos()) {
+        return Some("usd");
+    }
+    let tok = |l: Option<u64>| l.map(|v| v as i128);
+    if over(
+        tok(w.limit_input_tokens),
+        (w.spent_input_tokens + w.reserved_input_tokens) as i128,
+        hold.input_tokens as i128,
+    ) {
+        return Some("input_tokens");
+    }
+    if over(
+        tok(w.limit_output_tokens),
+        (w.spent_output_tokens + w.reserved_output_tokens) as i128,
+        hold.output_tokens as i128,
+    ) {
+        return Some("output_tokens");
+    }
+    None
+}
+
+fn new_sub_id(app: &App, body_hash: &str) -> String {
+    let n = app.seq.fetch_add(1, Ordering::Relaxed);
+    let t = Timestamp::now().as_nanosecond();
+    let h = xxhash_rust::xxh3::xxh3_128(
+        format!("{t}/{n}/{}/{body_hash}", std::process::id()).as_bytes(),
+    );
+    format!("sub_{h:032x}")
+}
