@@ -5,6 +5,7 @@
 pub mod batchfile;
 pub mod client;
 pub mod compat;
+pub mod provider;
 pub mod results;
 pub mod status;
 pub mod usage;
