@@ -1,0 +1,488 @@
+//! Batches and their lifecycle in simulated time, for every surface. Nothing runs in the
+//! background: every call first brings the registry up to "now" ([`Registry::advance`]),
+//! which ends the batches whose end time has passed (in end-time order, so the shared
+//! prompt cache sees the same sequence whatever the polling pattern) and archives those
+//! past retention.
+//!
+//! Every call costs the same with 100,000 batches held as with 10: batches are found by
+//! id through a hash map, listed through an ordered map, and `advance` reads two ordered
+//! indexes (pending ends, pending archivals) from their front, never scanning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::time::secs;
+use super::usage::{Breakpoint, Draws, PromptCache};
+
+/// What the engine needs to know of one request a surface accepted.
+pub trait Record {
+    /// Cacheable prefixes of the prompt, in prompt order.
+    fn breakpoints(&self) -> &[Breakpoint];
+    /// The request itself is invalid: it ends as [`Failure::Request`].
+    fn rejected(&self) -> bool;
+}
+
+/// Timing and outcome settings the lifecycle needs (from `SimConfig`).
+#[derive(Clone, Copy, Debug)]
+pub struct Lifecycle {
+    pub seed: u64,
+    /// Simulated seconds before the first request completes.
+    pub startup_secs: f64,
+    /// Requests completed per simulated second, per batch.
+    pub requests_per_second: f64,
+    /// Simulated seconds between a cancel and the end of the batch; requests that complete
+    /// within it were in flight and still count.
+    pub cancel_grace_secs: f64,
+    /// Share of valid requests that fail with an internal error.
+    pub errored_fraction: f64,
+    /// Share of valid requests that fail as overloaded.
+    pub overloaded_fraction: f64,
+    /// Share of valid requests that fail as invalid.
+    pub invalid_fraction: f64,
+}
+
+impl Lifecycle {
+    /// The documented defaults (no failures).
+    pub const DEFAULT: Lifecycle = Lifecycle {
+        seed: 0,
+        startup_secs: 60.0,
+        requests_per_second: 50.0,
+        cancel_grace_secs: 5.0,
+        errored_fraction: 0.0,
+        overloaded_fraction: 0.0,
+        invalid_fraction: 0.0,
+    };
+}
+
+/// Every provider's batches expire 24 h after creation.
+pub const EXPIRY: SignedDuration = SignedDuration::from_hours(24);
+/// Results stay downloadable for 29 days.
+pub const RETENTION: SignedDuration = SignedDuration::from_hours(29 * 24);
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The request was invalid as sent (its record says why).
+    Request,
+    /// A drawn internal error (`errored_fraction`).
+    Internal,
+    /// A drawn overload (`overloaded_fraction`).
+    Overloaded,
+    /// A drawn validation failure (`invalid_fraction`).
+    Invalid,
+}
+
+/// Whether a valid request fails anyway, and how: internal (`errored_fraction`),
+/// overloaded, or invalid, each an independent seeded draw checked in that order.
+fn failure(draws: &Draws, index: u64, lc: &Lifecycle) -> Option<Failure> {
+    let hit = |what: &str, share: f64| share > 0.0 && draws.draw(what, index) < share;
+    if hit("errored", lc.errored_fraction) {
+        Some(Failure::Internal)
+    } else if hit("overloaded", lc.overloaded_fraction) {
+        Some(Failure::Overloaded)
+    } else if hit("invalid", lc.invalid_fraction) {
+        Some(Failure::Invalid)
+    } else {
+        None
+    }
+}
+
+/// Final state of one request, fixed when its batch ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Cache use in tokens: read, 5-minute write, 1-hour write.
+    Succeeded {
+        read: u32,
+        write_5m: u32,
+        write_1h: u32,
+    },
+    Errored(Failure),
+    Canceled,
+    Expired,
+}
+
+/// How a batch's requests ended, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub succeeded: u64,
+    pub errored: u64,
+    pub canceled: u64,
+    pub expired: u64,
+}
+
+/// Why a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// Every request ran.
+    Completed,
+    /// A cancel was asked (requests in flight still ran).
+    Cancelled,
+    /// The 24 h window ran out first.
+    Expired,
+}
+
+/// The end of a batch: when, its counts, and (until archival) every outcome.
+#[derive(Debug)]
+pub struct Ended {
+    pub at: Timestamp,
+    pub counts: Counts,
+    pub outcomes: Option<Arc<Vec<Outcome>>>,
+}
+
+/// One batch of any surface. `R` is the surface's compact request record; `M` is what
+/// the surface keeps beside it (endpoint, input file, display name, ...).
+#[derive(Debug)]
+pub struct Batch<R, M> {
+    pub seq: u64,
+    pub id: String,
+    pub created_at: Timestamp,
+    pub n: u64,
+    pub cancel_at: Option<Timestamp>,
+    pub records: Option<Arc<Vec<R>>>,
+    pub ended: Option<Ended>,
+    /// Indexes of the requests that will fail, ascending (for progressive counts).
+    failing: Vec<u32>,
+    pub meta: M,
+}
+
+impl<R, M> Batch<R, M> {
+    pub fn expires_at(&self) -> Timestamp {
+        self.created_at.saturating_add(EXPIRY).unwrap_or(self.created_at)
+    }
+
+    pub fn archive_at(&self) -> Timestamp {
+        self.created_at.saturating_add(RETENTION).unwrap_or(self.created_at)
+    }
+
+    /// When request `i` (in processing order) completes if nothing stops it.
+    pub fn completion(&self, i: u64, lc: &Lifecycle) -> Timestamp {
+        let offset = lc.startup_secs + (i + 1) as f64 / lc.requests_per_second;
+        self.created_at.saturating_add(secs(offset)).unwrap_or(Timestamp::MAX)
+    }
+
+    /// When processing started (the first request is picked up).
+    pub fn started_at(&self, lc: &Lifecycle) -> Timestamp {
+        self.created_at.saturating_add(secs(lc.startup_secs)).unwrap_or(Timestamp::MAX)
+    }
+
+    /// When the last request completes if nothing stops it.
+    pub fn last_completion(&self, lc: &Lifecycle) -> Timestamp {
+        self.completion(self.n.saturating_sub(1), lc)
+    }
+
+    /// Requests completed by `now`, had nothing stopped them.
+    pub fn completed_by(&self, now: Timestamp, lc: &Lifecycle) -> u64 {
+        let elapsed = now.duration_since(self.created_at).as_secs_f64() - lc.startup_secs;
+        if elapsed <= 0.0 {
+            return 0;
+        }
+        ((elapsed * lc.requests_per_second).floor() as u64).min(self.n)
+    }
+
+    fn cancel_end(&self, lc: &Lifecycle) -> Option<Timestamp> {
+        self.cancel_at.map(|c| c.saturating_add(secs(lc.cancel_grace_secs)).unwrap_or(c))
+    }
+
+    pub fn end_time(&self, lc: &Lifecycle) -> Timestamp {
+        let mut end = self.last_completion(lc).min(self.expires_at());
+        if let Some(c) = self.cancel_end(lc) {
+            end = end.min(c);
+        }
+        end
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Why the batch ended, once it has.
+    pub fn end_cause(&self, lc: &Lifecycle) -> Option<EndCause> {
+        let e = self.ended.as_ref()?;
+        Some(if self.cancel_at.is_some() {
+            EndCause::Cancelled
+        } else if e.at < self.last_completion(lc) {
+            EndCause::Expired
+        } else {
+            EndCause::Completed
+        })
+    }
+
+    /// Requests done by `now` while the batch runs: those that completed, split into
+    /// succeeded and errored (cancel and expiry are only known at the end).
+    pub fn progress(&self, now: Timestamp, lc: &Lifecycle) -> Counts {
+        let k = self.completed_by(now, lc);
+        let errored = self.failing.partition_point(|&i| u64::from(i) < k) as u64;
+        Counts { succeeded: k - errored, errored, ..Counts::default() }
+    }
+}
+
+/// What a results download needs, detached from the registry lock.
+#[derive(Debug)]
+pub struct ResultsSource<R> {
+    pub batch_id: String,
+    pub batch_seq: u64,
+    pub records: Arc<Vec<R>>,
+    pub outcomes: Arc<Vec<Outcome>>,
+}
+
+impl<R> Clone for ResultsSource<R> {
+    fn clone(&self) -> Self {
+        ResultsSource {
+            batch_id: self.batch_id.clone(),
+            batch_seq: self.batch_seq,
+            records: self.records.clone(),
+            outcomes: self.outcomes.clone(),
+        }
+    }
+}
+
+/// Why a registry call could not be answered; each surface words it in its own envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No batch with this id.
+    NotFound,
+    /// Results asked for before the end.
+    NotEnded,
+    /// Results asked for after archival.
+    Archived,
+    /// Delete asked for before the end.
+    StillProcessing,
+    /// A list cursor naming no batch ever created.
+    BadCursor,
+}
+
+/// Which way a list page runs from its cursor.
+#[derive(Debug, Clone, Default)]
+pub enum Cursor {
+    /// The newest batches.
+    #[default]
+    Newest,
+    /// Batches older than this id (Anthropic `after_id`, OpenAI `after`).
+    OlderThan(String),
+    /// Batches newer than this id (Anthropic `before_id`).
+    NewerThan(String),
+}
+
+/// One list page and whether more lie beyond it.
+pub type Page<'a, R, M> = (Vec<&'a Batch<R, M>>, bool);
+
+/// Every batch of one surface over the simulator's lifetime, and its prompt cache.
+#[derive(Debug)]
+pub struct Registry<R, M> {
+    lc: Lifecycle,
+    id_of: fn(u64, u64) -> String,
+    batches: BTreeMap<u64, Batch<R, M>>,
+    by_id: HashMap<String, u64>,
+    /// Deleted ids stay usable as list cursors.
+    deleted: HashMap<String, u64>,
+    /// (end time, seq) of every batch not yet ended.
+    pending_ends: BTreeSet<(Timestamp, u64)>,
+    /// (archive time, seq) of every batch whose records are still held.
+    pending_archive: BTreeSet<(Timestamp, u64)>,
+    next_seq: u64,
+    cache: PromptCache,
+}
+
+impl<R: Record, M> Registry<R, M> {
+    /// `id_of(seed, seq)` renders a batch id in the surface's format.
+    pub fn new(lc: Lifecycle, id_of: fn(u64, u64) -> String) -> Self {
+        Registry {
+            lc,
+            id_of,
+            batches: BTreeMap::new(),
+            by_id: HashMap::new(),
+            deleted: HashMap::new(),
+            pending_ends: BTreeSet::new(),
+            pending_archive: BTreeSet::new(),
+            next_seq: 1,
+            cache: PromptCache::default(),
+        }
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lc
+    }
+
+    /// The sequence number and id the next create will get.
+    pub fn next_id(&self) -> (u64, String) {
+        (self.next_seq, (self.id_of)(self.lc.seed, self.next_seq))
+    }
+
+    pub fn create(&mut self, records: Vec<R>, meta: M, now: Timestamp) -> &Batch<R, M> {
+        self.create_shared(Arc::new(records), meta, now)
+    }
+
+    /// Creates a batch over records another batch may share (OpenAI input files).
+    pub fn create_shared(&mut self, records: Arc<Vec<R>>, meta: M, now: Timestamp) -> &Batch<R, M> {
+        self.advance(now);
+        let (seq, id) = self.next_id();
+        self.next_seq += 1;
+        let draws = Draws { seed: self.lc.seed, batch_seq: seq };
+        let failing = records
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.rejected() || failure(&draws, *i as u64, &self.lc).is_some())
+            .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        let batch = Batch {
+            seq,
+            id: id.clone(),
+            created_at: now,
+            n: records.len() as u64,
+            cancel_at: None,
+            records: Some(records),
+            ended: None,
+            failing,
+            meta,
+        };
+        self.pending_ends.insert((batch.end_time(&self.lc), seq));
+        self.pending_archive.insert((batch.archive_at(), seq));
+        self.by_id.insert(id, seq);
+        self.batches.entry(seq).or_insert(batch)
+    }
+
+    /// Ends every batch whose end time is at or before `now`, oldest end first, and
+    /// archives those past retention.
+    pub fn advance(&mut self, now: Timestamp) {
+        while let Some(&(end, seq)) = self.pending_ends.first() {
+            if end > now {
+                break;
+            }
+            self.pending_ends.pop_first();
+            self.finish(seq, end);
+        }
+        while let Some(&(at, seq)) = self.pending_archive.first() {
+            if at > now {
+                break;
+            }
+            self.pending_archive.pop_first();
+            if let Some(b) = self.batches.get_mut(&seq) {
+                b.records = None;
+                if let Some(e) = &mut b.ended {
+                    e.outcomes = None;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, seq: u64, end: Timestamp) {
+        let lc = self.lc;
+        let Some(b) = self.batches.get_mut(&seq) else { return };
+        let draws = Draws { seed: lc.seed, batch_seq: seq };
+        let unprocessed = match b.cancel_end(&lc) {
+            Some(c) if c <= b.expires_at() => Outcome::Canceled,
+            _ => Outcome::Expired,
+        };
+        let mut counts = Counts::default();
+        let records = b.records.clone().unwrap_or_default();
+        let mut outcomes = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let i = i as u64;
+            let t = b.completion(i, &lc);
+            let outcome = if t > end {
+                unprocessed
+            } else if r.rejected() {
+                Outcome::Errored(Failure::Request)
+            } else if let Some(f) = failure(&draws, i, &lc) {
+                Outcome::Errored(f)
+            } else {
+                let u = self.cache.apply(r.breakpoints(), t);
+                let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+                Outcome::Succeeded {
+                    read: n(u.read),
+                    write_5m: n(u.write_5m),
+                    write_1h: n(u.write_1h),
+                }
+            };
+            match outcome {
+                Outcome::Succeeded { .. } => counts.succeeded += 1,
+                Outcome::Errored(_) => counts.errored += 1,
+                Outcome::Canceled => counts.canceled += 1,
+                Outcome::Expired => counts.expired += 1,
+            }
+            outcomes.push(outcome);
+        }
+        self.cache.prune(end);
+        b.ended = Some(Ended { at: end, counts, outcomes: Some(Arc::new(outcomes)) });
+    }
+
+    pub fn get(&self, id: &str) -> Result<&Batch<R, M>, Refusal> {
+        self.by_id.get(id).and_then(|seq| self.batches.get(seq)).ok_or(Refusal::NotFound)
+    }
+
+    /// Cancel: the batch keeps running until the in-flight requests are done. On an
+    /// ended or already cancelling batch it changes nothing.
+    pub fn cancel(&mut self, id: &str, now: Timestamp) -> Result<&Batch<R, M>, Refusal> {
+        self.advance(now);
+        let lc = self.lc;
+        let seq = *self.by_id.get(id).ok_or(Refusal::NotFound)?;
+        let b = self.batches.get_mut(&seq).ok_or(Refusal::NotFound)?;
+        if b.ended.is_none() && b.cancel_at.is_none() {
+            self.pending_ends.remove(&(b.end_time(&lc), seq));
+            b.cancel_at = Some(now);
+            self.pending_ends.insert((b.end_time(&lc), seq));
+        }
+        self.advance(now);
+        self.get(id)
+    }
+
+    /// Delete: only once processing has ended.
+    pub fn delete(&mut self, id: &str) -> Result<Batch<R, M>, Refusal> {
+        let b = self.get(id)?;
+        if b.ended.is_none() {
+            return Err(Refusal::StillProcessing);
+        }
+        let seq = b.seq;
+        let archive = (b.archive_at(), seq);
+        self.pending_archive.remove(&archive);
+        self.by_id.remove(id);
+        self.deleted.insert(id.to_string(), seq);
+        self.batches.remove(&seq).ok_or(Refusal::NotFound)
+    }
+
+    pub fn results(&self, id: &str, now: Timestamp) -> Result<ResultsSource<R>, Refusal> {
+        let b = self.get(id)?;
+        let Some(ended) = &b.ended else { return Err(Refusal::NotEnded) };
+        match (&b.records, &ended.outcomes) {
+            (Some(records), Some(outcomes)) if now < b.archive_at() => Ok(ResultsSource {
+                batch_id: b.id.clone(),
+                batch_seq: b.seq,
+                records: records.clone(),
+                outcomes: outcomes.clone(),
+            }),
+            _ => Err(Refusal::Archived),
+        }
+    }
+
+    /// One page, newest first, and whether more lie beyond it in its direction.
+    pub fn list(&self, cursor: &Cursor, limit: usize) -> Result<Page<'_, R, M>, Refusal> {
+        let seq_of = |id: &str| {
+            self.by_id.get(id).or_else(|| self.deleted.get(id)).copied().ok_or(Refusal::BadCursor)
+        };
+        let mut items: Vec<&Batch<R, M>> = match cursor {
+            Cursor::NewerThan(id) => {
+                let seq = seq_of(id)?;
+                let mut v: Vec<&Batch<R, M>> =
+                    self.batches.range(seq + 1..).map(|(_, b)| b).take(limit + 1).collect();
+                let more = v.len() > limit;
+                v.truncate(limit);
+                v.reverse();
+                return Ok((v, more));
+            }
+            Cursor::OlderThan(id) => {
+                let seq = seq_of(id)?;
+                self.batches.range(..seq).rev().map(|(_, b)| b).take(limit + 1).collect()
+            }
+            Cursor::Newest => self.batches.values().rev().take(limit + 1).collect(),
+        };
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, more))
+    }
+
+    pub fn live_batches(&self) -> usize {
+        self.batches.len()
+    }
+}
