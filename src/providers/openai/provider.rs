@@ -68,7 +68,8 @@ impl OpenAiProvider {
                 }
             }
             let more = page.get("has_more").and_then(|v| v.as_bool()).unwrap_or(false);
-            after = data.last().and_then(|b| b.get("id")).and_then(|v| v.as_str()).map(String::from);
+            after =
+                data.last().and_then(|b| b.get("id")).and_then(|v| v.as_str()).map(String::from);
             if !more || after.is_none() {
                 break;
             }
@@ -109,8 +110,11 @@ pub fn neutral(s: &Status) -> BatchStatus {
     };
     let done = s.completed + s.failed;
     let results = if phase == BatchPhase::Ended {
-        let paths: Vec<String> =
-            [&s.output_file_id, &s.error_file_id].into_iter().flatten().map(|f| content_path(f)).collect();
+        let paths: Vec<String> = [&s.output_file_id, &s.error_file_id]
+            .into_iter()
+            .flatten()
+            .map(|f| content_path(f))
+            .collect();
         ResultsRef::Paths(paths)
     } else {
         ResultsRef::None

@@ -46,9 +46,8 @@ struct CreateBody {
 
 /// The batch object in an upstream answer, unwrapped (Together's `{"job": ...}`).
 fn batch_json(reply: &UpstreamReply) -> Result<Value, OpenAiError> {
-    let v: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-        ApiError::Internal("upstream sent a batch object that is not JSON".into())
-    })?;
+    let v: Value = serde_json::from_slice(&reply.body)
+        .map_err(|_| ApiError::Internal("upstream sent a batch object that is not JSON".into()))?;
     Ok(batch_object(&v).clone())
 }
 
@@ -133,16 +132,15 @@ async fn create_batch(
         e.param = Some("input_file_id".into());
         e
     })?;
-    let summary: FileSummary = file
-        .estimate_json
-        .as_deref()
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(|| {
-            OpenAiError::invalid(
-                "input_file_id",
-                format!("input_file_id: {file_id} is not a batch input file"),
-            )
-        })?;
+    let summary: FileSummary =
+        file.estimate_json.as_deref().and_then(|j| serde_json::from_str(j).ok()).ok_or_else(
+            || {
+                OpenAiError::invalid(
+                    "input_file_id",
+                    format!("input_file_id: {file_id} is not a batch input file"),
+                )
+            },
+        )?;
     if summary.endpoint != endpoint {
         return Err(OpenAiError::invalid(
             "endpoint",
@@ -254,8 +252,7 @@ pub async fn list(
         Some(a) => ListCursor::After(a),
         None => ListCursor::Newest,
     };
-    let mut recs =
-        s.app.ledger.project_batches(s.name(), &project, cursor, limit + 1).await?;
+    let mut recs = s.app.ledger.project_batches(s.name(), &project, cursor, limit + 1).await?;
     let has_more = recs.len() > limit as usize;
     recs.truncate(limit as usize);
     let ids: Vec<String> = recs.iter().filter_map(|r| r.upstream_id.clone()).collect();

@@ -102,7 +102,11 @@ impl IntoResponse for OpenAiError {
                 r.body
             } else {
                 let e = ErrorEnvelope::new(
-                    if r.status.is_server_error() { "server_error" } else { "invalid_request_error" },
+                    if r.status.is_server_error() {
+                        "server_error"
+                    } else {
+                        "invalid_request_error"
+                    },
                     format!("upstream answered HTTP {}", r.status.as_u16()),
                 );
                 serde_json::to_vec(&e).unwrap_or_default().into()

@@ -96,7 +96,8 @@ async fn upload_file(
                 let filename = field.file_name().unwrap_or("batch.jsonl").to_string();
                 let limits = s.openai.client.compat.limits;
                 let mut checker = Checker::new(&app.pricing, s.name(), now, limits);
-                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
+                let (tx, rx) =
+                    tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
                 let openai = s.openai.clone();
                 let name = filename.clone();
                 let sending = tokio::spawn(async move {
@@ -151,6 +152,12 @@ async fn upload_file(
                 }
                 // Clients asked for `batch`; Together's `batch-api` is its spelling of it.
                 obj["purpose"] = json!(PURPOSE_BATCH);
+                // The upstream's clock (list order and `created_at` match what it says).
+                let created_at = obj
+                    .get("created_at")
+                    .and_then(Value::as_i64)
+                    .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                    .unwrap_or(now);
                 let rec = FileRecord {
                     provider: s.name().to_string(),
                     file_id: id,
@@ -159,7 +166,7 @@ async fn upload_file(
                     filename,
                     bytes: summary.bytes,
                     lines: summary.requests,
-                    created_at: now,
+                    created_at,
                     estimate_json: Some(serde_json::to_string(&summary).unwrap_or_default()),
                     batch_id: None,
                 };
@@ -172,7 +179,10 @@ async fn upload_file(
         }
     }
     let Some((obj, rec)) = uploaded else {
-        return Err(OpenAiError::invalid("file", "file: is required (a multipart part named `file`)"));
+        return Err(OpenAiError::invalid(
+            "file",
+            "file: is required (a multipart part named `file`)",
+        ));
     };
     match purpose.as_deref() {
         Some(PURPOSE_BATCH) => {}
@@ -314,7 +324,11 @@ pub async fn record_outputs(s: &Surface, project: &str, batch: &Value) {
             file_id: id.to_string(),
             project: project.to_string(),
             purpose: PURPOSE_BATCH_OUTPUT.into(),
-            filename: format!("{}_{}.jsonl", batch_id.as_deref().unwrap_or("batch"), &key[..key.len() - 8]),
+            filename: format!(
+                "{}_{}.jsonl",
+                batch_id.as_deref().unwrap_or("batch"),
+                &key[..key.len() - 8]
+            ),
             bytes: 0,
             lines: 0,
             created_at: s.app.clock.now(),
