@@ -252,7 +252,8 @@ def test_two_projects_upload_create_poll_read_and_agree_to_the_micro_dollar(stac
         assert (r["requests_succeeded"], r["requests_errored"]) == (ok, bad)
     focus = admin_get(f"{gw.url}/api/reports/spend?{q.replace('format=json', 'format=focus')}", ADMIN)
     openai_rows = [r for r in focus.splitlines()[1:] if ",OpenAI," in r]
-    assert openai_rows and all("OpenAI Batch API" in r for r in openai_rows)
+    assert openai_rows and all("OpenAI Batch API" in r and ",Batch," in r for r in openai_rows)
+    assert not any("Message Batch" in r for r in openai_rows)
 
 
 def test_a_budget_shared_across_providers_refuses_the_overflowing_batch_before_the_upstream(stack):
