@@ -84,7 +84,23 @@ impl OpenAiProvider {
         };
         let mut streams = Vec::new();
         for p in paths {
+            let (p, unrun) = match p.split_once(UNRUN) {
+                Some((p, code)) => (p, Some(code.to_string())),
+                None => (p.as_str(), None),
+            };
             let id = p.trim_start_matches("/v1/files/").trim_end_matches("/content");
+            if let Some(code) = unrun {
+                let resp = self.client.content(id).await?;
+                if !resp.status().is_success() {
+                    return Err(FetchError::Status(resp.status().as_u16()));
+                }
+                let input = resp
+                    .bytes_stream()
+                    .map_err(|_| UpstreamError::Lost("input file stream cut".into()))
+                    .boxed();
+                streams.push(unrun_lines(input, code));
+                continue;
+            }
             let resp = self.client.content(id).await?;
             if !resp.status().is_success() {
                 return Err(FetchError::Status(resp.status().as_u16()));
@@ -100,6 +116,68 @@ impl OpenAiProvider {
     }
 }
 
+/// Marks a results path as the input file of a batch that ran nothing, with the error
+/// code its requests end with (internal to this provider; never sent upstream).
+const UNRUN: &str = "#unrun=";
+
+fn unrun_code(status: &str) -> &'static str {
+    match status {
+        "cancelled" => super::wire::LINE_CANCELLED,
+        "expired" => super::wire::LINE_EXPIRED,
+        _ => "batch_failed",
+    }
+}
+
+/// Turns an input file's lines into error lines `{"custom_id", "response": null,
+/// "error": {"code"}}`, streaming: only a line cut across chunks is buffered.
+pub fn unrun_lines(input: ResultStream, code: String) -> ResultStream {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        custom_id: std::borrow::Cow<'a, str>,
+    }
+    let convert = move |line: &[u8], out: &mut Vec<u8>| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        // A line without a readable custom id still counts as one request.
+        let id = serde_json::from_slice::<Id>(line)
+            .map(|i| i.custom_id.into_owned())
+            .unwrap_or_default();
+        let l = serde_json::json!({"custom_id": id, "response": null,
+            "error": {"code": code, "message": "the batch ended before this request ran"}});
+        out.extend_from_slice(l.to_string().as_bytes());
+        out.push(b'\n');
+    };
+    let state = (input, Vec::<u8>::new(), false);
+    futures_util::stream::unfold(state, move |(mut input, mut partial, done)| {
+        let convert = convert.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match input.next().await {
+                Some(Ok(chunk)) => {
+                    partial.extend_from_slice(&chunk);
+                    let cut = partial.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                    for line in partial[..cut].split(|b| *b == b'\n') {
+                        convert(line, &mut out);
+                    }
+                    partial.drain(..cut);
+                    Some((Ok(bytes::Bytes::from(out)), (input, partial, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (input, partial, true))),
+                None => {
+                    convert(&partial, &mut out);
+                    Some((Ok(bytes::Bytes::from(out)), (input, Vec::new(), true)))
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// The neutral view of a normalised batch object.
 pub fn neutral(s: &Status) -> BatchStatus {
     let phase = match s.phase {
@@ -110,11 +188,16 @@ pub fn neutral(s: &Status) -> BatchStatus {
     };
     let done = s.completed + s.failed;
     let results = if phase == BatchPhase::Ended {
-        let paths: Vec<String> = [&s.output_file_id, &s.error_file_id]
+        let mut paths: Vec<String> = [&s.output_file_id, &s.error_file_id]
             .into_iter()
             .flatten()
             .map(|f| content_path(f))
             .collect();
+        // Ended without running anything (failed validation, cancelled or expired before
+        // starting): every request of the input file is one unrun result.
+        if let (true, Some(input)) = (paths.is_empty(), &s.input_file_id) {
+            paths.push(format!("{}{UNRUN}{}", content_path(input), unrun_code(&s.status)));
+        }
         ResultsRef::Paths(paths)
     } else {
         ResultsRef::None
@@ -219,5 +302,35 @@ impl Provider for OpenAiProvider {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_that_ran_nothing_ends_with_one_error_line_per_request() {
+        let input = b"{\"custom_id\":\"a\",\"method\":\"POST\"}\n{\"custom_id\":\"b\",\"me";
+        let rest = b"thod\":\"POST\"}\n\n{\"custom_id\":\"c\"}";
+        let chunks: Vec<Result<bytes::Bytes, UpstreamError>> =
+            vec![Ok(bytes::Bytes::from_static(input)), Ok(bytes::Bytes::from_static(rest))];
+        let s = unrun_lines(futures_util::stream::iter(chunks).boxed(), "batch_failed".into());
+        let out: Vec<bytes::Bytes> = s.map(|c| c.unwrap()).collect().await;
+        let text = String::from_utf8(out.concat()).unwrap();
+        let items: Vec<_> = text.lines().map(|l| Lines.decode(l.as_bytes()).unwrap()).collect();
+        let ids: Vec<_> = items.iter().map(|i| i.custom_id.to_string()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert!(items.iter().all(|i| i.outcome == Outcome::Errored));
+        assert!(items.iter().all(|i| i.usage == Default::default()));
+        let failed = br#"{"id":"b1","status":"failed","input_file_id":"file-in"}"#;
+        let n = neutral(&status::parse(failed).unwrap());
+        let want = "/v1/files/file-in/content#unrun=batch_failed";
+        assert!(matches!(&n.results, ResultsRef::Paths(p) if p[0] == want), "{:?}", n.results);
+        let cancelled =
+            br#"{"id":"b1","status":"cancelled","input_file_id":"file-in","error_file_id":"file-e"}"#;
+        let n = neutral(&status::parse(cancelled).unwrap());
+        let want = vec!["/v1/files/file-e/content".to_string()];
+        assert!(matches!(&n.results, ResultsRef::Paths(p) if *p == want), "{:?}", n.results);
     }
 }

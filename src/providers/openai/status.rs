@@ -42,6 +42,7 @@ pub struct Status {
     pub ended_at: Option<Timestamp>,
     pub output_file_id: Option<String>,
     pub error_file_id: Option<String>,
+    pub input_file_id: Option<String>,
     /// `metadata.batchcost_submission`.
     pub tag: Option<String>,
 }
@@ -109,6 +110,7 @@ pub fn from_value(v: &Value) -> Result<Status, String> {
         ended_at,
         output_file_id: string(b.get("output_file_id")),
         error_file_id: string(b.get("error_file_id")),
+        input_file_id: string(b.get("input_file_id")),
         tag: b.get("metadata").and_then(|m| m.get(SUBMISSION_KEY)).and_then(|t| string(Some(t))),
     })
 }
