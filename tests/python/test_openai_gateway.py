@@ -327,3 +327,60 @@ def test_isolation_and_key_hygiene(stack):
         assert secret not in gw.logs()
     raw = search.batches.with_raw_response.retrieve(b.id)
     assert PROVIDER not in raw.text and PROVIDER not in str(dict(raw.headers))
+
+
+def test_several_openai_compatible_upstreams_at_their_own_prefixes(tmp_path, no_ambient_credentials_module):
+    """`together` (kind = "openai", its own rows in the price table) beside `openai`: each at
+    its own prefix, its batches priced with its own rows and labelled with its name."""
+    sim = simulator(key=PROVIDER, time_scale=3600)
+    pricing = tmp_path / "pricing.toml"
+    pricing.write_text((REPO / "pricing.toml").read_text() + """
+[providers.together]
+kind = "openai"
+batch_discount = 0.5
+
+[[models]]
+provider = "together"
+id = "gpt-5-mini"
+max_output_tokens = 16000
+[[models.prices]]
+effective_from = 2025-01-01
+source = "test row"
+input = 0.5
+output = 4
+""")
+    cfg = tmp_path / "batchcost.toml"
+    write_config(cfg, sim.url, tmp_path / "ledger.db", [])
+    text = cfg.read_text().replace(f'pricing = "{REPO / "pricing.toml"}"', f'pricing = "{pricing}"')
+    text = text.replace("[admin]", f'[upstream.together]\nkind = "openai"\nbase_url = "{sim.url}"\n'
+                                   'api_key_env = "TEST_PROVIDER_KEY"\n[admin]')
+    cfg.write_text(text)
+    gw = gateway(cfg, dict(KEYS, TEST_ADMIN_TOKEN=ADMIN, TEST_PROVIDER_KEY=PROVIDER))
+    try:
+        root = client(gw, "SEARCH_KEY")
+        tog = openai.OpenAI(base_url=gw.url + "/together/v1", api_key=KEYS["SEARCH_KEY"], max_retries=0)
+        lines = [chat_line(f"t-{i}", "hi", "gpt-5-mini", max_completion_tokens=20) for i in range(4)]
+        ids = {}
+        for name, c in (("openai", root), ("together", tog)):
+            f = c.files.create(file=(f"{name}.jsonl", jsonl(lines)), purpose="batch")
+            b = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+            ids[name] = (c, f, b)
+        # Each upstream's objects are only under its own prefix.
+        with pytest.raises(openai.NotFoundError):
+            root.files.retrieve(ids["together"][1].id)
+        assert [x.id for x in tog.batches.list()] == [ids["together"][2].id]
+        costs = {}
+        for name, (c, f, b) in ids.items():
+            wait_ended(c, b.id)
+            rec = wait_settled(gw, b.id)
+            assert rec["provider"] == name
+            costs[name] = Decimal(rec["cost_usd"])
+            assert rec["models"][0]["tokens"]["output"] > 0
+        # Same tokens model, together's rows cost more than OpenAI's here.
+        assert costs["together"] > costs["openai"] > 0
+        metrics = admin_get(f"{gw.url}/metrics", ADMIN)
+        got = metric(metrics, "batchcost_cost_usd_total", {"provider": "together", "model": "gpt-5-mini"})
+        assert abs(Decimal(repr(got)) - costs["together"]) < Decimal("0.000001")
+    finally:
+        gw.stop()
+        sim.stop()
