@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use super::LedgerFuture;
+use super::{LedgerError, LedgerFuture};
 
 /// One file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,4 +54,26 @@ pub trait FileLedger: Send + Sync {
     fn project_files<'a>(&'a self, q: FilesQuery<'a>) -> LedgerFuture<'a, Vec<FileRecord>>;
     /// Marks a file deleted; false if it was not there.
     fn delete_file<'a>(&'a self, provider: &'a str, file_id: &'a str) -> LedgerFuture<'a, bool>;
+}
+
+/// The files ledger of a backend that has no `files` table yet: every call fails.
+pub struct Unsupported;
+
+fn unsupported<'a, T: Send + 'a>() -> LedgerFuture<'a, T> {
+    Box::pin(async { Err(LedgerError::Url("this ledger backend does not store files yet".into())) })
+}
+
+impl FileLedger for Unsupported {
+    fn record_file<'a>(&'a self, _: &'a FileRecord) -> LedgerFuture<'a, bool> {
+        unsupported()
+    }
+    fn file<'a>(&'a self, _: &'a str, _: &'a str) -> LedgerFuture<'a, Option<FileRecord>> {
+        unsupported()
+    }
+    fn project_files<'a>(&'a self, _: FilesQuery<'a>) -> LedgerFuture<'a, Vec<FileRecord>> {
+        unsupported()
+    }
+    fn delete_file<'a>(&'a self, _: &'a str, _: &'a str) -> LedgerFuture<'a, bool> {
+        unsupported()
+    }
 }

@@ -310,8 +310,11 @@ pub trait Ledger: Send + Sync {
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
-    /// Uploaded files and their owners (OpenAI Files API).
-    fn files(&self) -> &dyn files::FileLedger;
+    /// Uploaded files and their owners (OpenAI Files API). A backend without the `files`
+    /// table refuses every call (OpenAI uploads then fail with a 500, nothing else does).
+    fn files(&self) -> &dyn files::FileLedger {
+        &files::Unsupported
+    }
 }
 
 /// Opens the backend the URL names.
