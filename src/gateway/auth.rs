@@ -27,8 +27,12 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The calling project, or 401.
+/// The calling project, or 401: "no key" and "a key that matches no project" are told
+/// apart (the second is a typo or a revoked key; the first a client not configured yet).
 pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    if presented_key(headers).is_none_or(str::is_empty) {
+        return Err(ApiError::Unauthenticated(NO_KEY));
+    }
     let found = presented_key(headers).and_then(|key| {
         let mut hit = None;
         for (name, keys) in &app.settings.projects {
@@ -40,8 +44,14 @@ pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
         }
         hit
     });
-    found.ok_or(ApiError::Unauthenticated("invalid x-api-key"))
+    found.ok_or(ApiError::Unauthenticated(WRONG_KEY))
 }
+
+/// 401 message when no key was sent.
+pub const NO_KEY: &str = "no API key: send your project key as x-api-key or Authorization: Bearer";
+/// 401 message when the key matches no project.
+pub const WRONG_KEY: &str =
+    "invalid x-api-key: the key sent matches no project (check for a typo or a rotated key)";
 
 /// The admin token as `Authorization: Bearer`, or 401.
 pub fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {

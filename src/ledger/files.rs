@@ -60,7 +60,7 @@ pub trait FileLedger: Send + Sync {
 pub struct Unsupported;
 
 fn unsupported<'a, T: Send + 'a>() -> LedgerFuture<'a, T> {
-    Box::pin(async { Err(LedgerError::Url("this ledger backend does not store files yet".into())) })
+    Box::pin(async { Err(LedgerError::Unsupported("files")) })
 }
 
 impl FileLedger for Unsupported {

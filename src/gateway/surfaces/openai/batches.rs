@@ -96,11 +96,14 @@ pub async fn create(State(s): State<Surface>, req: Request) -> Result<Response, 
     let app = s.app.clone();
     let task = app.tasks.spawn(async move {
         let (parts, raw) = req.into_parts();
-        let project = auth::project(&s.app, &parts.headers).inspect_err(|_| {
+        let request_id = crate::gateway::request_id::of(&parts.extensions);
+        let project = auth::project(&s.app, &parts.headers).inspect_err(|e| {
             s.app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+            crate::gateway::rejections::log(UNKNOWN_PROJECT, e, &request_id);
         })?;
-        let result = create_batch(&s, &project, &parts.headers, raw).await;
+        let result = create_batch(&s, &project, &parts.headers, raw, &request_id).await;
         if let Err(e) = &result {
+            crate::gateway::rejections::log(&project, &e.inner, &request_id);
             if let Some(r) = e.inner.reject_reason() {
                 s.app.metrics.rejected(&project, r);
             }
@@ -115,6 +118,7 @@ async fn create_batch(
     project: &str,
     headers: &HeaderMap,
     raw: Body,
+    request_id: &str,
 ) -> Result<Response, OpenAiError> {
     let app = &s.app;
     let bytes = body::read_limited(headers, raw, MAX_CREATE_BYTES).await?;
@@ -194,7 +198,7 @@ async fn create_batch(
         body: Bytes::from(serde_json::to_vec(&create).unwrap_or_default()),
         fwd: Forward::default(),
     };
-    let priced = Priced { project, estimate: &est, body_hash, now };
+    let priced = Priced { project, estimate: &est, body_hash, now, request_id };
     let reply = submit_as(app, &s.provider, priced, call, sub_id)
         .await
         .map_err(|e| OpenAiError::from(ApiError::from_submit(e, now)))?;

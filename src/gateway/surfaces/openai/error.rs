@@ -127,7 +127,14 @@ impl IntoResponse for OpenAiError {
         let mut value = serde_json::to_value(env).unwrap_or_default();
         let mut headers = HeaderMap::new();
         if let ApiError::BudgetExceeded(refusal) = &self.inner {
+            if !refusal.message.is_empty() {
+                value["error"]["message"] = refusal.message.clone().into();
+            }
             value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
+            value["error"]["refusal_id"] = refusal.refusal_id.clone().into();
+            if let Ok(v) = HeaderValue::from_str(&refusal.refusal_id) {
+                headers.insert("x-batchcost-refusal-id", v);
+            }
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
         }
