@@ -318,6 +318,13 @@ def test_isolation_and_key_hygiene(stack):
     with pytest.raises(openai.BadRequestError) as err:
         search.files.create(file=("bad.jsonl", broken), purpose="batch")
     assert err.value.response.json()["error"]["message"].startswith("line 2: method:")
+    # Also when the bad line is followed by megabytes the client is still sending.
+    filler = [chat_line(f"f-{i}", "x" * 1000, "gpt-5-nano", max_completion_tokens=10) for i in range(20_000)]
+    big = jsonl(lines[:1] + [dict(lines[1], method="GET")] + filler)
+    assert len(big) > 20_000_000
+    with pytest.raises(openai.BadRequestError) as err:
+        search.files.create(file=("big-bad.jsonl", big), purpose="batch")
+    assert err.value.response.json()["error"]["message"].startswith("line 2: method:")
     deleted = search.files.delete(f.id)
     assert deleted.deleted and f.id not in [x.id for x in search.files.list()]
     # Neither the provider key nor any client key ever leaves the gateway.

@@ -122,6 +122,9 @@ async fn upload_file(
                     if let Err(e) = checker.push(&chunk) {
                         abort(tx).await;
                         sending.abort();
+                        while let Ok(Some(_)) = field.chunk().await {}
+                        drop(field);
+                        drain(&mut multipart).await;
                         return Err(file_error(e));
                     }
                     if tx.send(Ok(chunk)).await.is_err() {
@@ -202,6 +205,14 @@ async fn upload_file(
     app.ledger.files().record_file(&rec).await?;
     tracing::info!(project, provider = s.name(), file_id = %rec.file_id, requests = rec.lines, bytes = rec.bytes, "batch file uploaded");
     Ok((StatusCode::OK, axum::Json(obj)).into_response())
+}
+
+/// Reads the rest of a refused upload (up to the route's body limit) so the client, which
+/// sends the whole body before it reads the answer, gets the 400 instead of a reset.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut f)) = multipart.next_field().await {
+        while let Ok(Some(_)) = f.chunk().await {}
+    }
 }
 
 fn wrong_purpose(p: &str) -> OpenAiError {
