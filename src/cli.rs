@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
+pub mod run;
 mod simulate;
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -34,6 +35,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod providers;
 pub mod recover;
 pub mod refusal;
 pub mod report;
+pub mod runner;
 pub mod settle;
 pub mod shutdown;
 pub mod simulator;
