@@ -1,22 +1,25 @@
 //! Simulator scaling benchmark (issue 17: "calls cost the same with 100,000 batches held
 //! as with 10"). Run: `cargo bench --bench simulator` (a measurement, not a test).
 //!
-//! Starts the simulator in-process with simulated time frozen, holds 10 batches, measures
-//! call rates over loopback HTTP (4 concurrent clients), fills it to 100,000 batches and
-//! measures again: create, retrieve, list (first page and a deep `after_id` page) and a
-//! results download. Prints each rate at both sizes and their ratio; the target is a
-//! ratio within 0.8..1.25 for create and retrieve.
+//! Starts the simulator in-process with simulated time frozen, holding 10 ended batches,
+//! and measures call rates over loopback HTTP (4 concurrent clients): retrieve, list (a
+//! first page and an `after_id` page, 5 per page so both sizes fill them), a results
+//! download, then create (starting from the number held). Then the same on a fresh
+//! simulator holding 100,000, twice each, alternating. Prints each rate and the ratio of
+//! means; the target is a ratio within 0.8..1.25 for create and retrieve.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use batchcost::simulator::engine::registry::{Cursor, Lifecycle, Record, Registry};
+use batchcost::simulator::engine::usage::Breakpoint;
 use batchcost::simulator::{SimConfig, spawn};
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 
 const KEY: &str = "bench-sim-key";
 const WORKERS: usize = 4;
-const OPS: u64 = 6_000;
+const OPS: u64 = 12_000;
 const BODY: &str = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there"}]}}]}"#;
 
 struct Target {
@@ -90,14 +93,15 @@ async fn measure(t: &Arc<Target>, ended: &Arc<Vec<String>>) -> [f64; 5] {
     })
     .await;
     let list = rate(t, |t, _| async move {
-        t.ok("/v1/messages/batches?limit=20").await;
+        t.ok("/v1/messages/batches?limit=5").await;
     })
     .await;
     let ids = ended.clone();
+    // Pages of 5 that are full at both sizes: cursors with at least 5 older batches.
     let deep = rate(t, move |t, i| {
-        let id = ids[(i as usize * 104_729) % ids.len()].clone();
+        let id = ids[5 + (i as usize * 104_729) % (ids.len() - 5)].clone();
         async move {
-            t.ok(&format!("/v1/messages/batches?limit=20&after_id={id}")).await;
+            t.ok(&format!("/v1/messages/batches?limit=5&after_id={id}")).await;
         }
     })
     .await;
@@ -135,8 +139,8 @@ async fn fill(t: &Arc<Target>, ids: &mut Vec<String>, upto: usize) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// A fresh simulator holding `held` ended batches, measured.
+async fn phase(held: usize) -> [f64; 5] {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let config = SimConfig { api_key: KEY.into(), time_scale: 0.0, ..SimConfig::default() };
     let sim = spawn(config, listener).await.expect("spawn");
@@ -147,32 +151,97 @@ async fn main() {
         .expect("client");
     let t = Arc::new(Target { http, base: sim.base_url() });
     let mut ids = Vec::new();
-
-    fill(&t, &mut ids, 10).await;
+    fill(&t, &mut ids, held).await;
     sim.advance(SignedDuration::from_hours(1));
-    let held_small = sim.stats().live_batches;
-    let small = measure(&t, &Arc::new(ids.clone())).await;
-
-    let started = Instant::now();
-    ids.clear();
-    fill(&t, &mut ids, 100_000 - sim.stats().live_batches as usize).await;
-    let fill_secs = started.elapsed().as_secs_f64();
-    sim.advance(SignedDuration::from_hours(1));
-    let held_large = sim.stats().live_batches;
-    let large = measure(&t, &Arc::new(ids.clone())).await;
-
-    println!("simulator scaling, {WORKERS} clients, {OPS} calls per measure (calls/s)");
-    println!("filled to 100,000 batches in {fill_secs:.1} s");
-    println!(
-        "{:<28} {:>14} {:>14} {:>8}",
-        "measure",
-        format!("{held_small} held"),
-        format!("{held_large} held"),
-        "ratio"
-    );
-    let names = ["create", "retrieve", "list (first page)", "list (deep after_id)", "results"];
-    for (i, name) in names.iter().enumerate() {
-        println!("{:<28} {:>14.0} {:>14.0} {:>8.2}", name, small[i], large[i], large[i] / small[i]);
-    }
+    assert_eq!(sim.stats().live_batches as usize, held);
+    // The first call after the jump ends every batch (once); keep that out of the rates.
+    t.ok(&format!("/v1/messages/batches/{}", ids[0])).await;
+    let rates = measure(&t, &Arc::new(ids)).await;
     sim.shutdown().await;
+    rates
+}
+
+/// A one-request record for the in-process registry measure.
+struct Rec;
+
+impl Record for Rec {
+    fn breakpoints(&self) -> &[Breakpoint] {
+        &[]
+    }
+    fn rejected(&self) -> bool {
+        false
+    }
+}
+
+/// Nanoseconds per call of the registry itself (no HTTP), the best of 5 rounds of
+/// 50,000 calls, so the machine's load matters less: create, get, list, results.
+fn registry_ns(held: usize) -> [f64; 4] {
+    let t0: Timestamp = "2026-01-10T08:00:00Z".parse().expect("time");
+    let mut r: Registry<Rec, ()> =
+        Registry::new(Lifecycle::DEFAULT, |_, seq| format!("batch_{seq:012}"));
+    let ids: Vec<String> = (0..held).map(|_| r.create(vec![Rec], (), t0).id.clone()).collect();
+    let later = t0.saturating_add(SignedDuration::from_hours(1)).expect("time");
+    r.advance(later);
+    let n = 50_000usize;
+    let best = |f: &mut dyn FnMut(usize)| {
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                for i in 0..n {
+                    f(i);
+                }
+                start.elapsed().as_nanos() as f64 / n as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let get = best(&mut |i| {
+        std::hint::black_box(r.get(&ids[(i * 7919) % ids.len()]).is_ok());
+    });
+    let list = best(&mut |i| {
+        let c = Cursor::OlderThan(ids[5 + (i * 104_729) % (ids.len() - 5)].clone());
+        std::hint::black_box(r.list(&c, 5).map(|p| p.0.len()).unwrap_or(0));
+    });
+    let results = best(&mut |i| {
+        std::hint::black_box(r.results(&ids[(i * 31) % ids.len()], later).is_ok());
+    });
+    let create = best(&mut |_| {
+        std::hint::black_box(r.create(vec![Rec], (), later).seq);
+    });
+    [create, get, list, results]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // Alternate sizes on fresh simulators so drift in the machine's load hits both.
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    for _ in 0..2 {
+        small.push(phase(10).await);
+        large.push(phase(100_000).await);
+    }
+    println!(
+        "simulator scaling, {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)"
+    );
+    println!("{:<22} {:>16} {:>18} {:>8}", "measure", "10 held", "100,000 held", "ratio");
+    let names = ["create", "retrieve", "list (first page)", "list (after_id)", "results"];
+    for (i, name) in names.iter().enumerate() {
+        let s: Vec<f64> = small.iter().map(|r| r[i]).collect();
+        let l: Vec<f64> = large.iter().map(|r| r[i]).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "{:<22} {:>7.0} {:>7.0}  {:>8.0} {:>8.0}  {:>8.2}",
+            name,
+            s[0],
+            s[1],
+            l[0],
+            l[1],
+            mean(&l) / mean(&s)
+        );
+    }
+    let (small, large) = (registry_ns(10), registry_ns(100_000));
+    println!("registry alone, ns per call (best of 5 x 50,000)");
+    println!("{:<22} {:>10} {:>14} {:>8}", "measure", "10 held", "100,000 held", "ratio");
+    for (i, name) in ["create", "get", "list (after_id)", "results"].iter().enumerate() {
+        println!("{:<22} {:>10.0} {:>14.0} {:>8.2}", name, small[i], large[i], large[i] / small[i]);
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+pub mod migrate;
+
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
@@ -24,7 +26,7 @@ pub enum Command {
     Serve(crate::gateway::ServeArgs),
     /// Simulator, gateway and sample traffic in one process; prints settled costs.
     Demo(crate::demo::DemoArgs),
-    /// Run the upstream simulator: faithful Anthropic Message Batches and OpenAI Files + Batches APIs on loopback.
+    /// Run the upstream simulator: faithful Anthropic, OpenAI and Gemini batch APIs on loopback.
     Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
     Estimate(crate::estimate::EstimateArgs),
@@ -35,6 +37,8 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
+    Migrate(migrate::MigrateArgs),
     /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
     Run(Box<run::RunArgs>),
 }
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
+        Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
         Command::Run(args) => runtime()?.block_on(run::run(*args)),

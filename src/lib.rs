@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod providers;
 pub mod recover;
 pub mod refusal;
+pub mod replica;
 pub mod report;
 pub mod runner;
 pub mod settle;

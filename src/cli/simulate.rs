@@ -19,7 +19,7 @@ pub struct SimulateArgs {
     /// Address to listen on (:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer); required.
+    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer; Gemini: x-goog-api-key or ?key=). Required, here or in the environment. A gateway in front of the simulator must use the same value as its upstream key.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Simulated seconds per real second (3600: an hour per second; 0: frozen) [default: 1].
@@ -91,7 +91,7 @@ pub struct SimulateArgs {
     /// Base URL put in results_url and upload URLs [default: http:// + the bound address].
     #[arg(long)]
     pub public_base_url: Option<String>,
-    /// TOML file with any of these settings (flags win) [default: none].
+    /// TOML file with any of these settings (flags win over the file, the file over the defaults shown) [default: none].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -124,6 +124,8 @@ struct FileConfig {
     models: Option<Vec<String>>,
     /// Replaces the built-in OpenAI model list.
     openai_models: Option<Vec<String>>,
+    /// Replaces the built-in Gemini model list.
+    gemini_models: Option<Vec<String>>,
     /// Added to every surface's model list.
     extra_models: Option<Vec<String>>,
     faults: Option<Faults>,
@@ -168,6 +170,8 @@ impl SimulateArgs {
         models.extend(extra.iter().cloned());
         let mut openai_models = file.openai_models.unwrap_or(d.openai_models);
         openai_models.extend(extra.iter().cloned());
+        let mut gemini_models = file.gemini_models.unwrap_or(d.gemini_models);
+        gemini_models.extend(extra.iter().cloned());
         let config = SimConfig {
             api_key,
             time_scale: self.time_scale.or(file.time_scale).unwrap_or(d.time_scale),
@@ -208,6 +212,7 @@ impl SimulateArgs {
             public_base_url: self.public_base_url.or(file.public_base_url),
             models,
             openai_models,
+            gemini_models,
             clock: d.clock,
         };
         config.validate().map_err(CliError::Usage)?;
@@ -228,10 +233,11 @@ pub async fn run(args: SimulateArgs) -> Result<(), CliError> {
         CliError::Runtime(anyhow::Error::new(e).context(format!("binding {listen}")))
     })?;
     let handle = spawn(config, listener).await?;
+    let stop = crate::shutdown::signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", handle.addr()).and_then(|()| out.flush()).ok();
     drop(out);
-    crate::shutdown::signal().await;
+    stop.await;
     tracing::info!("simulator shutting down");
     handle.shutdown().await;
     Ok(())

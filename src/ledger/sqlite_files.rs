@@ -1,4 +1,4 @@
-//! [`FileLedger`] on SQLite (the `files` table of schema.sql).
+//! [`FileLedger`] on SQLite (the `files` table, migration 0005).
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;

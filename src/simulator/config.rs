@@ -11,8 +11,8 @@ use super::engine::usage::OutputShape;
 /// Everything that shapes a simulator run.
 #[derive(Clone)]
 pub struct SimConfig {
-    /// The one key accepted (`x-api-key` or `Authorization: Bearer`, as each provider's
-    /// clients send it).
+    /// The one key accepted (`x-api-key`, `Authorization: Bearer`, `x-goog-api-key` or
+    /// `?key=`, as each provider's clients send it).
     pub api_key: String,
     /// Simulated seconds per real second; 0 freezes time (only `/_sim/advance` moves it).
     pub time_scale: f64,
@@ -46,6 +46,8 @@ pub struct SimConfig {
     pub models: Vec<String>,
     /// Known OpenAI model ids.
     pub openai_models: Vec<String>,
+    /// Known Gemini model ids (without `models/`).
+    pub gemini_models: Vec<String>,
     /// The clock simulated time is derived from.
     pub clock: BaseClock,
 }
@@ -71,6 +73,7 @@ impl Default for SimConfig {
             public_base_url: None,
             models: super::anthropic::MODELS.iter().map(|m| m.to_string()).collect(),
             openai_models: super::openai::MODELS.iter().map(|m| m.to_string()).collect(),
+            gemini_models: super::gemini::MODELS.iter().map(|m| m.to_string()).collect(),
             clock: BaseClock::default(),
         }
     }

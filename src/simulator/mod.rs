@@ -3,7 +3,7 @@
 //!
 //! One engine ([`engine`]: simulated time, the batch registry and lifecycle, the seeded
 //! usage model, faults, stats, results streaming) and one surface per provider
-//! (`anthropic`, `openai`, each mapping the engine onto its paths, status names, wire types and
+//! (`anthropic`, `openai`, `gemini` under `/gemini`, each mapping the engine onto its paths, status names, wire types and
 //! error envelope). The surfaces share wire types with `crate::providers::NAME::wire` and
 //! nothing else from the gateway; tokens are counted with the simulator's own model
 //! ([`tokenizer`]), never with the estimator it is used to check.
@@ -14,6 +14,7 @@ mod anthropic;
 mod config;
 mod control;
 pub mod engine;
+mod gemini;
 mod openai;
 mod server;
 
@@ -44,6 +45,8 @@ use server::Sim;
 pub const DEFAULT_MODELS: &[&str] = anthropic::MODELS;
 /// OpenAI models the simulator knows (the default `SimConfig::openai_models`).
 pub const OPENAI_MODELS: &[&str] = openai::MODELS;
+/// Gemini models the simulator knows (the default `SimConfig::gemini_models`).
+pub const GEMINI_MODELS: &[&str] = gemini::MODELS;
 
 /// A running simulator.
 pub struct SimHandle {
@@ -115,6 +118,7 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> anyhow::Result<S
     // envelope, its request ids); Anthropic's router carries the fallback.
     let router = control::router(sim.clone())
         .merge(openai::router(sim.openai.clone()))
+        .merge(gemini::router(sim.gemini.clone()))
         .merge(anthropic::router(sim.anthropic.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

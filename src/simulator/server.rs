@@ -7,6 +7,7 @@ use super::SimConfig;
 use super::anthropic;
 use super::engine::Engine;
 use super::engine::stats::SimStats;
+use super::gemini;
 use super::openai;
 
 /// The engine and every surface on it.
@@ -15,6 +16,7 @@ pub struct Sim {
     pub engine: Arc<Engine>,
     pub anthropic: Arc<anthropic::Surface>,
     pub openai: Arc<openai::Surface>,
+    pub gemini: Arc<gemini::Surface>,
 }
 
 impl Sim {
@@ -22,12 +24,15 @@ impl Sim {
         let engine = Arc::new(Engine::new(config.engine_settings(base_url)));
         let anthropic = Arc::new(anthropic::Surface::new(engine.clone(), &config.models));
         let openai = Arc::new(openai::Surface::new(engine.clone(), &config.openai_models));
-        Sim { engine, anthropic, openai }
+        let gemini = Arc::new(gemini::Surface::new(engine.clone(), &config.gemini_models));
+        Sim { engine, anthropic, openai, gemini }
     }
 
     /// Batches held by every surface.
     pub fn live_batches(&self) -> u64 {
-        (self.anthropic.live_batches() + self.openai.live_batches()) as u64
+        let n =
+            self.anthropic.live_batches() + self.openai.live_batches() + self.gemini.live_batches();
+        n as u64
     }
 
     pub fn stats(&self) -> SimStats {

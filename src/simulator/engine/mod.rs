@@ -4,6 +4,7 @@
 //! Nothing here knows a provider's paths, status names or wire types: the surfaces
 //! (`simulator::anthropic`, `openai`, `gemini`) map the engine's states onto theirs.
 
+pub mod batch;
 pub mod body;
 pub mod faults;
 pub mod ids;

@@ -11,10 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
-use super::time::secs;
 use super::usage::{Breakpoint, Draws, PromptCache};
+
+pub use super::batch::{
+    Batch, Counts, EXPIRY, EndCause, Ended, Failure, Lifecycle, Outcome, RETENTION,
+};
 
 /// What the engine needs to know of one request a surface accepted.
 pub trait Record {
@@ -22,56 +25,6 @@ pub trait Record {
     fn breakpoints(&self) -> &[Breakpoint];
     /// The request itself is invalid: it ends as [`Failure::Request`].
     fn rejected(&self) -> bool;
-}
-
-/// Timing and outcome settings the lifecycle needs (from `SimConfig`).
-#[derive(Clone, Copy, Debug)]
-pub struct Lifecycle {
-    pub seed: u64,
-    /// Simulated seconds before the first request completes.
-    pub startup_secs: f64,
-    /// Requests completed per simulated second, per batch.
-    pub requests_per_second: f64,
-    /// Simulated seconds between a cancel and the end of the batch; requests that complete
-    /// within it were in flight and still count.
-    pub cancel_grace_secs: f64,
-    /// Share of valid requests that fail with an internal error.
-    pub errored_fraction: f64,
-    /// Share of valid requests that fail as overloaded.
-    pub overloaded_fraction: f64,
-    /// Share of valid requests that fail as invalid.
-    pub invalid_fraction: f64,
-}
-
-impl Lifecycle {
-    /// The documented defaults (no failures).
-    pub const DEFAULT: Lifecycle = Lifecycle {
-        seed: 0,
-        startup_secs: 60.0,
-        requests_per_second: 50.0,
-        cancel_grace_secs: 5.0,
-        errored_fraction: 0.0,
-        overloaded_fraction: 0.0,
-        invalid_fraction: 0.0,
-    };
-}
-
-/// Every provider's batches expire 24 h after creation.
-pub const EXPIRY: SignedDuration = SignedDuration::from_hours(24);
-/// Results stay downloadable for 29 days.
-pub const RETENTION: SignedDuration = SignedDuration::from_hours(29 * 24);
-
-/// Why a request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The request was invalid as sent (its record says why).
-    Request,
-    /// A drawn internal error (`errored_fraction`).
-    Internal,
-    /// A drawn overload (`overloaded_fraction`).
-    Overloaded,
-    /// A drawn validation failure (`invalid_fraction`).
-    Invalid,
 }
 
 /// Whether a valid request fails anyway, and how: internal (`errored_fraction`),
@@ -86,135 +39,6 @@ fn failure(draws: &Draws, index: u64, lc: &Lifecycle) -> Option<Failure> {
         Some(Failure::Invalid)
     } else {
         None
-    }
-}
-
-/// Final state of one request, fixed when its batch ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Cache use in tokens: read, 5-minute write, 1-hour write.
-    Succeeded {
-        read: u32,
-        write_5m: u32,
-        write_1h: u32,
-    },
-    Errored(Failure),
-    Canceled,
-    Expired,
-}
-
-/// How a batch's requests ended, by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub succeeded: u64,
-    pub errored: u64,
-    pub canceled: u64,
-    pub expired: u64,
-}
-
-/// Why a batch ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndCause {
-    /// Every request ran.
-    Completed,
-    /// A cancel was asked (requests in flight still ran).
-    Cancelled,
-    /// The 24 h window ran out first.
-    Expired,
-}
-
-/// The end of a batch: when, its counts, and (until archival) every outcome.
-#[derive(Debug)]
-pub struct Ended {
-    pub at: Timestamp,
-    pub counts: Counts,
-    pub outcomes: Option<Arc<Vec<Outcome>>>,
-}
-
-/// One batch of any surface. `R` is the surface's compact request record; `M` is what
-/// the surface keeps beside it (endpoint, input file, display name, ...).
-#[derive(Debug)]
-pub struct Batch<R, M> {
-    pub seq: u64,
-    pub id: String,
-    pub created_at: Timestamp,
-    pub n: u64,
-    pub cancel_at: Option<Timestamp>,
-    pub records: Option<Arc<Vec<R>>>,
-    pub ended: Option<Ended>,
-    /// Indexes of the requests that will fail, ascending (for progressive counts).
-    failing: Vec<u32>,
-    pub meta: M,
-}
-
-impl<R, M> Batch<R, M> {
-    pub fn expires_at(&self) -> Timestamp {
-        self.created_at.saturating_add(EXPIRY).unwrap_or(self.created_at)
-    }
-
-    pub fn archive_at(&self) -> Timestamp {
-        self.created_at.saturating_add(RETENTION).unwrap_or(self.created_at)
-    }
-
-    /// When request `i` (in processing order) completes if nothing stops it.
-    pub fn completion(&self, i: u64, lc: &Lifecycle) -> Timestamp {
-        let offset = lc.startup_secs + (i + 1) as f64 / lc.requests_per_second;
-        self.created_at.saturating_add(secs(offset)).unwrap_or(Timestamp::MAX)
-    }
-
-    /// When processing started (the first request is picked up).
-    pub fn started_at(&self, lc: &Lifecycle) -> Timestamp {
-        self.created_at.saturating_add(secs(lc.startup_secs)).unwrap_or(Timestamp::MAX)
-    }
-
-    /// When the last request completes if nothing stops it.
-    pub fn last_completion(&self, lc: &Lifecycle) -> Timestamp {
-        self.completion(self.n.saturating_sub(1), lc)
-    }
-
-    /// Requests completed by `now`, had nothing stopped them.
-    pub fn completed_by(&self, now: Timestamp, lc: &Lifecycle) -> u64 {
-        let elapsed = now.duration_since(self.created_at).as_secs_f64() - lc.startup_secs;
-        if elapsed <= 0.0 {
-            return 0;
-        }
-        ((elapsed * lc.requests_per_second).floor() as u64).min(self.n)
-    }
-
-    fn cancel_end(&self, lc: &Lifecycle) -> Option<Timestamp> {
-        self.cancel_at.map(|c| c.saturating_add(secs(lc.cancel_grace_secs)).unwrap_or(c))
-    }
-
-    pub fn end_time(&self, lc: &Lifecycle) -> Timestamp {
-        let mut end = self.last_completion(lc).min(self.expires_at());
-        if let Some(c) = self.cancel_end(lc) {
-            end = end.min(c);
-        }
-        end
-    }
-
-    pub fn is_ended(&self) -> bool {
-        self.ended.is_some()
-    }
-
-    /// Why the batch ended, once it has.
-    pub fn end_cause(&self, lc: &Lifecycle) -> Option<EndCause> {
-        let e = self.ended.as_ref()?;
-        Some(if self.cancel_at.is_some() {
-            EndCause::Cancelled
-        } else if e.at < self.last_completion(lc) {
-            EndCause::Expired
-        } else {
-            EndCause::Completed
-        })
-    }
-
-    /// Requests done by `now` while the batch runs: those that completed, split into
-    /// succeeded and errored (cancel and expiry are only known at the end).
-    pub fn progress(&self, now: Timestamp, lc: &Lifecycle) -> Counts {
-        let k = self.completed_by(now, lc);
-        let errored = self.failing.partition_point(|&i| u64::from(i) < k) as u64;
-        Counts { succeeded: k - errored, errored, ..Counts::default() }
     }
 }
 
@@ -484,5 +308,75 @@ impl<R: Record, M> Registry<R, M> {
 
     pub fn live_batches(&self) -> usize {
         self.batches.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::engine::time::secs;
+
+    #[derive(Debug)]
+    struct Rec(bool);
+
+    impl Record for Rec {
+        fn breakpoints(&self) -> &[Breakpoint] {
+            &[]
+        }
+        fn rejected(&self) -> bool {
+            self.0
+        }
+    }
+
+    const LC: Lifecycle = Lifecycle {
+        startup_secs: 60.0,
+        requests_per_second: 10.0,
+        cancel_grace_secs: 1.0,
+        ..Lifecycle::DEFAULT
+    };
+
+    fn at(s: f64) -> Timestamp {
+        let t0: Timestamp = "2026-01-10T08:00:00Z".parse().unwrap();
+        t0.saturating_add(secs(s)).unwrap()
+    }
+
+    fn reg() -> Registry<Rec, ()> {
+        Registry::new(LC, |_, seq| format!("b{seq}"))
+    }
+
+    #[test]
+    fn progress_counts_completed_requests_and_their_failures_before_the_end() {
+        let mut r = reg();
+        let recs = (0..100).map(|i| Rec(i % 10 == 0)).collect();
+        let id = r.create(recs, (), at(0.0)).id.clone();
+        let b = r.get(&id).unwrap();
+        assert_eq!(b.progress(at(59.0), &LC), Counts::default());
+        let p = b.progress(at(62.05), &LC);
+        assert_eq!((p.succeeded, p.errored), (18, 2));
+        r.advance(at(70.0));
+        let b = r.get(&id).unwrap();
+        assert_eq!(b.end_cause(&LC), Some(EndCause::Completed));
+        assert_eq!(
+            b.ended.as_ref().unwrap().counts,
+            Counts { succeeded: 90, errored: 10, ..Counts::default() }
+        );
+    }
+
+    #[test]
+    fn a_cancel_moves_the_end_in_the_index_and_names_the_cause() {
+        let mut r = reg();
+        let a = r.create((0..100).map(|_| Rec(false)).collect(), (), at(0.0)).id.clone();
+        let b = r.create((0..10).map(|_| Rec(false)).collect(), (), at(0.0)).id.clone();
+        r.cancel(&a, at(61.0)).unwrap();
+        r.advance(at(62.0));
+        assert_eq!(r.get(&a).unwrap().end_cause(&LC), Some(EndCause::Cancelled));
+        assert!(r.get(&b).unwrap().is_ended());
+        let c = r.create((0..10).map(|_| Rec(false)).collect(), (), at(62.0)).id.clone();
+        r.advance(at(62.0 + 86_400.0));
+        assert!(r.get(&c).unwrap().is_ended());
+        assert_eq!(r.live_batches(), 3);
+        r.delete(&a).unwrap();
+        assert_eq!(r.get(&a).unwrap_err(), Refusal::NotFound);
+        assert_eq!(r.list(&Cursor::OlderThan(a), 10).unwrap().0.len(), 0);
     }
 }

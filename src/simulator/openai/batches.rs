@@ -13,9 +13,9 @@ use axum::extract::{Path, Query, State};
 use jiff::Timestamp;
 
 use super::error::ApiError;
-use super::files::{Content, Generated};
 use super::ids::file_id;
 use super::results::{FileLines, Kind, usage_of};
+use super::store::{Content, Generated};
 use super::surface::{AppState, Batch, Meta};
 use crate::providers::openai::wire::{
     self, BatchStatus, COMPLETION_WINDOW, CreateBatch, ENDPOINTS, InputTokensDetails, ListPage,

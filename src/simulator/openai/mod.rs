@@ -12,6 +12,7 @@ mod files;
 mod gate;
 mod ids;
 mod results;
+mod store;
 mod surface;
 mod upload;
 

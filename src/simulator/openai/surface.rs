@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use jiff::Timestamp;
 
 use super::body::Endpoint;
-use super::files::FileStore;
 use super::ids::batch_id;
+use super::store::FileStore;
 use super::upload::Record;
 use crate::providers::openai::wire::ResponsesUsage;
 use crate::simulator::engine::Engine;
