@@ -13,7 +13,6 @@ use crate::app::App;
 use crate::ledger::NewSubmission;
 use crate::ledger::workflow::{ApprovalRequest, ApprovalState, Approve};
 use crate::money::Money;
-use crate::submit::SubmitError;
 
 /// A batch that waits for an admin's approval: returned as `error.approval`.
 #[derive(Debug, Clone, Serialize)]
@@ -42,13 +41,27 @@ fn needs_approval(app: &App, sub: &NewSubmission) -> Option<(String, Money)> {
     })
 }
 
+/// Why [`gate`] stopped a submission; `submit` maps it onto its own error (this module
+/// stays below `submit` in the module map).
+#[derive(Debug)]
+pub enum GateError {
+    Ledger(crate::ledger::LedgerError),
+    Approval(Box<ApprovalRefusal>),
+}
+
+impl From<crate::ledger::LedgerError> for GateError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        GateError::Ledger(e)
+    }
+}
+
 /// Before admission: Ok(None) when no approval is needed, Ok(Some) when an approval of
 /// this project's body was used for it, else the `approval_required` refusal.
 pub async fn gate(
     app: &App,
     sub: &NewSubmission,
     now: Timestamp,
-) -> Result<Option<UsedApproval>, SubmitError> {
+) -> Result<Option<UsedApproval>, GateError> {
     let Some((budget, threshold)) = needs_approval(app, sub) else {
         return Ok(None);
     };
@@ -77,7 +90,7 @@ pub async fn gate(
     };
     let a = app.ledger.request_approval(&req).await?;
     tracing::info!(approval = %a.id, project = %sub.project, budget = %a.budget, "batch waits for approval");
-    Err(SubmitError::Approval(Box::new(ApprovalRefusal {
+    Err(GateError::Approval(Box::new(ApprovalRefusal {
         approval_id: a.id.clone(),
         budget: a.budget.clone(),
         requested_usd: sub.hold.usd.usd_exact(),

@@ -12,9 +12,9 @@
 
 use jiff::Timestamp;
 
+use crate::app::App;
 use crate::config::HoldPolicy;
 use crate::estimate::Estimate;
-use crate::gateway::App;
 use crate::ledger::workflow::{CalibrationSample, ModelBound};
 use crate::ledger::{Hold, LedgerError, WindowRef};
 use crate::money::Money;

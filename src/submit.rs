@@ -74,6 +74,24 @@ pub async fn submit(
     priced: Priced<'_>,
     call: CreateCall,
 ) -> Result<UpstreamReply, SubmitError> {
+    let sub_id = new_sub_id(app, &priced.body_hash);
+    submit_as(app, provider, priced, call, sub_id).await
+}
+
+/// A fresh submission id, for a surface that stamps it on the create itself (OpenAI
+/// `metadata`) before calling [`submit_as`].
+pub fn new_submission_id(app: &App, body_hash: &str) -> String {
+    new_sub_id(app, body_hash)
+}
+
+/// As [`submit`], under a submission id the caller made with [`new_submission_id`].
+pub async fn submit_as(
+    app: &Arc<App>,
+    provider: &Arc<dyn Provider>,
+    priced: Priced<'_>,
+    call: CreateCall,
+    sub_id: String,
+) -> Result<UpstreamReply, SubmitError> {
     let (est, now) = (priced.estimate, priced.now);
     let breakdown = HoldBreakdown {
         models: est
@@ -100,7 +118,7 @@ pub async fn submit(
     )
     .await;
     let sub = NewSubmission {
-        sub_id: new_sub_id(app, &priced.body_hash),
+        sub_id,
         project: priced.project.to_string(),
         provider: provider.name().to_string(),
         submitted_at: now,
@@ -451,4 +469,13 @@ fn new_sub_id(app: &App, body_hash: &str) -> String {
         format!("{t}/{n}/{}/{body_hash}", std::process::id()).as_bytes(),
     );
     format!("sub_{h:032x}")
+}
+
+impl From<crate::approvals::GateError> for SubmitError {
+    fn from(e: crate::approvals::GateError) -> Self {
+        match e {
+            crate::approvals::GateError::Ledger(e) => e.into(),
+            crate::approvals::GateError::Approval(r) => SubmitError::Approval(r),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
+mod openai;
 pub mod samples;
 
 use std::net::SocketAddr;
@@ -38,8 +39,12 @@ pub struct DemoArgs {
     pub time_scale: f64,
 }
 
-const PROJECTS: [(&str, &str); 3] =
-    [("search", "demo-search-key"), ("support", "demo-support-key"), ("evals", "demo-evals-key")];
+const PROJECTS: [(&str, &str); 4] = [
+    ("search", "demo-search-key"),
+    ("support", "demo-support-key"),
+    ("evals", "demo-evals-key"),
+    openai::PROJECT,
+];
 
 /// The demo's admin token: `$BATCHCOST_ADMIN_TOKEN`, else a fixed demo value.
 pub fn admin_token() -> String {
@@ -74,14 +79,25 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         timezone_name: jiff::tz::TimeZone::system().iana_name().unwrap_or("UTC").to_string(),
         storage_url: format!("sqlite://{}", db.display()),
         durability: Default::default(),
-        upstreams: vec![UpstreamSettings {
-            name: "anthropic".into(),
-            kind: "anthropic".into(),
-            base_url: upstream,
-            key: Secret::new("demo-provider-key"),
-            timeout_secs: 120,
-            max_attempts: 4,
-        }],
+        upstreams: vec![
+            UpstreamSettings {
+                name: "anthropic".into(),
+                kind: "anthropic".into(),
+                base_url: upstream.clone(),
+                key: Secret::new("demo-provider-key"),
+                timeout_secs: 120,
+                max_attempts: 4,
+            },
+            UpstreamSettings {
+                // The same simulator serves OpenAI's Files + Batches API too.
+                name: "openai".into(),
+                kind: "openai".into(),
+                base_url: upstream.clone(),
+                key: Secret::new("demo-provider-key"),
+                timeout_secs: 120,
+                max_attempts: 4,
+            },
+        ],
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets: vec![
             budget("search-daily", Some("search"), Period::Day, 5, &[0.5, 0.8, 1.0]),
@@ -89,6 +105,11 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
             // (the worst case); the real cost is one write and 119 cache reads.
             budget("support-daily", Some("support"), Period::Day, 10, &[0.5, 0.8, 1.0]),
             budget("evals-daily", Some("evals"), Period::Day, 10, &[0.8, 1.0]),
+            Budget {
+                provider: Some("openai".into()),
+                ..budget("insights-daily", Some(openai::PROJECT.0), Period::Day, 3, &[0.8, 1.0])
+            },
+            // Shared by every project, Anthropic and OpenAI alike.
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
         admin_token: Secret::new(admin_token()),
@@ -223,6 +244,20 @@ async fn drive(running: &Running) -> anyhow::Result<String> {
             });
         }
     }
+    subs.push(match openai::submit(&http, &base).await? {
+        Ok(id) => Submitted {
+            project: openai::PROJECT.0,
+            title: "feedback triage (OpenAI, gpt-5-mini)",
+            id: Some(id),
+            refusal: None,
+        },
+        Err(e) => Submitted {
+            project: openai::PROJECT.0,
+            title: "feedback triage (OpenAI, gpt-5-mini)",
+            id: None,
+            refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
+        },
+    });
     let token = admin_token();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut records = Vec::new();

@@ -26,6 +26,8 @@ use std::path::Path;
 pub use error::{EstimateError, MAX_MAX_TOKENS, MAX_REQUESTS, Problem, RequestAt};
 pub use parse::BodyFormat;
 pub use report::{EstimateArgs, OutputFormat, render_table, run};
+/// Token bounds of text, for other providers' body front-ends (providers/openai).
+pub use tokens::Tokens;
 
 use crate::pricing::{CostPair, PriceTable};
 

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::SystemClock;
 use crate::error::CliError;
-use crate::providers::{ANTHROPIC, ProviderKind};
+use crate::providers::{ANTHROPIC, OPENAI, ProviderKind};
 
 pub use crate::app::App;
 pub use crate::approvals::approve_in;
@@ -52,6 +52,24 @@ fn surfaces(app: &Arc<App>) -> Router<Arc<App>> {
         if let Some(s) = surfaces::anthropic::Surface::new(app.clone(), p.clone(), String::new()) {
             router = router.merge(surfaces::anthropic::router(s));
         }
+    }
+    router.merge(openai_surfaces(app))
+}
+
+/// Every upstream of kind `openai` under `/NAME`, and the default one (named `openai`,
+/// else the first of that kind) also at the root, where the SDK's `base_url` is `.../v1`.
+fn openai_surfaces(app: &Arc<App>) -> Router<Arc<App>> {
+    let mut router = Router::new();
+    let openai: Vec<_> =
+        app.providers.values().filter(|p| p.kind() == ProviderKind::OpenAi).collect();
+    for p in &openai {
+        if let Some(s) = surfaces::openai::Surface::new(app.clone(), (*p).clone()) {
+            router = router.nest(&format!("/{}", p.name()), surfaces::openai::router(s));
+        }
+    }
+    let root = openai.iter().find(|p| p.name() == OPENAI).or(openai.first());
+    if let Some(s) = root.and_then(|p| surfaces::openai::Surface::new(app.clone(), (*p).clone())) {
+        router = router.merge(surfaces::openai::router(s));
     }
     router
 }

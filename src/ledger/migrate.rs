@@ -23,6 +23,7 @@ const SQLITE: &[Step] = &[
     (3, "provider_ids", include_str!("migrations/sqlite/0003_provider_ids.sql")),
     (4, "refusals", include_str!("migrations/sqlite/0004_refusals.sql")),
     (5, "budgets", include_str!("migrations/sqlite/0005_budgets.sql")),
+    (6, "files", include_str!("migrations/sqlite/0006_files.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -31,6 +32,7 @@ const POSTGRES: &[Step] = &[
     (3, "provider_ids", include_str!("migrations/postgres/0003_provider_ids.sql")),
     (4, "refusals", include_str!("migrations/postgres/0004_refusals.sql")),
     (5, "budgets", include_str!("migrations/postgres/0005_budgets.sql")),
+    (6, "files", include_str!("migrations/postgres/0006_files.sql")),
 ];
 
 /// Which backend's migrations.

@@ -3,6 +3,7 @@
 //! database transaction whose decisive step is a single conditional statement, so the same
 //! interface works for several replicas on PostgreSQL.
 
+pub mod files;
 pub mod migrate;
 mod postgres;
 mod refusals;
@@ -10,6 +11,7 @@ mod rows;
 mod spend;
 mod sql;
 mod sqlite;
+mod sqlite_files;
 mod sqlite_outbox;
 mod sqlite_workflow;
 pub mod workflow;
@@ -375,6 +377,11 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
+    /// Uploaded files and their owners (OpenAI Files API). A backend without the `files`
+    /// table refuses every call (OpenAI uploads then fail with a 500, nothing else does).
+    fn files(&self) -> &dyn files::FileLedger {
+        &files::Unsupported
+    }
 
     // ---- issue 16 (firsthour): refusal records and listing. Defaults answer "not
     // supported" so a backend compiles before it implements them.

@@ -684,4 +684,8 @@ impl Ledger for SqliteLedger {
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
         super::spend::sqlite_spend_rows(self.reader.clone(), from, to)
     }
+
+    fn files(&self) -> &dyn super::files::FileLedger {
+        self
+    }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::app::App;
 use crate::config::NotifyFormat;
-use crate::gateway::App;
 use crate::ledger::workflow::{Notification, WindowUse};
 use crate::money::Money;
 

@@ -81,6 +81,14 @@ fn provider_names(provider: &str) -> (String, String) {
     }
 }
 
+/// What the provider calls one batch (FOCUS `ResourceType`).
+fn resource_type(provider: &str) -> &'static str {
+    match provider {
+        "anthropic" => "Message Batch",
+        _ => "Batch",
+    }
+}
+
 /// What is the same on every line of one batch and model.
 struct Common {
     provider_id: String,
@@ -263,53 +271,53 @@ fn write_line(out: &mut Vec<u8>, c: &Common, l: &Line<'_>) {
     let list_unit_price = l.list_unit_price.as_deref();
     let contracted_unit_price = l.contracted_unit_price.as_deref();
     let row: [Option<&str>; 47] = [
-        billed,                          // BilledCost
-        Some(&c.provider_id),            // BillingAccountId
-        provider,                        // BillingAccountName
-        usd,                             // BillingCurrency
-        Some(&c.billing_start),          // BillingPeriodStart
-        Some(&c.billing_end),            // BillingPeriodEnd
-        Some(l.category),                // ChargeCategory
-        None,                            // ChargeClass
-        Some(&l.description),            // ChargeDescription
-        Some(&c.charge_start),           // ChargePeriodStart
-        Some(&c.charge_end),             // ChargePeriodEnd
-        billed,                          // ContractedCost
-        billed,                          // EffectiveCost
-        provider,                        // InvoiceIssuerName
-        Some(&l.list),                   // ListCost
-        l.pricing_quantity.as_deref(),   // PricingQuantity
-        l.pricing_unit,                  // PricingUnit
-        provider,                        // ProviderName
-        provider,                        // PublisherName
-        Some("AI and Machine Learning"), // ServiceCategory
-        Some(&c.service_name),           // ServiceName
-        Some("Usage-Based"),             // ChargeFrequency
-        None,                            // InvoiceId
-        Some("Generative AI"),           // ServiceSubcategory
-        l.consumed_quantity.as_deref(),  // ConsumedQuantity
-        l.consumed_unit,                 // ConsumedUnit
-        list_unit_price,                 // ListUnitPrice
-        contracted_unit_price,           // ContractedUnitPrice
-        Some("Standard"),                // PricingCategory
-        project,                         // SubAccountId
-        project,                         // SubAccountName
-        resource,                        // ResourceId
-        resource,                        // ResourceName
-        Some("Message Batch"),           // ResourceType
-        None,                            // RegionId
-        None,                            // RegionName
-        None,                            // AvailabilityZone
-        None,                            // Tags
-        l.sku.as_deref(),                // SkuId
-        l.sku_price.as_deref(),          // SkuPriceId
-        l.meter,                         // SkuMeter
-        l.details.as_deref(),            // SkuPriceDetails
-        usd,                             // PricingCurrency
-        list_unit_price,                 // PricingCurrencyListUnitPrice
-        contracted_unit_price,           // PricingCurrencyContractedUnitPrice
-        billed,                          // PricingCurrencyEffectiveCost
-        None,                            // CommitmentDiscountStatus
+        billed,                              // BilledCost
+        Some(&c.provider_id),                // BillingAccountId
+        provider,                            // BillingAccountName
+        usd,                                 // BillingCurrency
+        Some(&c.billing_start),              // BillingPeriodStart
+        Some(&c.billing_end),                // BillingPeriodEnd
+        Some(l.category),                    // ChargeCategory
+        None,                                // ChargeClass
+        Some(&l.description),                // ChargeDescription
+        Some(&c.charge_start),               // ChargePeriodStart
+        Some(&c.charge_end),                 // ChargePeriodEnd
+        billed,                              // ContractedCost
+        billed,                              // EffectiveCost
+        provider,                            // InvoiceIssuerName
+        Some(&l.list),                       // ListCost
+        l.pricing_quantity.as_deref(),       // PricingQuantity
+        l.pricing_unit,                      // PricingUnit
+        provider,                            // ProviderName
+        provider,                            // PublisherName
+        Some("AI and Machine Learning"),     // ServiceCategory
+        Some(&c.service_name),               // ServiceName
+        Some("Usage-Based"),                 // ChargeFrequency
+        None,                                // InvoiceId
+        Some("Generative AI"),               // ServiceSubcategory
+        l.consumed_quantity.as_deref(),      // ConsumedQuantity
+        l.consumed_unit,                     // ConsumedUnit
+        list_unit_price,                     // ListUnitPrice
+        contracted_unit_price,               // ContractedUnitPrice
+        Some("Standard"),                    // PricingCategory
+        project,                             // SubAccountId
+        project,                             // SubAccountName
+        resource,                            // ResourceId
+        resource,                            // ResourceName
+        Some(resource_type(&c.provider_id)), // ResourceType
+        None,                                // RegionId
+        None,                                // RegionName
+        None,                                // AvailabilityZone
+        None,                                // Tags
+        l.sku.as_deref(),                    // SkuId
+        l.sku_price.as_deref(),              // SkuPriceId
+        l.meter,                             // SkuMeter
+        l.details.as_deref(),                // SkuPriceDetails
+        usd,                                 // PricingCurrency
+        list_unit_price,                     // PricingCurrencyListUnitPrice
+        contracted_unit_price,               // PricingCurrencyContractedUnitPrice
+        billed,                              // PricingCurrencyEffectiveCost
+        None,                                // CommitmentDiscountStatus
     ];
     cells::record(out, row);
 }

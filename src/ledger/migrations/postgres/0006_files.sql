@@ -1,0 +1,21 @@
+-- ==== BEGIN issue 11 (openai): uploaded files ========================================
+-- One row per uploaded batch input file and per output/error file a batch wrote; file_id
+-- is the upstream's. Ownership (project) decides who may read or use a file;
+-- estimate_json is the provider's estimate of an input file (NULL for outputs), priced
+-- at batch create. Instants are unix microseconds, like batches.
+CREATE TABLE IF NOT EXISTS files (
+    provider      TEXT NOT NULL,
+    file_id       TEXT NOT NULL,
+    project       TEXT NOT NULL,
+    purpose       TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    bytes         BIGINT NOT NULL,
+    lines         BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    estimate_json TEXT,
+    batch_id      TEXT,
+    deleted_at    BIGINT,
+    PRIMARY KEY (provider, file_id)
+);
+CREATE INDEX IF NOT EXISTS files_project_list ON files (provider, project, created_at, file_id);
+-- ==== END issue 11 ===================================================================
