@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod simulate;
+
 /// Budgeted, metered gateway for LLM batch APIs.
 #[derive(Debug, Parser)]
 #[command(name = "batchcost", version, about, long_about = None)]
@@ -20,8 +22,8 @@ pub enum Command {
     Serve(crate::gateway::ServeArgs),
     /// Simulator, gateway and sample traffic in one process; prints settled costs.
     Demo(crate::demo::DemoArgs),
-    /// Run the upstream simulator: a faithful Anthropic Message Batches API on loopback.
-    Simulate(Box<crate::simulator::SimulateArgs>),
+    /// Run the upstream simulator: faithful Anthropic, OpenAI and Gemini batch APIs on loopback.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
     Estimate(crate::estimate::EstimateArgs),
     /// Price table commands.
@@ -59,7 +61,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Estimate(args) => crate::estimate::run(args),
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
-        Command::Simulate(args) => runtime()?.block_on(crate::simulator::run(*args)),
+        Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
     }
 }

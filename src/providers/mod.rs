@@ -27,7 +27,9 @@
 //! the provider's API (list, cancel, delete, downloads) with its own envelopes.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod http;
+pub mod openai;
 
 use std::sync::Arc;
 

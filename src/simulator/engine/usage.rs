@@ -8,7 +8,21 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::ids::Key;
-use super::params::{Breakpoint, Ttl};
+
+/// Cache lifetime asked for by a breakpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    FiveMinutes,
+    OneHour,
+}
+
+/// A cacheable prefix: its identity (model, content, ttl) and its cumulative tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Breakpoint {
+    pub key: u64,
+    pub tokens: u64,
+    pub ttl: Ttl,
+}
 
 /// Prefixes shorter than this are not cached (Anthropic's minimum for most models).
 pub const MIN_CACHEABLE_TOKENS: u64 = 1_024;
@@ -88,6 +102,42 @@ impl PromptCache {
     }
 }
 
+/// How output lengths vary: the knobs `--truncated-fraction` and `--output-exponent`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputShape {
+    /// Share of answers that run to the output cap.
+    pub truncated_fraction: f64,
+    /// The others take `cap * u^exponent` (u uniform): 2 gives a mean of a third of the
+    /// cap, 1 a half, 0 always the cap; larger values make answers shorter.
+    pub exponent: f64,
+}
+
+impl Default for OutputShape {
+    fn default() -> Self {
+        OutputShape { truncated_fraction: 0.05, exponent: 2.0 }
+    }
+}
+
+impl OutputShape {
+    /// Checks both knobs; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.truncated_fraction) {
+            return Err(format!(
+                "truncated_fraction: expected a share between 0 and 1, got {}",
+                self.truncated_fraction
+            ));
+        }
+        if !(self.exponent.is_finite() && self.exponent >= 0.0) {
+            return Err(format!(
+                "output_exponent: expected a non-negative number, got {}",
+                self.exponent
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Seeded per-request draws for one batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Draws {
@@ -100,22 +150,42 @@ impl Draws {
         Key::new(self.seed, what).u64(self.batch_seq).u64(index).unit()
     }
 
-    /// Whether a valid request fails anyway (an `api_error` result line).
-    pub fn fails(&self, index: u64, errored_fraction: f64) -> bool {
-        errored_fraction > 0.0 && self.unit("errored", index) < errored_fraction
+    /// A seeded draw in `[0, 1)` for request `index`, for surface-specific shares.
+    pub fn draw(&self, what: &str, index: u64) -> f64 {
+        self.unit(what, index)
     }
 
-    /// Output tokens in `[1, max_tokens]`: 5% of answers run to `max_tokens`, the rest
-    /// take a fraction `u^2` of it (mean one third), so most answers are short.
+    /// Output tokens in `[1, max_tokens]` with the default shape: 5% of answers run to
+    /// `max_tokens`, the rest take a fraction `u^2` of it (mean one third).
     pub fn output_tokens(&self, index: u64, max_tokens: u32) -> (u32, bool) {
+        self.output_tokens_shaped(index, max_tokens, &OutputShape::default())
+    }
+
+    /// Output tokens in `[1, max_tokens]`: a share `truncated_fraction` runs to the cap,
+    /// the rest take a fraction `u^exponent` of it (mean `1 / (exponent + 1)`).
+    pub fn output_tokens_shaped(
+        &self,
+        index: u64,
+        max_tokens: u32,
+        shape: &OutputShape,
+    ) -> (u32, bool) {
         let max = max_tokens.max(1);
-        if self.unit("truncated", index) < 0.05 {
+        if self.unit("truncated", index) < shape.truncated_fraction {
             return (max, true);
         }
         let u = self.unit("output", index);
-        let n = (f64::from(max) * u * u).round() as u32;
+        let f = if shape.exponent == 2.0 { u * u } else { u.powf(shape.exponent) };
+        let n = (f64::from(max) * f).round() as u32;
         let n = n.clamp(1, max);
         (n, n == max)
+    }
+
+    /// Reasoning (thinking) tokens out of `output` for a model that reasons: a seeded
+    /// share in `[0.2, 0.8)`, at most `budget` when the request sets one.
+    pub fn reasoning_tokens(&self, index: u64, output: u32, budget: Option<u32>) -> u32 {
+        let share = 0.2 + 0.6 * self.unit("reasoning", index);
+        let n = (f64::from(output) * share).round() as u32;
+        budget.map_or(n, |b| n.min(b))
     }
 
     /// Server tool calls when the tool is declared: 1 to `max_uses`, seeded.

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+pub use super::prompt::{Invalid, invalid};
 use super::prompt::{REQUEST_OVERHEAD, TOOL_OVERHEAD, Walker, json_tokens_except};
+pub use crate::simulator::engine::usage::{Breakpoint, Ttl};
 
 /// Highest `max_tokens` accepted (the 300k extended-output beta).
 pub const MAX_TOKENS_LIMIT: u64 = 300_000;
@@ -37,32 +39,6 @@ const KNOWN_KEYS: &[&str] = &[
     "context_management",
     "speed",
 ];
-
-/// Cache lifetime asked for by a breakpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Ttl {
-    FiveMinutes,
-    OneHour,
-}
-
-/// A cacheable prefix: its identity (model, content, ttl) and its cumulative tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Breakpoint {
-    pub key: u64,
-    pub tokens: u64,
-    pub ttl: Ttl,
-}
-
-/// Why a request fails: the result line's `error.type` and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    pub error_type: &'static str,
-    pub message: String,
-}
-
-pub(super) fn invalid(message: impl Into<String>) -> Invalid {
-    Invalid { error_type: "invalid_request_error", message: message.into() }
-}
 
 /// What is kept of a request's `params`.
 #[derive(Clone, Debug, Default)]

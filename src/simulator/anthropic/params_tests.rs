@@ -1,6 +1,8 @@
 use super::*;
-use crate::simulator::prompt::{DOCUMENT_TOKENS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD};
-use crate::simulator::tokenizer::count;
+use crate::simulator::anthropic::prompt::{
+    DOCUMENT_TOKENS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REQUEST_OVERHEAD,
+};
+use crate::simulator::engine::tokenizer::count;
 use serde_json::json;
 
 fn models() -> HashSet<String> {

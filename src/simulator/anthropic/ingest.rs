@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -17,14 +17,12 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::params::{Breakpoint, Invalid, Mode, summarize};
+use crate::simulator::engine::body::{ChannelReader, drain};
 
 /// 256 MB, the documented batch body limit.
 pub const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
 /// Requests per batch, at most.
 pub const MAX_REQUESTS: usize = 100_000;
-/// When refusing a body, keep reading (and discarding) this much so the client, which
-/// sends its whole body before it reads, gets the answer instead of a reset connection.
-const DRAIN_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// What is kept of one request between create and results.
 #[derive(Debug)]
@@ -52,9 +50,7 @@ pub async fn read_batch(
         return Err(too_large());
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let parser = tokio::task::spawn_blocking(move || {
-        parse(ChannelReader { rx, cur: Bytes::new() }, &models)
-    });
+    let parser = tokio::task::spawn_blocking(move || parse(ChannelReader::new(rx), &models));
     let mut total = 0u64;
     let mut oversized = false;
     let mut finished = false;
@@ -92,40 +88,6 @@ fn too_large() -> ApiError {
     ApiError::TooLarge(format!(
         "Request exceeds the maximum allowed number of bytes: a Message Batches create body is limited to 256 MB ({MAX_BODY_BYTES} bytes)"
     ))
-}
-
-/// Discards the rest of a body, up to [`DRAIN_LIMIT`] bytes in all.
-pub async fn drain<S, E>(stream: &mut S, mut total: u64)
-where
-    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    while let Some(Ok(chunk)) = stream.next().await {
-        total += chunk.len() as u64;
-        if total > DRAIN_LIMIT {
-            break;
-        }
-    }
-}
-
-/// Blocking `Read` over the chunks the async side forwards.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    cur: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.cur = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
-    }
 }
 
 fn parse(reader: impl Read, models: &HashSet<String>) -> Result<Vec<RequestRecord>, ApiError> {

@@ -1,5 +1,7 @@
 //! `batchcost simulate`: settings from defaults, then an optional TOML file, then flags;
 //! the key only from `--api-key` or `$BATCHCOST_SIMULATOR_KEY`, never from the file.
+//! Every flag's help names its default (flags are optional so that a file value is only
+//! overridden by a flag actually given).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,67 +10,88 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use super::{Faults, Operation, SimConfig, spawn};
-use crate::error::CliError;
+use super::CliError;
+use crate::simulator::{Faults, Operation, OutputShape, SimConfig, spawn};
 
 /// Arguments of `batchcost simulate`.
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Address to listen on.
+    /// Address to listen on (:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (x-api-key or Authorization: Bearer).
+    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer; Gemini: x-goog-api-key or ?key=); required.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Simulated seconds per real second (3600: an hour per second; 0: frozen).
+    /// Simulated seconds per real second (3600: an hour per second; 0: frozen) [default: 1].
     #[arg(long)]
     pub time_scale: Option<f64>,
-    /// Seed of ids, outcomes, usage and faults.
+    /// Seed of ids, outcomes, usage and faults [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Requests each batch completes per simulated second.
+    /// Requests each batch completes per simulated second [default: 50].
     #[arg(long = "rate")]
     pub requests_per_second: Option<f64>,
-    /// Simulated seconds before a batch's first request completes.
+    /// Simulated seconds before a batch's first request completes [default: 60].
     #[arg(long)]
     pub startup_secs: Option<f64>,
-    /// Simulated seconds from cancel to end (in-flight requests still finish).
+    /// Simulated seconds from cancel to end (in-flight requests still finish) [default: 5].
     #[arg(long)]
     pub cancel_grace_secs: Option<f64>,
-    /// Share of valid requests that end errored (api_error).
+    /// Share of valid requests that end errored with an internal error (api_error / 500) [default: 0].
     #[arg(long)]
     pub errored_fraction: Option<f64>,
-    /// Share of API calls answered 500 api_error.
+    /// Share of valid requests that end errored as overloaded (retryable: overloaded_error / 503 / UNAVAILABLE) [default: 0].
+    #[arg(long)]
+    pub overloaded_fraction: Option<f64>,
+    /// Share of valid requests that end errored as invalid (not retryable: invalid_request_error / 400 / INVALID_ARGUMENT) [default: 0].
+    #[arg(long)]
+    pub invalid_fraction: Option<f64>,
+    /// Share of answers that run to the output cap [default: 0.05].
+    #[arg(long)]
+    pub truncated_fraction: Option<f64>,
+    /// Other answers take cap * u^E output tokens, u uniform (2: mean a third of the cap; 1: a half) [default: 2].
+    #[arg(long)]
+    pub output_exponent: Option<f64>,
+    /// OpenAI request_counts and Gemini batchStats move as requests complete, not all at the end [default: off].
+    #[arg(long)]
+    pub progressive_counts: bool,
+    /// Simulated seconds an OpenAI batch stays validating (at most startup-secs) [default: 2].
+    #[arg(long)]
+    pub validating_secs: Option<f64>,
+    /// Simulated seconds an OpenAI batch stays finalizing after its last request [default: 5].
+    #[arg(long)]
+    pub finalizing_secs: Option<f64>,
+    /// Share of API calls answered 500 (api_error / server_error / INTERNAL) [default: 0].
     #[arg(long = "fault-500")]
     pub fault_500: Option<f64>,
-    /// Share of API calls answered 529 overloaded_error.
+    /// Share of API calls answered overloaded (Anthropic 529 overloaded_error; OpenAI, Gemini 503) [default: 0].
     #[arg(long = "fault-529")]
     pub fault_529: Option<f64>,
-    /// Share of API calls answered 429 rate_limit_error.
+    /// Share of API calls answered 429 rate limited (rate_limit_error / rate_limit_exceeded / RESOURCE_EXHAUSTED) [default: 0].
     #[arg(long = "fault-429")]
     pub fault_429: Option<f64>,
-    /// retry-after seconds sent with 429 and 529.
+    /// retry-after seconds sent with 429 and overloaded answers [default: 0].
     #[arg(long)]
     pub retry_after: Option<u64>,
-    /// Share of API calls answered slowly.
+    /// Share of API calls answered slowly [default: 0].
     #[arg(long)]
     pub slow_rate: Option<f64>,
-    /// Delay of a slow answer, in milliseconds.
+    /// Delay of a slow answer, in milliseconds [default: 0].
     #[arg(long)]
     pub slow_ms: Option<u64>,
-    /// Share of results downloads cut off mid-line.
+    /// Share of results downloads cut off mid-line [default: 0].
     #[arg(long)]
     pub cut_results: Option<f64>,
-    /// Share of creates that succeed but answer 500 (batch created, id lost).
+    /// Share of creates that succeed but answer 500 (batch created, id lost) [default: 0].
     #[arg(long)]
     pub create_lost: Option<f64>,
-    /// Operations faults apply to (comma-separated: create,retrieve,list,cancel,delete,results,count_tokens); default all.
+    /// Operations faults apply to (comma-separated: create,retrieve,list,cancel,delete,results,count_tokens,upload,files) [default: all].
     #[arg(long, value_delimiter = ',', value_parser = parse_operation)]
     pub fault_ops: Option<Vec<Operation>>,
-    /// Base URL put in results_url (default: http:// + the bound address).
+    /// Base URL put in results_url and upload URLs [default: http:// + the bound address].
     #[arg(long)]
     pub public_base_url: Option<String>,
-    /// TOML file with any of these settings (flags win).
+    /// TOML file with any of these settings (flags win) [default: none].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -89,10 +112,21 @@ struct FileConfig {
     startup_secs: Option<f64>,
     cancel_grace_secs: Option<f64>,
     errored_fraction: Option<f64>,
+    overloaded_fraction: Option<f64>,
+    invalid_fraction: Option<f64>,
+    progressive_counts: Option<bool>,
+    validating_secs: Option<f64>,
+    finalizing_secs: Option<f64>,
+    /// `truncated_fraction` and `exponent`.
+    output: Option<OutputShape>,
     public_base_url: Option<String>,
     /// Replaces the built-in model list.
     models: Option<Vec<String>>,
-    /// Added to the model list.
+    /// Replaces the built-in OpenAI model list.
+    openai_models: Option<Vec<String>>,
+    /// Replaces the built-in Gemini model list.
+    gemini_models: Option<Vec<String>>,
+    /// Added to every surface's model list.
     extra_models: Option<Vec<String>>,
     faults: Option<Faults>,
 }
@@ -128,8 +162,16 @@ impl SimulateArgs {
         if let Some(ops) = self.fault_ops {
             faults.operations = ops;
         }
+        let mut output = file.output.unwrap_or(d.output);
+        set(&mut output.truncated_fraction, self.truncated_fraction);
+        set(&mut output.exponent, self.output_exponent);
+        let extra = file.extra_models.unwrap_or_default();
         let mut models = file.models.unwrap_or(d.models);
-        models.extend(file.extra_models.unwrap_or_default());
+        models.extend(extra.iter().cloned());
+        let mut openai_models = file.openai_models.unwrap_or(d.openai_models);
+        openai_models.extend(extra.iter().cloned());
+        let mut gemini_models = file.gemini_models.unwrap_or(d.gemini_models);
+        gemini_models.extend(extra.iter().cloned());
         let config = SimConfig {
             api_key,
             time_scale: self.time_scale.or(file.time_scale).unwrap_or(d.time_scale),
@@ -147,9 +189,30 @@ impl SimulateArgs {
                 .errored_fraction
                 .or(file.errored_fraction)
                 .unwrap_or(d.errored_fraction),
+            overloaded_fraction: self
+                .overloaded_fraction
+                .or(file.overloaded_fraction)
+                .unwrap_or(d.overloaded_fraction),
+            invalid_fraction: self
+                .invalid_fraction
+                .or(file.invalid_fraction)
+                .unwrap_or(d.invalid_fraction),
+            output,
+            progressive_counts: self.progressive_counts
+                || file.progressive_counts.unwrap_or(d.progressive_counts),
+            validating_secs: self
+                .validating_secs
+                .or(file.validating_secs)
+                .unwrap_or(d.validating_secs),
+            finalizing_secs: self
+                .finalizing_secs
+                .or(file.finalizing_secs)
+                .unwrap_or(d.finalizing_secs),
             faults,
             public_base_url: self.public_base_url.or(file.public_base_url),
             models,
+            openai_models,
+            gemini_models,
             clock: d.clock,
         };
         config.validate().map_err(CliError::Usage)?;

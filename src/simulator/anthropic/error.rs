@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::providers::anthropic::wire::ErrorEnvelope;
+use crate::simulator::engine::faults::Fault;
 
 /// Every error the simulator answers with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -97,5 +98,16 @@ impl IntoResponse for ApiError {
         let mut resp = self.status().into_response();
         resp.extensions_mut().insert(self);
         resp
+    }
+}
+
+/// Injected faults as Anthropic answers them.
+impl From<Fault> for ApiError {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Internal => ApiError::Internal("Internal server error".into()),
+            Fault::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
+            Fault::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+        }
     }
 }

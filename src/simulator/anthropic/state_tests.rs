@@ -1,4 +1,7 @@
+use std::sync::Arc;
+
 use super::*;
+use crate::simulator::engine::time::secs;
 use crate::simulator::params::{Breakpoint, Invalid, Ttl};
 
 const LC: Lifecycle = Lifecycle {
@@ -7,6 +10,7 @@ const LC: Lifecycle = Lifecycle {
     requests_per_second: 10.0,
     cancel_grace_secs: 1.0,
     errored_fraction: 0.0,
+    ..Lifecycle::DEFAULT
 };
 
 fn t0() -> Timestamp {

@@ -5,8 +5,20 @@
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::params::{Breakpoint, Invalid, Ttl, invalid};
-use super::tokenizer::count;
+use crate::simulator::engine::tokenizer::count;
+use crate::simulator::engine::usage::{Breakpoint, Ttl};
+
+/// Why a request fails: the result line's `error.type` and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+/// An `invalid_request_error` with this message.
+pub fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid { error_type: "invalid_request_error", message: message.into() }
+}
 
 /// Fixed cost of an image block (the upper end of Anthropic's `w*h/750` rule for the
 /// largest image it accepts unscaled, about 1.15 megapixels).

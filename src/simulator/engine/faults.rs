@@ -8,18 +8,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
 use super::ids::Key;
 
 /// Fault rates (each in `[0, 1]`) and their parameters; all zero by default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Share of API calls answered `500 api_error`.
+    /// Share of API calls answered with an internal error (Anthropic `500 api_error`,
+    /// OpenAI `500 server_error`, Google `500 INTERNAL`).
     pub http_500_rate: f64,
-    /// Share answered `529 overloaded_error` (with `retry-after`).
+    /// Share answered as overloaded, with `retry-after` (Anthropic `529
+    /// overloaded_error`, OpenAI and Google `503`).
     pub http_529_rate: f64,
-    /// Share answered `429 rate_limit_error` with `retry-after`.
+    /// Share answered `429` rate limited (Google `RESOURCE_EXHAUSTED`), with `retry-after`.
     pub http_429_rate: f64,
     /// Value of the `retry-after` header on 429 and 529, in seconds.
     pub retry_after_secs: u64,
@@ -77,6 +78,10 @@ pub enum Operation {
     Delete,
     Results,
     CountTokens,
+    /// A file upload (OpenAI `POST /v1/files`, Gemini's resumable start and chunks).
+    Upload,
+    /// Any other file call: list, retrieve, delete.
+    Files,
 }
 
 impl Operation {
@@ -89,15 +94,29 @@ impl Operation {
             Operation::Delete => "delete",
             Operation::Results => "results",
             Operation::CountTokens => "count_tokens",
+            Operation::Upload => "upload",
+            Operation::Files => "files",
         }
     }
+}
+
+/// An injected error, provider-neutral; each surface renders it in its own envelope
+/// (Anthropic 500/529/429, OpenAI 500/503/429, Google 500/503/429).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The upstream's internal error.
+    Internal,
+    /// The upstream is overloaded; retry after this many seconds.
+    Overloaded { retry_after: u64 },
+    /// The caller is rate limited; retry after this many seconds.
+    RateLimited { retry_after: u64 },
 }
 
 /// What to do to one call before it reaches its handler.
 #[derive(Debug, Default)]
 pub struct Decision {
     pub delay: Option<Duration>,
-    pub error: Option<ApiError>,
+    pub error: Option<Fault>,
 }
 
 /// The live fault settings and the seeded draw sequence.
@@ -141,11 +160,11 @@ impl FaultBox {
             let u = self.draw();
             let retry_after = f.retry_after_secs;
             decision.error = if u < f.http_500_rate {
-                Some(ApiError::Internal("Internal server error".into()))
+                Some(Fault::Internal)
             } else if u < f.http_500_rate + f.http_529_rate {
-                Some(ApiError::Overloaded { retry_after })
+                Some(Fault::Overloaded { retry_after })
             } else if u < total {
-                Some(ApiError::RateLimited { retry_after })
+                Some(Fault::RateLimited { retry_after })
             } else {
                 None
             };
@@ -183,7 +202,7 @@ mod tests {
     fn rate_one_always_fires_and_rate_zero_never() {
         let b = FaultBox::new(1, Faults { http_529_rate: 1.0, ..Faults::default() });
         for _ in 0..50 {
-            assert!(matches!(b.decide(Operation::List).error, Some(ApiError::Overloaded { .. })));
+            assert!(matches!(b.decide(Operation::List).error, Some(Fault::Overloaded { .. })));
         }
         b.set(Faults::default());
         for _ in 0..50 {
@@ -210,8 +229,8 @@ mod tests {
         let (mut e500, mut e429) = (0, 0);
         for _ in 0..10_000 {
             match b.decide(Operation::Retrieve).error {
-                Some(ApiError::Internal(_)) => e500 += 1,
-                Some(ApiError::RateLimited { .. }) => e429 += 1,
+                Some(Fault::Internal) => e500 += 1,
+                Some(Fault::RateLimited { .. }) => e429 += 1,
                 None => {}
                 Some(other) => panic!("unexpected {other:?}"),
             }

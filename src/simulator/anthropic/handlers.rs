@@ -1,5 +1,5 @@
-//! Route handlers: extract, call the registry, answer. Validation lives in `ingest` and
-//! `params`, lifecycle in `state`, line generation in `results`.
+//! Anthropic route handlers: extract, call the registry, answer. Validation lives in
+//! `ingest` and `params`, the batch view in `state`, line generation in `results`.
 
 use std::sync::atomic::Ordering;
 
@@ -8,20 +8,17 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use jiff::SignedDuration;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::faults::Faults;
+use super::gate::{IdPath, QueryMap, small_body};
 use super::ingest::read_batch;
 use super::params::{Mode, summarize};
-use super::results::{Lines, stream};
-use super::server::{AppState, IdPath, QueryMap, small_body};
-use super::state::PageQuery;
-use super::time::secs;
-use crate::clock::rfc3339_micros;
+use super::results::AnthropicLines;
+use super::state::{PageQuery, View};
+use super::surface::AppState;
 use crate::providers::anthropic::wire::{BatchPage, DeletedBatch, MessageBatch};
+use crate::simulator::engine::order::{Lines, stream};
 
 /// count_tokens bodies are limited like Messages bodies: 32 MB.
 const COUNT_TOKENS_LIMIT: usize = 32 * 1024 * 1024;
@@ -116,7 +113,8 @@ pub async fn results(State(app): State<AppState>, id: IdPath) -> Result<Response
     };
     let cut = app.faults.cut_results();
     let disposition = format!("attachment; filename*=utf-8''{}_results.jsonl", src.batch_id);
-    let body = Body::from_stream(stream(Lines::new(src, app.seed, cut, app.stats.clone())));
+    let lines = AnthropicLines::new(src, app.seed, app.output);
+    let body = Body::from_stream(stream(Lines::new(lines, cut, app.stats.clone())));
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-jsonl"));
@@ -146,44 +144,4 @@ pub async fn count_tokens(
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("Not found".into())
-}
-
-pub async fn stats(State(app): State<AppState>) -> Json<super::SimStats> {
-    let live = app.registry().0.live_batches() as u64;
-    Json(app.stats.snapshot(live))
-}
-
-pub async fn get_faults(State(app): State<AppState>) -> Json<Faults> {
-    Json(app.faults.get())
-}
-
-pub async fn put_faults(State(app): State<AppState>, body: Body) -> Result<Json<Faults>, ApiError> {
-    let bytes = small_body(body, 64 * 1024).await?;
-    let faults: Faults = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::InvalidRequest(format!("faults: {e}")))?;
-    faults.validate().map_err(ApiError::InvalidRequest)?;
-    app.faults.set(faults.clone());
-    Ok(Json(faults))
-}
-
-pub async fn clock(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({ "now": rfc3339_micros(app.clock.now()) }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Advance {
-    seconds: f64,
-}
-
-pub async fn advance(State(app): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = small_body(body, 4096).await?;
-    let a: Advance = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::InvalidRequest(format!("advance: {e}")))?;
-    if !(a.seconds.is_finite() && a.seconds >= 0.0) {
-        return Err(ApiError::InvalidRequest("seconds: expected a non-negative number".into()));
-    }
-    let by: SignedDuration = secs(a.seconds);
-    app.clock.advance(by);
-    Ok(Json(json!({ "now": rfc3339_micros(app.clock.now()) })))
 }

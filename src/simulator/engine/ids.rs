@@ -1,4 +1,4 @@
-//! Identifiers and seeded randomness. Everything random in the simulator is a hash of the
+//! Seeded randomness and id rendering. Everything random in the simulator is a hash of the
 //! seed and a stable key (batch sequence, request index, custom_id, a counter), never a
 //! thread RNG: the same seed and the same traffic give the same bytes, in any process.
 
@@ -57,40 +57,9 @@ pub fn base62(mut n: u128, width: usize) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// `msgbatch_01...`: the real ids start with `01` and carry 24 more characters.
-pub fn batch_id(seed: u64, seq: u64) -> String {
-    format!("msgbatch_01{}", base62(Key::new(seed, "batch").u64(seq).hash128(), 22))
-}
-
-/// `msg_01...`, stable for a given batch, position and custom_id.
-pub fn message_id(seed: u64, batch_seq: u64, index: u64, custom_id: &str) -> String {
-    let h = Key::new(seed, "message").u64(batch_seq).u64(index).str(custom_id).hash128();
-    format!("msg_01{}", base62(h, 22))
-}
-
-/// `req_011C...` as the real `request-id` header looks.
-pub fn request_id(seed: u64, counter: u64) -> String {
-    format!("req_011C{}", base62(Key::new(seed, "request").u64(counter).hash128(), 20))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_have_the_documented_prefixes_and_are_stable_per_seed() {
-        let a = batch_id(7, 1);
-        assert!(a.starts_with("msgbatch_01") && a.len() == "msgbatch_01".len() + 22, "{a}");
-        assert_eq!(a, batch_id(7, 1));
-        assert_ne!(a, batch_id(8, 1));
-        assert_ne!(a, batch_id(7, 2));
-        assert!(message_id(1, 1, 0, "x").starts_with("msg_01"));
-        assert_ne!(message_id(1, 1, 0, "x"), message_id(1, 1, 1, "x"));
-        let r = request_id(1, 5);
-        assert!(
-            r.starts_with("req_011C") && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        );
-    }
 
     #[test]
     fn parts_are_length_prefixed() {

@@ -18,7 +18,7 @@ pub struct Stats {
     pub auth_x_api_key: AtomicU64,
     pub auth_bearer: AtomicU64,
     pub result_lines: AtomicU64,
-    by_op: [AtomicU64; 7],
+    by_op: [AtomicU64; 9],
     pub faults: FaultCounters,
 }
 
@@ -33,7 +33,7 @@ pub struct FaultCounters {
     pub create_lost: AtomicU64,
 }
 
-const OPS: [Operation; 7] = [
+const OPS: [Operation; 9] = [
     Operation::Create,
     Operation::Retrieve,
     Operation::List,
@@ -41,6 +41,8 @@ const OPS: [Operation; 7] = [
     Operation::Delete,
     Operation::Results,
     Operation::CountTokens,
+    Operation::Upload,
+    Operation::Files,
 ];
 
 impl Stats {
@@ -91,10 +93,10 @@ pub struct SimStats {
     pub auth_bearer: u64,
     /// Complete result lines sent.
     pub result_lines_streamed: u64,
-    /// Batches currently stored (not deleted).
+    /// Batches currently stored (not deleted), all surfaces.
     pub live_batches: u64,
     /// API calls received per operation (`create`, `retrieve`, `list`, `cancel`, `delete`,
-    /// `results`, `count_tokens`).
+    /// `results`, `count_tokens`, `upload`, `files`), all surfaces.
     pub requests: BTreeMap<String, u64>,
     pub faults: FaultStats,
 }

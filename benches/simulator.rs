@@ -1,0 +1,186 @@
+//! Simulator scaling benchmark (issue 17: "calls cost the same with 100,000 batches held
+//! as with 10"). Run: `cargo bench --bench simulator` (a measurement, not a test).
+//!
+//! Starts the simulator in-process with simulated time frozen, holding 10 ended batches,
+//! and measures call rates over loopback HTTP (4 concurrent clients): retrieve, list (a
+//! first page and an `after_id` page, 5 per page so both sizes fill them), a results
+//! download, then create (starting from the number held). Then the same on a fresh
+//! simulator holding 100,000, twice each, alternating. Prints each rate and the ratio of
+//! means; the target is a ratio within 0.8..1.25 for create and retrieve.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use batchcost::simulator::{SimConfig, spawn};
+use jiff::SignedDuration;
+
+const KEY: &str = "bench-sim-key";
+const WORKERS: usize = 4;
+const OPS: u64 = 12_000;
+const BODY: &str = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there"}]}}]}"#;
+
+struct Target {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Target {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+    }
+
+    async fn create(&self) -> String {
+        let r = self
+            .req(reqwest::Method::POST, "/v1/messages/batches")
+            .header("content-type", "application/json")
+            .body(BODY)
+            .send()
+            .await
+            .expect("create");
+        assert!(r.status().is_success(), "create: {}", r.status());
+        let v: serde_json::Value = r.json().await.expect("create body");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    async fn ok(&self, path: &str) -> usize {
+        let r = self.req(reqwest::Method::GET, path).send().await.expect("get");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.bytes().await.expect("body").len()
+    }
+}
+
+/// Runs `op(i)` OPS times over WORKERS concurrent tasks; calls per second.
+async fn rate<F, Fut>(t: &Arc<Target>, op: F) -> f64
+where
+    F: Fn(Arc<Target>, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..WORKERS {
+        let (t, next, op) = (t.clone(), next.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= OPS {
+                    break;
+                }
+                op(t.clone(), i).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    OPS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Reads first (at exactly the number held), creates last (starting from it).
+async fn measure(t: &Arc<Target>, ended: &Arc<Vec<String>>) -> [f64; 5] {
+    let ids = ended.clone();
+    let retrieve = rate(t, move |t, i| {
+        let id = ids[(i as usize * 7919) % ids.len()].clone();
+        async move {
+            t.ok(&format!("/v1/messages/batches/{id}")).await;
+        }
+    })
+    .await;
+    let list = rate(t, |t, _| async move {
+        t.ok("/v1/messages/batches?limit=5").await;
+    })
+    .await;
+    let ids = ended.clone();
+    // Pages of 5 that are full at both sizes: cursors with at least 5 older batches.
+    let deep = rate(t, move |t, i| {
+        let id = ids[5 + (i as usize * 104_729) % (ids.len() - 5)].clone();
+        async move {
+            t.ok(&format!("/v1/messages/batches?limit=5&after_id={id}")).await;
+        }
+    })
+    .await;
+    let ids = ended.clone();
+    let results = rate(t, move |t, i| {
+        let id = ids[(i as usize * 31) % ids.len()].clone();
+        async move {
+            t.ok(&format!("/v1/messages/batches/{id}/results")).await;
+        }
+    })
+    .await;
+    let create = rate(t, |t, _| async move {
+        t.create().await;
+    })
+    .await;
+    [create, retrieve, list, deep, results]
+}
+
+async fn fill(t: &Arc<Target>, ids: &mut Vec<String>, upto: usize) {
+    let need = upto.saturating_sub(ids.len());
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let t = t.clone();
+        let share = need / WORKERS + usize::from(w < need % WORKERS);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::with_capacity(share);
+            for _ in 0..share {
+                mine.push(t.create().await);
+            }
+            mine
+        }));
+    }
+    for task in tasks {
+        ids.extend(task.await.expect("filler"));
+    }
+}
+
+/// A fresh simulator holding `held` ended batches, measured.
+async fn phase(held: usize) -> [f64; 5] {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let config = SimConfig { api_key: KEY.into(), time_scale: 0.0, ..SimConfig::default() };
+    let sim = spawn(config, listener).await.expect("spawn");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(WORKERS * 2)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let t = Arc::new(Target { http, base: sim.base_url() });
+    let mut ids = Vec::new();
+    fill(&t, &mut ids, held).await;
+    sim.advance(SignedDuration::from_hours(1));
+    assert_eq!(sim.stats().live_batches as usize, held);
+    let rates = measure(&t, &Arc::new(ids)).await;
+    sim.shutdown().await;
+    rates
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // Alternate sizes on fresh simulators so drift in the machine's load hits both.
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    for _ in 0..2 {
+        small.push(phase(10).await);
+        large.push(phase(100_000).await);
+    }
+    println!("simulator scaling, {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)");
+    println!("{:<22} {:>16} {:>18} {:>8}", "measure", "10 held", "100,000 held", "ratio");
+    let names = ["create", "retrieve", "list (first page)", "list (after_id)", "results"];
+    for (i, name) in names.iter().enumerate() {
+        let s: Vec<f64> = small.iter().map(|r| r[i]).collect();
+        let l: Vec<f64> = large.iter().map(|r| r[i]).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "{:<22} {:>7.0} {:>7.0}  {:>8.0} {:>8.0}  {:>8.2}",
+            name,
+            s[0],
+            s[1],
+            l[0],
+            l[1],
+            mean(&l) / mean(&s)
+        );
+    }
+}

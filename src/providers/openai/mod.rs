@@ -1,0 +1,3 @@
+//! OpenAI Batch API (Files + Batches) and every OpenAI-compatible batch upstream.
+
+pub mod wire;
