@@ -67,6 +67,24 @@ pub async fn submit(
     priced: Priced<'_>,
     call: CreateCall,
 ) -> Result<UpstreamReply, SubmitError> {
+    let sub_id = new_sub_id(app, &priced.body_hash);
+    submit_as(app, provider, priced, call, sub_id).await
+}
+
+/// A fresh submission id, for a surface that stamps it on the create itself (OpenAI
+/// `metadata`) before calling [`submit_as`].
+pub fn new_submission_id(app: &App, body_hash: &str) -> String {
+    new_sub_id(app, body_hash)
+}
+
+/// As [`submit`], under a submission id the caller made with [`new_submission_id`].
+pub async fn submit_as(
+    app: &Arc<App>,
+    provider: &Arc<dyn Provider>,
+    priced: Priced<'_>,
+    call: CreateCall,
+    sub_id: String,
+) -> Result<UpstreamReply, SubmitError> {
     let (est, now) = (priced.estimate, priced.now);
     let breakdown = HoldBreakdown {
         models: est
@@ -80,7 +98,7 @@ pub async fn submit(
             .collect(),
     };
     let sub = NewSubmission {
-        sub_id: new_sub_id(app, &priced.body_hash),
+        sub_id,
         project: priced.project.to_string(),
         provider: provider.name().to_string(),
         submitted_at: now,

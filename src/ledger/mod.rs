@@ -3,9 +3,11 @@
 //! database transaction whose decisive step is a single conditional statement, so the same
 //! interface works for several replicas on PostgreSQL.
 
+pub mod files;
 mod rows;
 mod spend;
 mod sqlite;
+mod sqlite_files;
 
 use std::collections::HashSet;
 
@@ -308,6 +310,8 @@ pub trait Ledger: Send + Sync {
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
+    /// Uploaded files and their owners (OpenAI Files API).
+    fn files(&self) -> &dyn files::FileLedger;
 }
 
 /// Opens the backend the URL names.

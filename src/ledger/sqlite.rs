@@ -24,8 +24,8 @@ const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, subm
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteLedger {
@@ -516,5 +516,9 @@ impl Ledger for SqliteLedger {
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
         super::spend::sqlite_spend_rows(self.reader.clone(), from, to)
+    }
+
+    fn files(&self) -> &dyn super::files::FileLedger {
+        self
     }
 }
