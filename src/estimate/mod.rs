@@ -26,6 +26,7 @@ use std::path::Path;
 pub use error::{EstimateError, MAX_MAX_TOKENS, MAX_REQUESTS, Problem, RequestAt};
 pub use parse::BodyFormat;
 pub use report::{EstimateArgs, OutputFormat, render_table, run};
+pub use tokens::Tokens;
 
 use crate::pricing::{CostPair, PriceTable};
 

@@ -242,6 +242,16 @@ impl HttpUpstream {
         tokio::time::sleep(wait).await;
     }
 
+    /// One attempt, never retried: for a request whose body is a stream (an upload).
+    pub async fn once(
+        &self,
+        op: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let resp = self.send_once(op, req, None).await?;
+        self.read(op, resp).await
+    }
+
     /// A fraction in [0, 1) that differs per call, so replicas don't retry in lockstep.
     fn jitter(&self) -> f64 {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);

@@ -221,8 +221,11 @@ pub fn build(
         ProviderKind::Anthropic => {
             Ok(Arc::new(anthropic::AnthropicProvider::new(up, metrics)?) as Arc<dyn Provider>)
         }
+        ProviderKind::Gemini => {
+            Ok(Arc::new(gemini::GeminiProvider::new(up, metrics)?) as Arc<dyn Provider>)
+        }
         other => anyhow::bail!(
-            "upstream.{}: kind `{}` is not served yet by this build (only `anthropic` is)",
+            "upstream.{}: kind `{}` is not served yet by this build (only `anthropic` and `gemini` are)",
             up.name,
             other.as_str()
         ),

@@ -328,7 +328,12 @@ mod tests {
         }
     }
 
-    const LC: Lifecycle = Lifecycle { startup_secs: 60.0, requests_per_second: 10.0, cancel_grace_secs: 1.0, ..Lifecycle::DEFAULT };
+    const LC: Lifecycle = Lifecycle {
+        startup_secs: 60.0,
+        requests_per_second: 10.0,
+        cancel_grace_secs: 1.0,
+        ..Lifecycle::DEFAULT
+    };
 
     fn at(s: f64) -> Timestamp {
         let t0: Timestamp = "2026-01-10T08:00:00Z".parse().unwrap();
@@ -351,7 +356,10 @@ mod tests {
         r.advance(at(70.0));
         let b = r.get(&id).unwrap();
         assert_eq!(b.end_cause(&LC), Some(EndCause::Completed));
-        assert_eq!(b.ended.as_ref().unwrap().counts, Counts { succeeded: 90, errored: 10, ..Counts::default() });
+        assert_eq!(
+            b.ended.as_ref().unwrap().counts,
+            Counts { succeeded: 90, errored: 10, ..Counts::default() }
+        );
     }
 
     #[test]
