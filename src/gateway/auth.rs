@@ -29,7 +29,13 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The calling project, or 401.
 pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    let found = presented_key(headers).and_then(|key| {
+    project_by_key(app, presented_key(headers))
+}
+
+/// The project whose key `key` is, or 401 (for surfaces that carry the key elsewhere:
+/// Gemini's `x-goog-api-key` and `?key=`).
+pub fn project_by_key(app: &App, key: Option<&str>) -> Result<String, ApiError> {
+    let found = key.and_then(|key| {
         let mut hit = None;
         for (name, keys) in &app.settings.projects {
             for k in keys {

@@ -49,6 +49,18 @@ fn surfaces(app: &Arc<App>) -> Router<Arc<App>> {
             router = router.merge(surfaces::anthropic::router(s));
         }
     }
+    router.merge(gemini_surfaces(app))
+}
+
+/// Every upstream of kind `gemini` under `/NAME` only: google-genai 3.x calls `/v1/batches`
+/// and `/v1/files` like OpenAI, so Gemini has no root surface.
+fn gemini_surfaces(app: &Arc<App>) -> Router<Arc<App>> {
+    let mut router = Router::new();
+    for p in app.providers.values().filter(|p| p.kind() == ProviderKind::Gemini) {
+        if let Some(s) = surfaces::gemini::Surface::new(app.clone(), p.clone()) {
+            router = router.nest(&format!("/{}", p.name()), surfaces::gemini::router(s));
+        }
+    }
     router
 }
 

@@ -2,3 +2,4 @@
 //! envelopes and response rewriting, over the provider-neutral submit, track and settle.
 
 pub mod anthropic;
+pub mod gemini;

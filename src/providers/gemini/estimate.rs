@@ -133,13 +133,71 @@ pub fn input_tokens(req: &Value) -> Result<Tokens, String> {
     Ok(t)
 }
 
+/// What the worst case of one request depends on besides its model's prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape<'r> {
+    /// `request.model`, when the request names one.
+    pub model: Option<&'r str>,
+    pub input: Tokens,
+    /// `generationConfig.maxOutputTokens`.
+    pub max_out: Option<u64>,
+    /// `thinkingConfig.thinkingBudget` (0 when unset or dynamic).
+    pub budget: u64,
+}
+
+/// Reads a request's shape; `Err` names the field at fault.
+pub fn shape(req: &Value) -> Result<Shape<'_>, String> {
+    if !req.is_object() {
+        return Err("request: expected a GenerateContentRequest object".into());
+    }
+    let model = match req.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.strip_prefix("models/").unwrap_or(m)),
+        Some(_) => return Err("model: expected a string".into()),
+    };
+    let input = input_tokens(req)?;
+    let config = get(req, "generationConfig", "generation_config");
+    let thinking = config.and_then(|c| get(c, "thinkingConfig", "thinking_config"));
+    let budget = num(thinking, "thinkingBudget", "thinking_budget").unwrap_or(0);
+    let max_out = num(config, "maxOutputTokens", "max_output_tokens");
+    if max_out == Some(0) {
+        return Err("generationConfig.maxOutputTokens: must be positive".into());
+    }
+    Ok(Shape { model, input, max_out, budget })
+}
+
+/// The worst output of a request: its cap plus thinking, at most the model's maximum.
+fn worst_output(max_out: Option<u64>, budget: u64, model_max: Option<u64>) -> u64 {
+    let cap = model_max.unwrap_or(DEFAULT_MAX_OUTPUT);
+    match max_out {
+        Some(m) => m.saturating_add(budget).min(cap),
+        None => cap,
+    }
+}
+
 impl Pricer<'_> {
     /// Prices one request into `tally`; `Err` names the field at fault.
     pub fn add(&self, tally: &mut Tally, key: &str, req: &Value) -> Result<(), String> {
-        if !req.is_object() {
-            return Err("request: expected a GenerateContentRequest object".into());
-        }
-        let model = match req.get("model").and_then(Value::as_str).or(self.default_model) {
+        let s = shape(req)?;
+        let group = Group {
+            model: s.model.map(str::to_string),
+            max_out: s.max_out,
+            budget: s.budget,
+            requests: 1,
+            input_upper: s.input.upper,
+            input_expected: s.input.expected().min(s.input.upper),
+            long: s.input.upper,
+        };
+        self.add_group(tally, &group, false)?;
+        tally.fingerprint = tally.fingerprint.wrapping_add(xxh3_64(key.as_bytes()));
+        Ok(())
+    }
+
+    /// Prices a group of requests that share model, caps and tier. `bucketed`: `long` is
+    /// the largest table threshold the group's prompts exceed (see [`FileSummary`]);
+    /// otherwise it is the one request's prompt bound.
+    fn add_group(&self, tally: &mut Tally, g: &Group, bucketed: bool) -> Result<(), String> {
+        let model = match g.model.as_deref().or(self.default_model) {
             Some(m) => m.strip_prefix("models/").unwrap_or(m),
             None => return Err("model: required".into()),
         };
@@ -147,37 +205,111 @@ impl Pricer<'_> {
             .table
             .resolve_for(self.provider, model, self.at)
             .ok_or_else(|| format!("model `{model}` is not in the price table"))?;
-        let input = input_tokens(req)?;
-        let config = get(req, "generationConfig", "generation_config");
-        let thinking = config.and_then(|c| get(c, "thinkingConfig", "thinking_config"));
-        let budget = num(thinking, "thinkingBudget", "thinking_budget").unwrap_or(0);
-        let cap = price.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT);
-        let worst_out = match num(config, "maxOutputTokens", "max_output_tokens") {
-            Some(0) => return Err("generationConfig.maxOutputTokens: must be positive".into()),
-            Some(m) => m.saturating_add(budget).min(cap),
-            None => cap,
+        let out = worst_output(g.max_out, g.budget, price.max_output_tokens);
+        let n = g.requests;
+        let crosses = match price.tier_threshold() {
+            Some(t) if bucketed => g.long >= t && g.long > 0,
+            Some(t) => g.long > t,
+            None => false,
         };
-        let expected_out = ((worst_out as f64) * self.fraction).ceil() as u64;
-        let worst_usage =
-            TokenUsage { input: input.upper, output: worst_out, ..Default::default() };
-        let worst = price.cost_for_prompt(&worst_usage, input.upper);
-        let exp_in = input.expected().min(input.upper);
-        let exp_usage = TokenUsage { input: exp_in, output: expected_out, ..Default::default() };
-        let expected = price.cost_for_prompt(&exp_usage, exp_in);
+        let tier = if crosses { u64::MAX } else { 0 };
+        let exp_out = ((out as f64) * self.fraction).ceil() as u64;
+        let w = TokenUsage { input: g.input_upper, output: out * n, ..Default::default() };
+        let worst = price.cost_for_prompt(&w, tier);
+        // Expected: the long tier only where the expected prompt itself is long.
+        let exp_long =
+            crosses && !bucketed && g.input_expected > price.tier_threshold().unwrap_or(0);
+        let e = TokenUsage { input: g.input_expected, output: exp_out * n, ..Default::default() };
+        let expected =
+            price.cost_for_prompt(&e, if exp_long || (bucketed && crosses) { tier } else { 0 });
         let m = tally.models.entry(price.model.clone()).or_default();
-        m.requests += 1;
-        m.input_upper += input.upper;
-        m.input_expected += exp_in;
-        m.output_worst += worst_out;
-        m.output_expected += expected_out;
+        m.requests += n;
+        m.input_upper += g.input_upper;
+        m.input_expected += g.input_expected;
+        m.output_worst += out * n;
+        m.output_expected += exp_out * n;
         m.worst += worst.cost;
         m.worst_list += worst.list_cost;
         m.expected += expected.cost;
         m.expected_list += expected.list_cost;
-        tally.requests += 1;
-        tally.fingerprint = tally.fingerprint.wrapping_add(xxh3_64(key.as_bytes()));
+        tally.requests += n;
         Ok(())
     }
+}
+
+/// Requests of an uploaded file that price alike, whatever the batch's model turns out
+/// to be (the file is uploaded before the create names it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Group {
+    pub model: Option<String>,
+    pub max_out: Option<u64>,
+    pub budget: u64,
+    pub requests: u64,
+    pub input_upper: u64,
+    pub input_expected: u64,
+    /// The largest long-context threshold of the table the prompts' bound exceeds (0:
+    /// none). Pricing is linear within a tier, so summing a group's tokens is exact.
+    pub long: u64,
+}
+
+/// The priced summary of an input file, kept in the files ledger until its batch is
+/// created: groups of alike requests and the keys' fingerprint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSummary {
+    pub groups: Vec<Group>,
+    pub requests: u64,
+    pub fingerprint: u64,
+}
+
+impl FileSummary {
+    /// Adds one line's request under `thresholds` (the table's long-context thresholds).
+    pub fn add(&mut self, key: &str, s: &Shape<'_>, thresholds: &[u64]) {
+        let long = thresholds.iter().copied().filter(|t| s.input.upper > *t).max().unwrap_or(0);
+        let model = s.model.map(str::to_string);
+        let found = self.groups.iter_mut().find(|g| {
+            g.model == model && g.max_out == s.max_out && g.budget == s.budget && g.long == long
+        });
+        let g = match found {
+            Some(g) => g,
+            None => {
+                self.groups.push(Group {
+                    model,
+                    max_out: s.max_out,
+                    budget: s.budget,
+                    long,
+                    ..Default::default()
+                });
+                self.groups.last_mut().expect("just pushed")
+            }
+        };
+        g.requests += 1;
+        g.input_upper += s.input.upper;
+        g.input_expected += s.input.expected().min(s.input.upper);
+        self.requests += 1;
+        self.fingerprint = self.fingerprint.wrapping_add(xxh3_64(key.as_bytes()));
+    }
+
+    /// Prices the file for a batch of `pricer.default_model`.
+    pub fn price(&self, pricer: &Pricer<'_>) -> Result<Tally, String> {
+        let mut t = Tally { fingerprint: self.fingerprint, ..Default::default() };
+        for g in &self.groups {
+            pricer.add_group(&mut t, g, true)?;
+        }
+        Ok(t)
+    }
+}
+
+/// Every long-context threshold among `provider`'s models at `at`.
+pub fn thresholds(table: &PriceTable, provider: &str, at: Timestamp) -> Vec<u64> {
+    let mut out: Vec<u64> = table
+        .models()
+        .iter()
+        .filter(|(p, _)| p == provider)
+        .filter_map(|(p, m)| table.resolve_for(p, m, at).and_then(|r| r.tier_threshold()))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl Tally {
