@@ -4,6 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
+mod gemini;
 mod samples;
 
 use std::net::SocketAddr;
@@ -38,8 +39,12 @@ pub struct DemoArgs {
     pub time_scale: f64,
 }
 
-const PROJECTS: [(&str, &str); 3] =
-    [("search", "demo-search-key"), ("support", "demo-support-key"), ("evals", "demo-evals-key")];
+const PROJECTS: [(&str, &str); 4] = [
+    ("search", "demo-search-key"),
+    ("support", "demo-support-key"),
+    ("evals", "demo-evals-key"),
+    gemini::PROJECT,
+];
 
 /// The demo's admin token: `$BATCHCOST_ADMIN_TOKEN`, else a fixed demo value.
 pub fn admin_token() -> String {
@@ -73,14 +78,25 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         timezone_name: jiff::tz::TimeZone::system().iana_name().unwrap_or("UTC").to_string(),
         storage_url: format!("sqlite://{}", db.display()),
         durability: Default::default(),
-        upstreams: vec![UpstreamSettings {
-            name: "anthropic".into(),
-            kind: "anthropic".into(),
-            base_url: upstream,
-            key: Secret::new("demo-provider-key"),
-            timeout_secs: 120,
-            max_attempts: 4,
-        }],
+        upstreams: vec![
+            UpstreamSettings {
+                name: "anthropic".into(),
+                kind: "anthropic".into(),
+                base_url: upstream.clone(),
+                key: Secret::new("demo-provider-key"),
+                timeout_secs: 120,
+                max_attempts: 4,
+            },
+            UpstreamSettings {
+                // The same simulator serves Gemini batch mode under /gemini.
+                name: "gemini".into(),
+                kind: "gemini".into(),
+                base_url: format!("{upstream}/gemini"),
+                key: Secret::new("demo-provider-key"),
+                timeout_secs: 120,
+                max_attempts: 4,
+            },
+        ],
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets: vec![
             budget("search-daily", Some("search"), Period::Day, 5, &[0.5, 0.8, 1.0]),
@@ -206,6 +222,20 @@ async fn drive(running: &Running) -> anyhow::Result<String> {
             });
         }
     }
+    subs.push(match gemini::submit(&http, &base).await? {
+        Ok(id) => Submitted {
+            project: gemini::PROJECT.0,
+            title: gemini::TITLE,
+            id: Some(id),
+            refusal: None,
+        },
+        Err(e) => Submitted {
+            project: gemini::PROJECT.0,
+            title: gemini::TITLE,
+            id: None,
+            refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
+        },
+    });
     let token = admin_token();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut records = Vec::new();
