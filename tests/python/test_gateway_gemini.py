@@ -280,8 +280,10 @@ def test_bad_input_and_keys_are_refused_by_name(stack, tmp_path):
     assert e.value.code == 400 and "gemini-nope" in e.value.message
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"key": "a", "request": {"generationConfig": {}}}) + "\n")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(errors.ClientError) as e:
         c.files.upload(file=str(path), config={"mime_type": "application/jsonl"})
+    assert e.value.code == 400 and "line 1: request.contents" in e.value.message
+    assert not [f for f in c.files.list()], "a file the gateway could not price was recorded"
     bad = client(gw, "not-a-key")
     with pytest.raises(errors.ClientError) as e:
         bad.batches.list()

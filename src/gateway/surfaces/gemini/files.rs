@@ -240,7 +240,12 @@ pub async fn chunk(s: &Surface, id: &str, req: Request) -> Result<Response, Goog
         .await;
     let failed = pricing.lock().unwrap_or_else(|e| e.into_inner()).failed.clone();
     if let Some(e) = failed {
-        return Err(GoogleError::invalid(format!("file `{}`: {e}", up.display_name)));
+        // `cancelled`: the SDK stops at once and reports this answer, instead of resending
+        // the chunk to an upload that no longer exists.
+        let err = GoogleError::invalid(format!("file `{}`: {e}", up.display_name));
+        let mut resp = err.into_response();
+        resp.headers_mut().insert("x-goog-upload-status", HeaderValue::from_static("cancelled"));
+        return Ok(resp);
     }
     let reply = outcome?;
     let status = header(&reply.headers, "x-goog-upload-status").unwrap_or("").to_string();
