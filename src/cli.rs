@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod budgets;
 mod simulate;
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -31,6 +32,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
+    Budgets(budgets::BudgetsArgs),
 }
 
 /// `batchcost pricing ...`
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod money;
 pub mod pricing;
 pub mod providers;
 pub mod recover;
+pub mod refusal;
 pub mod report;
 pub mod settle;
 pub mod shutdown;

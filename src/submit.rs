@@ -28,14 +28,27 @@ pub struct Priced<'a> {
     /// Hash of what identifies the batch for retry detection (the body, or the input file).
     pub body_hash: String,
     pub now: Timestamp,
+    /// The request's `request-id`, kept with a refusal record.
+    pub request_id: &'a str,
+}
+
+/// What a budget refusal tells the client beyond the window's figures (issue 16).
+#[derive(Debug, Clone, Default)]
+pub struct RefusalDetail {
+    /// The ledger record's id (`GET /api/batches/{id}`); empty if recording failed.
+    pub refusal_id: String,
+    /// The amounts, the reset in the configured zone and what would fit.
+    pub message: String,
+    /// The window's end in the configured zone, with its offset.
+    pub resets_at: String,
 }
 
 /// Why a submission did not produce a batch. Surfaces map it onto their envelopes.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// A budget cannot take the hold: the window as it stood and what was asked.
-    #[error("batch would exceed budget `{}`", .window.budget)]
-    Budget { window: Box<WindowState>, hold: Hold },
+    #[error("{}", .detail.message)]
+    Budget { window: Box<WindowState>, hold: Hold, detail: Box<RefusalDetail> },
     /// The upstream's own non-2xx answer.
     #[error("upstream answered {}", .0.status)]
     Upstream(Box<UpstreamReply>),
@@ -120,7 +133,8 @@ pub async fn submit_as(
         match app.ledger.admit(&sub).await? {
             Admit::Refused(w) => {
                 let hold = w_hold(&sub, &w);
-                return Err(SubmitError::Budget { window: Box::new(w), hold });
+                let detail = refused(app, &sub, &w, &hold, est, priced.request_id).await;
+                return Err(SubmitError::Budget { window: Box::new(w), hold, detail });
             }
             Admit::Admitted => {
                 app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
@@ -138,6 +152,59 @@ pub async fn submit_as(
     Err(SubmitError::Conflict(
         "identical batches from this project keep failing; retry shortly".into(),
     ))
+}
+
+/// Explains a budget refusal and records it in the ledger (the id goes back in the 429).
+/// A ledger failure here is logged and the client still gets its refusal, without an id:
+/// the refusal reserved nothing, so only the record is lost.
+async fn refused(
+    app: &App,
+    sub: &NewSubmission,
+    w: &WindowState,
+    hold: &Hold,
+    est: &Estimate,
+    request_id: &str,
+) -> Box<RefusalDetail> {
+    let s = &app.settings;
+    let kind = blocked_by(w, hold).unwrap_or("usd");
+    let message = crate::refusal::budget_message(
+        w,
+        hold,
+        kind,
+        Some(est),
+        &app.pricing,
+        sub.submitted_at,
+        &s.timezone,
+        &s.timezone_name,
+    );
+    let rec = crate::ledger::Refusal {
+        refusal_id: crate::refusal::new_id(),
+        project: sub.project.clone(),
+        provider: sub.provider.clone(),
+        refused_at: sub.submitted_at,
+        request_id: request_id.to_string(),
+        reason: "budget_exceeded".into(),
+        budget: w.budget.clone(),
+        period: w.period.as_str().to_string(),
+        limit_kind: kind.to_string(),
+        request_count: sub.request_count,
+        requested: hold.usd,
+        limit: w.limit,
+        spent: w.spent,
+        reserved: w.reserved,
+        window_end: w.end,
+        body_hash: sub.body_hash.clone(),
+        message: message.clone(),
+    };
+    let refusal_id = match app.ledger.record_refusal(&rec).await {
+        Ok(()) => rec.refusal_id,
+        Err(e) => {
+            tracing::warn!(request_id, error = %e, "could not record a budget refusal");
+            String::new()
+        }
+    };
+    let resets_at = crate::refusal::local_rfc3339(w.end, &s.timezone);
+    Box::new(RefusalDetail { refusal_id, message, resets_at })
 }
 
 /// The hold the refusing window was asked to take.
@@ -259,7 +326,16 @@ async fn answer_duplicate(
     match (rec.state, rec.upstream_id.as_deref()) {
         (BatchState::InFlight | BatchState::Settled, Some(id)) => {
             tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
-            retrieve(provider, id, call).await.map(Some)
+            let mut reply = retrieve(provider, id, call).await?;
+            // Tell the client too (surfaces pass these on): this is the batch its first
+            // attempt made, not a new one.
+            let h = &mut reply.headers;
+            h.insert("x-batchcost-deduplicated", reqwest::header::HeaderValue::from_static("true"));
+            let at = crate::clock::rfc3339_micros(rec.submitted_at);
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&at) {
+                h.insert("x-batchcost-original-submitted-at", v);
+            }
+            Ok(Some(reply))
         }
         (BatchState::Failed, _) => Ok(None),
         _ => Err(SubmitError::Conflict(

@@ -44,7 +44,10 @@ async fn csv_json_table_and_focus_agree_with_the_ledger_exactly() {
     let expected: Vec<_> =
         expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(keys, expected);
-    assert!(rows.iter().all(|r| r["provider"].is_none()), "provider is not grouped");
+    assert!(
+        rows.iter().all(|r| r["provider"].as_deref() == Some("anthropic")),
+        "provider is filled in every grouping"
+    );
     assert_eq!(rows[1]["requests_errored"].as_deref(), Some("2"));
 
     let json: Value = serde_json::from_str(&f.report(from, to, "project", "json").await).unwrap();

@@ -40,6 +40,28 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub server: Server,
+    /// `[log]`: how the gateway writes its log (stderr).
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `"text"` (default: colour only when stderr is a terminal) or `"json"` (one object
+    /// per line, for log shippers). `serve --log-format` wins over this.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[storage]`
@@ -104,6 +126,11 @@ pub struct Project {
     pub name: String,
     /// Environment variables whose values are this project's client keys.
     pub api_key_envs: Vec<String>,
+    /// More key variables that may be unset (a rotation slot: set `SUPPORT_KEY_NEXT`
+    /// when issuing the next key, move it to `api_key_envs` once every client uses it).
+    /// An unset one is skipped and named in the startup log line.
+    #[serde(default)]
+    pub optional_api_key_envs: Vec<String>,
 }
 
 /// Budget window length.

@@ -94,10 +94,18 @@ impl Config {
         let err = |message: String| ConfigError { file: file.clone(), message };
         let base = path.parent().unwrap_or(Path::new("."));
         let timezone = self.time_zone().map_err(err)?;
-        let secret = |key: &str, var: &str| -> Result<Secret, ConfigError> {
+        // Every missing variable is collected and reported at once, so a new deployment
+        // finds out what to export in one run rather than one run per variable.
+        let missing = std::cell::RefCell::new(Vec::new());
+        let secret = |key: &str, var: &str| -> Option<Secret> {
             match env(var) {
-                Some(v) if !v.is_empty() => Ok(Secret::new(v)),
-                _ => Err(err(format!("{key}: environment variable `{var}` is not set or empty"))),
+                Some(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    missing
+                        .borrow_mut()
+                        .push(format!("{key}: environment variable `{var}` is not set or empty"));
+                    None
+                }
             }
         };
         let mut names = BTreeSet::new();
@@ -117,12 +125,31 @@ impl Config {
                 return Err(err(format!("projects[{i}].api_key_envs: expected at least one")));
             }
             let mut secrets = Vec::new();
-            for (j, var) in p.api_key_envs.iter().enumerate() {
-                let s = secret(&format!("projects[{i}].api_key_envs[{j}]"), var)?;
+            let optional = p.optional_api_key_envs.iter().map(|v| (v, true));
+            for (j, (var, opt)) in
+                p.api_key_envs.iter().map(|v| (v, false)).chain(optional).enumerate()
+            {
+                let slot = if opt {
+                    format!("projects[{i}].optional_api_key_envs[{}]", j - p.api_key_envs.len())
+                } else {
+                    format!("projects[{i}].api_key_envs[{j}]")
+                };
+                let s = if opt {
+                    match env(var).filter(|v| !v.is_empty()) {
+                        Some(v) => Secret::new(v),
+                        None => {
+                            tracing::info!(project = %p.name, variable = %var, "optional key variable not set; that key slot is unused");
+                            continue;
+                        }
+                    }
+                } else {
+                    match secret(&slot, var) {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                };
                 if !keys.insert(s.expose().to_string()) {
-                    return Err(err(format!(
-                        "projects[{i}].api_key_envs[{j}]: `{var}` holds a key another project uses"
-                    )));
+                    return Err(err(format!("{slot}: `{var}` holds a key another project uses")));
                 }
                 secrets.push(s);
             }
@@ -251,11 +278,28 @@ impl Config {
                 name: name.clone(),
                 kind,
                 base_url: up.base_url.trim_end_matches('/').to_string(),
-                key: secret(&key("api_key_env"), &up.api_key_env)?,
+                // A placeholder when missing: the start fails below, listing every variable.
+                key: secret(&key("api_key_env"), &up.api_key_env)
+                    .unwrap_or_else(|| Secret::new("")),
                 timeout_secs: up.timeout_secs.max(1),
                 max_attempts: up.max_attempts.max(1),
             });
         }
+        let admin_token = secret("admin.token_env", &self.admin.token_env);
+        let missing = missing.into_inner();
+        if let [one] = missing.as_slice() {
+            return Err(err(one.clone()));
+        }
+        if !missing.is_empty() {
+            return Err(err(format!(
+                "{} environment variables are not set or empty (export them all, then start again):\n  {}",
+                missing.len(),
+                missing.join("\n  ")
+            )));
+        }
+        let Some(admin_token) = admin_token else {
+            return Err(err("admin.token_env: a secret is missing".into()));
+        };
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
@@ -274,7 +318,7 @@ impl Config {
             upstreams,
             projects,
             budgets,
-            admin_token: secret("admin.token_env", &self.admin.token_env)?,
+            admin_token,
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),

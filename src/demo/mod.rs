@@ -100,7 +100,9 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets: vec![
             budget("search-daily", Some("search"), Period::Day, 5, &[0.5, 0.8, 1.0]),
-            budget("support-daily", Some("support"), Period::Day, 2, &[0.5, 0.8, 1.0]),
+            // The triage batch reserves each request's cached prompt as a 1-hour cache write
+            // (the worst case); the real cost is one write and 119 cache reads.
+            budget("support-daily", Some("support"), Period::Day, 10, &[0.5, 0.8, 1.0]),
             budget("evals-daily", Some("evals"), Period::Day, 10, &[0.8, 1.0]),
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
@@ -159,15 +161,22 @@ async fn run_in(args: &DemoArgs, dir: &std::path::Path) -> Result<(), CliError> 
     };
     println!("{summary}");
     if !args.exit {
-        println!(
-            "metrics: curl -H \"Authorization: Bearer $BATCHCOST_ADMIN_TOKEN\" http://{}/metrics   (Ctrl-C to stop)",
-            running.addr
-        );
+        println!("{}", curl_hint(&admin_token(), &running.addr.to_string()));
         crate::shutdown::signal().await;
     }
     running.shutdown().await;
     sim.shutdown().await;
     Ok(())
+}
+
+/// What to paste to see the metrics: the token actually in use, quoted for the shell (a
+/// fresh shell has no `$BATCHCOST_ADMIN_TOKEN`).
+pub fn curl_hint(token: &str, addr: &str) -> String {
+    let quoted = format!("'{}'", token.replace('\'', r"'\''"));
+    format!(
+        "metrics: curl -H \"Authorization: Bearer \"{quoted} http://{addr}/metrics   (Ctrl-C to stop)\n\
+         budgets: curl -H \"Authorization: Bearer \"{quoted} http://{addr}/api/budgets"
+    )
 }
 
 /// One submission's outcome.
@@ -264,16 +273,47 @@ async fn drive(running: &Running) -> anyhow::Result<String> {
     }
     let budgets: Value =
         http.get(format!("{base}/api/budgets")).bearer_auth(&token).send().await?.json().await?;
-    Ok(render(&subs, &records, &budgets))
+    Ok(render(&subs, &records, &budgets, &running.app.pricing))
 }
 
-fn render(subs: &[Submitted], records: &[Option<Value>], budgets: &Value) -> String {
+/// Tokens a batch read from the prompt cache, and what that saved against sending them
+/// as plain input (both at batch prices of the entry in force now).
+fn cache_figures(v: &Value, pricing: &crate::pricing::PriceTable) -> (u64, u64, Money) {
+    let (mut written, mut read, mut saved) = (0, 0, Money::ZERO);
+    for m in v["models"].as_array().into_iter().flatten() {
+        let t = &m["tokens"];
+        let r = t["cache_read"].as_u64().unwrap_or(0);
+        written +=
+            t["cache_write_5m"].as_u64().unwrap_or(0) + t["cache_write_1h"].as_u64().unwrap_or(0);
+        read += r;
+        if let Some(p) = pricing.resolve(m["model"].as_str().unwrap_or(""), jiff::Timestamp::now())
+        {
+            saved += (p.batch.input - p.batch.cache_read).times(r);
+        }
+    }
+    (written, read, saved)
+}
+
+/// A UTC timestamp from `/api/budgets` in the machine's zone, with its offset.
+fn local_time(utc: &str) -> String {
+    utc.parse::<jiff::Timestamp>()
+        .map(|t| crate::refusal::local_rfc3339(t, &jiff::tz::TimeZone::system()))
+        .unwrap_or_else(|_| utc.to_string())
+}
+
+fn render(
+    subs: &[Submitted],
+    records: &[Option<Value>],
+    budgets: &Value,
+    pricing: &crate::pricing::PriceTable,
+) -> String {
     let mut out = String::from("\nSettled batches\n");
     out += &format!(
         "{:<8} {:<48} {:>9} {:>8} {:>11} {:>11} {:>11} {:>11}\n",
         "project", "batch", "succeeded", "errored", "reserved", "cost", "list cost", "saved"
     );
     let (mut cost, mut list) = (Money::ZERO, Money::ZERO);
+    let mut cache_lines = String::new();
     let usd = |v: &Value| Money::parse_usd(v.as_str().unwrap_or("0")).unwrap_or(Money::ZERO);
     for (s, r) in subs.iter().zip(records) {
         match (r, &s.refusal) {
@@ -287,6 +327,15 @@ fn render(subs: &[Submitted], records: &[Option<Value>], budgets: &Value) -> Str
                         .unwrap_or(0)
                 };
                 let (c, l) = (usd(&v["cost_usd"]), usd(&v["list_cost_usd"]));
+                let (written, read, saved) = cache_figures(v, pricing);
+                if written + read > 0 {
+                    cache_lines += &format!(
+                        "{:<8} {:<48} cache write {written} tokens, cache read {read} tokens, saved ${} against uncached input\n",
+                        s.project,
+                        s.title,
+                        saved.usd_rounded(4)
+                    );
+                }
                 cost += c;
                 list += l;
                 out += &format!(
@@ -316,6 +365,10 @@ fn render(subs: &[Submitted], records: &[Option<Value>], budgets: &Value) -> Str
         format!("${}", list.usd_rounded(4)),
         format!("${}", (list - cost).usd_rounded(4))
     );
+    if !cache_lines.is_empty() {
+        out += "\nPrompt caching (included in cost above)\n";
+        out += &cache_lines;
+    }
     out += "\nBudgets (current windows)\n";
     for b in budgets["budgets"].as_array().into_iter().flatten() {
         out += &format!(
@@ -326,7 +379,7 @@ fn render(subs: &[Submitted], records: &[Option<Value>], budgets: &Value) -> Str
             b["limit_usd"].as_str().unwrap_or("-"),
             b["spent_usd"].as_str().unwrap_or(""),
             b["reserved_usd"].as_str().unwrap_or(""),
-            b["window_end"].as_str().unwrap_or(""),
+            local_time(b["window_end"].as_str().unwrap_or("")),
         );
     }
     out

@@ -32,10 +32,166 @@ const CODE: [&str; 3] = [
     "SELECT project, SUM(cost) FROM spend WHERE day >= date('now', '-7 day') GROUP BY project;",
 ];
 
-const SUPPORT_SYSTEM: &str = "You are a support triage assistant for a B2B SaaS company. For each ticket, \
+const SUPPORT_INTRO: &str = "You are a support triage assistant for a B2B SaaS company. For each ticket, \
 write a two-sentence summary, a severity from 1 (cosmetic) to 4 (outage), and the team that should own it \
-(billing, mobile, platform, search or accounts). Be precise and never invent details that are not in the ticket.";
+(billing, mobile, platform, search or accounts). Be precise and never invent details that are not in the ticket. \
+The routing handbook below lists every product area, who owns it, what its tickets usually look like and how \
+to grade them.";
 
+/// (area, owning team, what its tickets usually say, what makes one an outage)
+const AREAS: [(&str, &str, &str, &str); 20] = [
+    (
+        "Invoices and CSV exports",
+        "billing",
+        "missing columns, wrong currency symbols or totals that differ from the dashboard",
+        "no customer can download any invoice",
+    ),
+    (
+        "Card payments",
+        "billing",
+        "declined cards, duplicate charges or charges during a card update",
+        "every payment attempt fails",
+    ),
+    (
+        "Refunds",
+        "billing",
+        "refund requests, partial refunds and credit notes that never arrived",
+        "refunds are issued twice or to the wrong customer",
+    ),
+    (
+        "Plans and seats",
+        "billing",
+        "seat limits, archived projects counting toward limits and plan upgrades",
+        "paying customers are locked out by a seat check",
+    ),
+    (
+        "Tax and compliance",
+        "billing",
+        "VAT numbers, tax exemptions and invoices missing a legal address",
+        "invoices are issued without tax for a whole region",
+    ),
+    (
+        "Mobile login",
+        "mobile",
+        "users logged out when the network changes, biometric prompts that loop",
+        "nobody can log in on one platform",
+    ),
+    (
+        "Push notifications",
+        "mobile",
+        "notifications arriving late, twice, or for the wrong workspace",
+        "notifications expose another customer's data",
+    ),
+    (
+        "Offline mode",
+        "mobile",
+        "edits made offline that vanish or conflict after reconnecting",
+        "offline edits overwrite other people's work",
+    ),
+    (
+        "App store releases",
+        "mobile",
+        "crashes right after an update, features missing in one store",
+        "the current release crashes on start for most users",
+    ),
+    (
+        "Sync jobs",
+        "platform",
+        "nightly syncs timing out, retries that succeed, partial imports",
+        "no sync has completed for a day",
+    ),
+    (
+        "Public API",
+        "platform",
+        "rate limits, pagination that repeats items and unexpected status codes",
+        "the API answers 5xx to every caller",
+    ),
+    (
+        "Webhooks",
+        "platform",
+        "webhooks delivered late, out of order or with a bad signature",
+        "webhooks stop for every customer",
+    ),
+    (
+        "Data retention",
+        "platform",
+        "deleted records that still appear, exports that include archived data",
+        "deleted data is served back to customers",
+    ),
+    (
+        "Status and uptime",
+        "platform",
+        "slow pages, timeouts and questions about the status page",
+        "the product is down for a region",
+    ),
+    (
+        "Search indexing",
+        "search",
+        "documents missing from results although the indexer says processed",
+        "search returns nothing for everyone",
+    ),
+    (
+        "Search relevance",
+        "search",
+        "the right document ranked low, stale snippets, wrong language results",
+        "results show documents the user may not read",
+    ),
+    (
+        "Saved searches",
+        "search",
+        "alerts for saved searches that never fire or fire for old items",
+        "alerts leak results across workspaces",
+    ),
+    (
+        "Single sign-on",
+        "accounts",
+        "SAML or OIDC errors, users created twice, wrong default roles",
+        "an identity provider change locks out a company",
+    ),
+    (
+        "Roles and permissions",
+        "accounts",
+        "users who see too much or too little after a role change",
+        "users can read another workspace",
+    ),
+    (
+        "Account deletion",
+        "accounts",
+        "requests to delete an account or a workspace and confirm it is gone",
+        "an account is deleted without its owner asking",
+    ),
+];
+
+/// The triage system prompt: long enough (several thousand tokens) that the provider
+/// caches it (a prompt below the model's minimum cacheable length is never cached), so
+/// every ticket after the first reads it from the cache.
+pub fn support_system() -> String {
+    let mut s = String::from(SUPPORT_INTRO);
+    for (i, (area, team, usual, outage)) in AREAS.iter().enumerate() {
+        s += &format!(
+            "\n\n{n}. {area}. Owner: the {team} team. Tickets in this area usually report {usual}. \
+             Grade severity 4 only when {outage}; grade 3 when a paying customer is blocked and \
+             no workaround exists; grade 2 when a workaround exists but costs the customer real \
+             time; grade 1 for cosmetic problems, questions and requests. When a ticket mentions \
+             {area_lower} together with another area, route it to the team whose area the \
+             customer is blocked in, and name the other area in the summary. Quote error codes, \
+             versions and dates exactly as written in the ticket; if the ticket gives none, say \
+             that it gives none. Never promise a fix date, a refund or a credit: the {team} team \
+             decides those. If the ticket is written in another language, summarise it in \
+             English and keep product names and quoted messages in the original language. \
+             Escalation for {area_lower}: page the {team} on-call engineer for severity 4, open a \
+             ticket in the {team} queue for severity 3 and 2, and add severity 1 items to the \
+             weekly {team} review. Before escalating, check whether the customer already sent \
+             the account name, the workspace, the time the problem started with its timezone, \
+             the browser or app version, and the steps that reproduce it; list in the summary \
+             which of these are still missing so that the {team} team can ask for them in one \
+             reply instead of several.",
+            n = i + 1,
+            area_lower = area.to_lowercase(),
+        );
+    }
+    s
+}
 fn request(id: String, model: &str, max_tokens: u32, system: Value, text: String) -> Value {
     json!({
         "custom_id": id,
@@ -50,7 +206,7 @@ fn request(id: String, model: &str, max_tokens: u32, system: Value, text: String
 
 /// The demo's batches, in submission order.
 pub fn batches() -> Vec<SampleBatch> {
-    let cached_system = json!([{"type": "text", "text": SUPPORT_SYSTEM, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+    let cached_system = json!([{"type": "text", "text": support_system(), "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
     let support: Vec<Value> = (0..120)
         .map(|i| {
             let t = TICKETS[i % TICKETS.len()];

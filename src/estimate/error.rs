@@ -84,6 +84,12 @@ pub enum Problem {
     UnknownModel {
         model: String,
     },
+    /// In the table, but its first price takes effect after the day priced (UTC).
+    NotYetPriced {
+        model: String,
+        at: jiff::civil::Date,
+        from: jiff::civil::Date,
+    },
     /// Priced, but served by another provider than the endpoint called.
     OtherProvider {
         model: String,
@@ -111,6 +117,11 @@ impl fmt::Display for Problem {
             Problem::UnknownModel { model } => {
                 write!(f, "model \"{model}\" is not in the price table")
             }
+            Problem::NotYetPriced { model, at, from } => write!(
+                f,
+                "model \"{model}\" has no price in force on {at} (UTC): its first price \
+                 in the table takes effect on {from}"
+            ),
             Problem::OtherProvider { model, provider } => {
                 write!(
                     f,

@@ -100,7 +100,16 @@ impl<'t> Folder<'t> {
         self.fingerprint = self.fingerprint.wrapping_add(xxh3_64(id));
         let p = &req.params;
         let slot = self.slot(&p.model).ok_or_else(|| {
-            fail("params.model", Problem::UnknownModel { model: p.model.to_string() })
+            let model = p.model.to_string();
+            let problem = match self.table.first_effective(&p.model) {
+                Some(from) => Problem::NotYetPriced {
+                    model,
+                    at: self.at.to_zoned(jiff::tz::TimeZone::UTC).date(),
+                    from,
+                },
+                None => Problem::UnknownModel { model },
+            };
+            fail("params.model", problem)
         })?;
         let provider = &self.slots[slot].price.provider;
         if self.provider.is_some_and(|want| want != provider) {

@@ -14,7 +14,7 @@ use crate::pricing::PriceTable;
 pub struct EstimateArgs {
     /// Batch body: `{"requests": [...]}` JSON, or one `{"custom_id", "params"}` per line.
     pub file: PathBuf,
-    /// Price table.
+    /// Price table (the repository's is pricing.toml at its root).
     #[arg(long, default_value = "pricing.toml")]
     pub pricing: PathBuf,
     /// Output: an aligned table (money rounded to cents) or JSON (exact amounts).
@@ -23,7 +23,8 @@ pub struct EstimateArgs {
     /// Expected output tokens as a fraction of `max_tokens` (0 to 1).
     #[arg(long, default_value_t = DEFAULT_EXPECTED_OUTPUT_FRACTION)]
     pub expected_output_fraction: f64,
-    /// Price as of this instant (RFC 3339, e.g. 2026-01-10T08:00:00Z) instead of now.
+    /// Price as of this instant (RFC 3339, e.g. 2026-01-10T08:00:00Z) instead of now: the
+    /// price history applies; before a model's first entry it has no price.
     #[arg(long)]
     pub at: Option<jiff::Timestamp>,
 }
@@ -37,7 +38,15 @@ pub enum OutputFormat {
 
 /// Runs the command. A bad file, body or table is a usage error (exit 2).
 pub fn run(args: EstimateArgs) -> Result<(), CliError> {
-    let table = PriceTable::load(&args.pricing).map_err(|e| CliError::Usage(e.to_string()))?;
+    let table = PriceTable::load(&args.pricing).map_err(|e| {
+        let hint = if args.pricing.exists() {
+            ""
+        } else {
+            "\n  hint: no price table there; pass --pricing FILE (the repository ships \
+             pricing.toml at its root; `batchcost pricing check FILE` validates one)"
+        };
+        CliError::Usage(format!("{e}{hint}"))
+    })?;
     let opts = EstimateOptions {
         at: args.at.unwrap_or_else(jiff::Timestamp::now),
         expected_output_fraction: args.expected_output_fraction,

@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/metrics", get(metrics))
         .route("/api/estimate", post(estimate))
         .route("/api/budgets", get(budgets))
+        .route("/api/batches", get(super::listing::list))
         .route("/api/batches/{id}", get(batch))
         .route("/api/reports/spend", get(spend_report))
 }
@@ -136,6 +137,11 @@ async fn batch(
         Some(r) => Some(r),
         None => app.ledger.batch(&id).await?,
     };
+    if rec.is_none() {
+        if let Some(r) = app.ledger.refusal(&id).await? {
+            return Ok(axum::Json(super::listing::refusal_json(&app, &r)).into_response());
+        }
+    }
     let rec = rec.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no batch `{}` in the ledger",
@@ -191,14 +197,33 @@ struct EstimateQuery {
 }
 
 /// `POST /api/estimate[?project=NAME]`: the estimate plus, per budget that would apply,
-/// whether the worst case fits now. Reserves nothing.
+/// whether the worst case fits now. Reserves nothing. Admin token: any project (or none:
+/// global budgets only); project key: that project, as if it submitted the body.
 async fn estimate(
     State(app): State<Arc<App>>,
     Query(q): Query<EstimateQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    auth::admin(&app, &parts.headers)?;
+    // The admin token may ask for any project; a project key answers for its own project,
+    // so a client can check a batch against its budgets before sending it.
+    let caller = match auth::admin(&app, &parts.headers) {
+        Ok(()) => None,
+        Err(admin_err) => match auth::project(&app, &parts.headers) {
+            Ok(p) => Some(p),
+            Err(_) if auth::presented_key(&parts.headers).is_none() => return Err(admin_err),
+            Err(e) => return Err(e),
+        },
+    };
+    if let (Some(own), Some(asked)) = (&caller, &q.project) {
+        if own != asked {
+            return Err(ApiError::InvalidRequest(format!(
+                "project: a project key estimates for its own project (`{own}`); omit \
+                 ?project= or use the admin token"
+            )));
+        }
+    }
+    let q = EstimateQuery { project: caller.or(q.project) };
     let body = body::read_limited(&parts.headers, raw, app.settings.limits.max_body_bytes).await?;
     let now = app.clock.now();
     let opts =
@@ -245,8 +270,15 @@ async fn estimate(
                 "blocked_by": blocked,
                 "remaining_usd": w.limit.map(|l| (l - w.spent - w.reserved).usd_exact()),
                 "window_end": crate::clock::rfc3339_micros(w.end),
+                "resets_at": crate::refusal::local_rfc3339(w.end, &app.settings.timezone),
+                // What a submission now would be told, with the fix.
+                "message": blocked.map(|kind| crate::refusal::budget_message(
+                    w, &hold, kind, Some(&est), &app.pricing, now,
+                    &app.settings.timezone, &app.settings.timezone_name,
+                )),
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "estimate": est, "budgets": budgets })).into_response())
+    Ok(axum::Json(json!({ "project": q.project, "estimate": est, "budgets": budgets }))
+        .into_response())
 }

@@ -27,14 +27,18 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The calling project, or 401.
+/// The calling project, or 401: "no key" and "a key that matches no project" are told
+/// apart (the second is a typo or a revoked key; the first a client not configured yet).
 pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     project_by_key(app, presented_key(headers))
 }
 
-/// The project whose key `key` is, or 401 (for surfaces that carry the key elsewhere:
-/// Gemini's `x-goog-api-key` and `?key=`).
+/// The project whose key `key` is, or 401 as [`project`] tells them apart (for surfaces
+/// that carry the key elsewhere: Gemini's `x-goog-api-key` and `?key=`).
 pub fn project_by_key(app: &App, key: Option<&str>) -> Result<String, ApiError> {
+    if key.is_none_or(str::is_empty) {
+        return Err(ApiError::Unauthenticated(NO_KEY));
+    }
     let found = key.and_then(|key| {
         let mut hit = None;
         for (name, keys) in &app.settings.projects {
@@ -46,8 +50,14 @@ pub fn project_by_key(app: &App, key: Option<&str>) -> Result<String, ApiError> 
         }
         hit
     });
-    found.ok_or(ApiError::Unauthenticated("invalid x-api-key"))
+    found.ok_or(ApiError::Unauthenticated(WRONG_KEY))
 }
+
+/// 401 message when no key was sent.
+pub const NO_KEY: &str = "no API key: send your project key as x-api-key or Authorization: Bearer";
+/// 401 message when the key matches no project.
+pub const WRONG_KEY: &str =
+    "invalid x-api-key: the key sent matches no project (check for a typo or a rotated key)";
 
 /// The admin token as `Authorization: Bearer`, or 401.
 pub fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -26,8 +26,13 @@ pub struct BudgetRefusal {
     pub resets_at: String,
     /// Which limit would be crossed: `usd`, `input_tokens` or `output_tokens`.
     pub limit_kind: String,
+    /// The ledger's record of this refusal (`GET /api/batches/{refusal_id}`).
+    pub refusal_id: String,
     #[serde(skip)]
     pub retry_after_secs: u64,
+    /// The whole story for people: amounts, reset time, what would fit.
+    #[serde(skip)]
+    pub message: String,
 }
 
 impl BudgetRefusal {
@@ -43,7 +48,9 @@ impl BudgetRefusal {
             requested_usd: hold.usd.usd_exact(),
             resets_at: crate::clock::rfc3339_micros(w.end),
             limit_kind: blocked_by(w, hold).unwrap_or("usd").to_string(),
+            refusal_id: String::new(),
             retry_after_secs: secs,
+            message: format!("batch would exceed budget '{}'", w.budget),
         }
     }
 }
@@ -70,7 +77,7 @@ pub enum ApiError {
     #[error("{0}")]
     ClientTimeout(String),
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
-    #[error("batch would exceed budget `{}`", .0.name)]
+    #[error("{}", .0.message)]
     BudgetExceeded(Box<BudgetRefusal>),
     /// The upstream's own error answer, passed through.
     #[error("upstream answered {}", .0.status)]
@@ -98,8 +105,11 @@ impl ApiError {
     /// A neutral submission failure in this envelope.
     pub fn from_submit(e: SubmitError, now: jiff::Timestamp) -> Self {
         match e {
-            SubmitError::Budget { window, hold } => {
-                ApiError::BudgetExceeded(Box::new(BudgetRefusal::new(&window, &hold, now)))
+            SubmitError::Budget { window, hold, detail } => {
+                let mut r = BudgetRefusal::new(&window, &hold, now);
+                let d = *detail;
+                (r.refusal_id, r.message, r.resets_at) = (d.refusal_id, d.message, d.resets_at);
+                ApiError::BudgetExceeded(Box::new(r))
             }
             SubmitError::Upstream(r) => ApiError::Upstream(r),
             SubmitError::UpstreamFailed(e) => ApiError::UpstreamFailed(e),
@@ -184,6 +194,10 @@ impl IntoResponse for ApiError {
         let mut headers = HeaderMap::new();
         if let ApiError::BudgetExceeded(refusal) = &self {
             value["error"]["budget"] = serde_json::to_value(refusal).unwrap_or_default();
+            value["error"]["refusal_id"] = refusal.refusal_id.clone().into();
+            if let Ok(v) = HeaderValue::from_str(&refusal.refusal_id) {
+                headers.insert("x-batchcost-refusal-id", v);
+            }
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
         }

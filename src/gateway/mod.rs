@@ -5,6 +5,9 @@ mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+mod listing;
+pub(crate) mod rejections;
+pub mod request_id;
 mod serve;
 pub mod surfaces;
 
@@ -19,7 +22,6 @@ use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 
 use crate::clock::SystemClock;
-use crate::config::load_settings;
 use crate::error::CliError;
 use crate::providers::{ANTHROPIC, ProviderKind};
 
@@ -74,6 +76,8 @@ pub fn router(app: Arc<App>) -> Router {
         // and our own idle and total timeouts (408 for a client that stalls).
         .layer(axum::middleware::from_fn_with_state(app.clone(), body::guard))
         .layer(axum::middleware::from_fn(error::envelope))
+        // Outermost: every answer, envelope or not, gets its request-id.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
@@ -123,16 +127,44 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
 
 /// `batchcost serve` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = SERVE_HELP)]
 pub struct ServeArgs {
-    /// Configuration file.
+    /// Configuration file (start from examples/batchcost.toml: every key, with comments).
     #[arg(long, default_value = "batchcost.toml")]
     pub config: PathBuf,
+    /// Log format on stderr: text (colour only on a terminal) or json (one object per
+    /// line). Default: the config's `[log] format`, else text.
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+    /// Listen on this address instead of the config's `listen` (`127.0.0.1:0`: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 }
+
+const SERVE_HELP: &str = "\
+Example: examples/batchcost.toml. With it, set these environment variables first:
+  ANTHROPIC_API_KEY       the provider key  (upstream.anthropic.api_key_env)
+  SEARCH_KEY, SUPPORT_KEY the projects' client keys  (projects[].api_key_envs)
+  SUPPORT_KEY_NEXT        optional rotation slot  (projects[].optional_api_key_envs)
+  BATCHCOST_ADMIN_TOKEN   guards /api/* and /metrics  (admin.token_env)
+  RUST_LOG                log filter (default info)
+The file names every variable it reads; a missing one is reported with all the others.
+Against the local simulator: see examples/local-stack.toml.
+
+Prints `listening on http://ADDR` on stdout once bound. Stops on Ctrl-C or SIGTERM.
+
+Exit status: 0 stopped cleanly, 2 bad usage or config (the message names the file, the key
+and what was expected), 1 runtime failure (cannot bind, ledger or price table unusable).";
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
-    crate::telemetry::init();
-    let mut settings = load_settings(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let usage = |e: crate::config::ConfigError| CliError::Usage(e.to_string());
+    let config = crate::config::Config::load(&args.config).map_err(usage)?;
+    crate::telemetry::init_with(args.log_format.unwrap_or(config.log.format));
+    let mut settings = config.resolve(&args.config, &|k| std::env::var(k).ok()).map_err(usage)?;
+    if let Some(addr) = args.listen {
+        settings.listen = addr;
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -142,9 +174,14 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), CliError> {
     }
     let app = App::build(settings, Arc::new(SystemClock)).await?;
     let running = start(app, listener).await?;
+    let stop = crate::shutdown::signal();
     println!("listening on http://{}", running.addr);
-    tracing::info!(addr = %running.addr, "gateway listening");
-    crate::shutdown::signal().await;
+    crate::telemetry::log_startup(
+        &running.app.settings,
+        running.app.pricing.version(),
+        &running.addr.to_string(),
+    );
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())

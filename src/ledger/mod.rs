@@ -4,6 +4,7 @@
 //! interface works for several replicas on PostgreSQL.
 
 pub mod files;
+mod refusals;
 mod rows;
 mod spend;
 mod sqlite;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::config::Period;
 use crate::money::Money;
 
+pub use refusals::{BatchFilter, ListState, Refusal};
 pub use spend::{SpendRow, SpendStream};
 pub use sqlite::SqliteLedger;
 
@@ -33,6 +35,9 @@ pub enum LedgerError {
     Range(String),
     #[error("ledger storage url not supported: {0}")]
     Url(String),
+    /// This backend does not implement the operation yet.
+    #[error("this ledger backend does not support {0} yet")]
+    Unsupported(&'static str),
 }
 
 /// A batch's worst case, held against every budget that applies until it settles.
@@ -312,6 +317,25 @@ pub trait Ledger: Send + Sync {
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
     /// Uploaded files and their owners (OpenAI Files API).
     fn files(&self) -> &dyn files::FileLedger;
+
+    // ---- issue 16 (firsthour): refusal records and listing. Defaults answer "not
+    // supported" so a backend compiles before it implements them.
+
+    /// Records a budget refusal (one insert; nothing is reserved).
+    fn record_refusal<'a>(&'a self, _r: &'a Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(async { Err(LedgerError::Unsupported("refusal records")) })
+    }
+    fn refusal<'a>(&'a self, _id: &'a str) -> LedgerFuture<'a, Option<Refusal>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Batches matching `f` (a `refused` state filter matches none), newest first.
+    fn list_batches<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing batches")) })
+    }
+    /// Refusals matching `f` (a batch-state filter matches none), newest first.
+    fn list_refusals<'a>(&'a self, _f: &'a BatchFilter) -> LedgerFuture<'a, Vec<Refusal>> {
+        Box::pin(async { Err(LedgerError::Unsupported("listing refusals")) })
+    }
 }
 
 /// Opens the backend the URL names.

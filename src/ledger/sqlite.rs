@@ -16,6 +16,11 @@ use super::*;
 use crate::config::Durability;
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// Issue 16's tables, kept apart so migrations can fold them in as one block.
+const SCHEMA_REFUSALS: &str = include_str!("schema_refusals.sql");
+
+#[path = "sqlite_refusals.rs"]
+mod refusals;
 
 const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, submitted_at, \
     ended_at, settled_at, request_count, hold_pico, hold_input, hold_output, cost_pico, \
@@ -55,6 +60,7 @@ impl SqliteLedger {
             .connect_with(opts.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await?;
+        sqlx::raw_sql(SCHEMA_REFUSALS).execute(&writer).await?;
         let reader = if memory {
             writer.clone()
         } else {
@@ -512,6 +518,25 @@ impl Ledger for SqliteLedger {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
+    }
+
+    fn record_refusal<'a>(&'a self, r: &'a super::Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(refusals::record(&self.writer, r))
+    }
+
+    fn refusal<'a>(&'a self, id: &'a str) -> LedgerFuture<'a, Option<super::Refusal>> {
+        Box::pin(refusals::one(&self.reader, id))
+    }
+
+    fn list_batches<'a>(&'a self, f: &'a super::BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(refusals::batches(&self.reader, f))
+    }
+
+    fn list_refusals<'a>(
+        &'a self,
+        f: &'a super::BatchFilter,
+    ) -> LedgerFuture<'a, Vec<super::Refusal>> {
+        Box::pin(refusals::list(&self.reader, f))
     }
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {

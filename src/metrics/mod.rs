@@ -90,6 +90,9 @@ pub struct Metrics {
     batch_duration: HistogramVec,
     estimate_ratio: HistogramVec,
     upstream_duration: HistogramVec,
+    /// Issue 16: 1 when the upstream's last answer was usable, 0 when it was a 5xx or none.
+    upstream_up: GaugeVec,
+    upstream_last_ok: GaugeVec,
     last_settlement: Gauge,
     budget_limit: GaugeVec,
     budget_spent: GaugeVec,
@@ -187,6 +190,18 @@ impl Metrics {
                 &["provider", "operation", "code"],
                 UPSTREAM_BUCKETS,
             )?,
+            upstream_up: gauge(
+                "upstream_up",
+                "1 if the upstream's last answer was usable (any status below 500), 0 if it \
+                 was a 5xx or no answer (connection failure, timeout). Set by every call, \
+                 the tracker's polls included.",
+                &["provider"],
+            )?,
+            upstream_last_ok: gauge(
+                "upstream_last_success_timestamp_seconds",
+                "When the upstream last gave a usable answer.",
+                &["provider"],
+            )?,
             last_settlement: {
                 let g = Gauge::new(
                     name("last_settlement_timestamp_seconds"),
@@ -270,6 +285,12 @@ impl Metrics {
 
     pub fn upstream_call(&self, provider: &str, operation: &str, code: &str, seconds: f64) {
         self.upstream_duration.with_label_values(&[provider, operation, code]).observe(seconds);
+        let ok = code.parse::<u16>().is_ok_and(|c| c < 500);
+        self.upstream_up.with_label_values(&[provider]).set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
+            self.upstream_last_ok.with_label_values(&[provider]).set(now);
+        }
     }
 
     /// Counts one settled batch. `reserved` pairs each model with its worst-case share.

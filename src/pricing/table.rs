@@ -170,6 +170,13 @@ impl PriceTable {
         })
     }
 
+    /// The day a known model's first price takes effect (UTC), for "no price in force yet"
+    /// messages; `None` for a model the table does not know.
+    pub fn first_effective(&self, model: &str) -> Option<jiff::civil::Date> {
+        let m = &self.inner.models[*self.inner.names.get(model)?];
+        m.entries.first().map(|e| e.effective_from)
+    }
+
     /// `(provider, canonical id)` of every model, in file order, for metric label sets.
     pub fn models(&self) -> Vec<(String, String)> {
         self.inner.models.iter().map(|m| (m.provider.clone(), m.id.clone())).collect()

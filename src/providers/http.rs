@@ -141,7 +141,7 @@ impl HttpUpstream {
             }
             Err(e) => {
                 self.metrics.upstream_call(&self.name, op, "error", secs);
-                Err(classify(&e))
+                Err(classify(&e, &self.name, &self.base_url))
             }
         }
     }
@@ -314,10 +314,15 @@ fn keep_headers(from: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn classify(e: &reqwest::Error) -> UpstreamError {
+/// The upstream's name and its base URL without credentials say which one failed; never
+/// the URL's query or anything header-derived.
+fn classify(e: &reqwest::Error, name: &str, base_url: &str) -> UpstreamError {
     // Never echo the URL's query or anything header-derived; the message is enough.
     if e.is_connect() {
-        UpstreamError::Unreachable("connection failed".into())
+        UpstreamError::Unreachable(format!(
+            "`{name}` at {}: connection failed",
+            crate::telemetry::ledger_location(base_url)
+        ))
     } else if e.is_timeout() {
         UpstreamError::Timeout
     } else {

@@ -102,7 +102,9 @@ impl Grouper {
         let key = SpendKey {
             date: self.by.day.then_some(date),
             project: self.by.project.then(|| row.project.clone()),
-            provider: self.by.provider.then(|| row.provider.clone()),
+            // Always per provider: providers invoice separately, so no row mixes two bills,
+            // and the provider column is filled in every grouping.
+            provider: Some(row.provider.clone()),
             model: self.by.model.then(|| row.usage.model.clone()),
         };
         let g = self
@@ -211,7 +213,8 @@ mod tests {
         }
         let (groups, _) = run("", &rows);
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].0, SpendKey::default());
+        let per_provider = SpendKey { provider: Some("anthropic".into()), ..SpendKey::default() };
+        assert_eq!(groups[0].0, per_provider, "no grouping: one row per provider");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{GroupBy, ReportQuery, spend_report};
 use crate::ledger::Ledger;
 use crate::pricing::PriceTable;
 
-const KNOWN: [&str; 4] = ["from", "to", "group_by", "format"];
+const KNOWN: [&str; 5] = ["from", "to", "group_by", "format", "wide"];
 
 /// Validates the query string; the message names the parameter. `format` defaults to
 /// `json`, `group_by` to `day,project,model`.
@@ -24,14 +24,19 @@ pub fn parse(
 ) -> Result<ReportQuery, String> {
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!(
-            "{}: unknown parameter, expected from, to, group_by, format",
+            "{}: unknown parameter, expected from, to, group_by, format, wide",
             unknown.chars().take(40).collect::<String>()
         ));
     }
     let get = |k: &str| params.get(k).map(String::as_str);
     let from = get("from").ok_or("from: required, a date YYYY-MM-DD (first day included)")?;
     let to = get("to").ok_or("to: required, a date YYYY-MM-DD (first day excluded)")?;
-    ReportQuery::parse(
+    let wide = match get("wide") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err("wide: expected true or false".into()),
+    };
+    let mut q = ReportQuery::parse(
         from,
         to,
         get("group_by").unwrap_or(GroupBy::DEFAULT),
@@ -39,7 +44,9 @@ pub fn parse(
         tz,
         tz_name,
     )
-    .map_err(|e| e.query())
+    .map_err(|e| e.query())?;
+    q.wide = wide;
+    Ok(q)
 }
 
 /// The streamed response. A failure mid-stream aborts the body, so a client never takes

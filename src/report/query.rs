@@ -180,6 +180,8 @@ pub struct ReportQuery {
     pub format: Format,
     pub tz: TimeZone,
     pub tz_name: String,
+    /// Table form: every column (tokens, list price, provider) instead of the narrow set.
+    pub wide: bool,
 }
 
 impl ReportQuery {
@@ -219,8 +221,50 @@ impl ReportQuery {
             format,
             tz: tz.clone(),
             tz_name: tz_name.to_string(),
+            wide: false,
         })
     }
+}
+
+/// The shortcut names `batchcost report RANGE` takes, for help and error messages.
+pub const RANGE_NAMES: &str =
+    "today, yesterday, this-week, last-week, this-month, last-month, last-N-days (or Nd)";
+
+/// `[from, to)` in local days for a named range at `now` in `tz`: `today`, `yesterday`,
+/// `this-week` and `last-week` (weeks begin on Monday), `this-month`, `last-month`, and
+/// `last-N-days` or `Nd` (N days ending with today). "Today" is the local date of `now`,
+/// so at 00:30 in Seoul it is already the new day.
+pub fn named_range(name: &str, now: Timestamp, tz: &TimeZone) -> Result<(Date, Date), String> {
+    let today = now.to_zoned(tz.clone()).date();
+    let day = |d: Date, n: i64| d.checked_add(jiff::Span::new().days(n)).map_err(|e| e.to_string());
+    let monday = day(today, -i64::from(today.weekday().to_monday_zero_offset()))?;
+    let month = today.first_of_month();
+    let next_month = month.checked_add(jiff::Span::new().months(1)).map_err(|e| e.to_string())?;
+    let last_month = month.checked_sub(jiff::Span::new().months(1)).map_err(|e| e.to_string())?;
+    let name = name.trim();
+    Ok(match name {
+        "today" => (today, day(today, 1)?),
+        "yesterday" => (day(today, -1)?, today),
+        "this-week" => (monday, day(monday, 7)?),
+        "last-week" => (day(monday, -7)?, monday),
+        "this-month" => (month, next_month),
+        "last-month" => (last_month, month),
+        other => {
+            let n = other
+                .strip_prefix("last-")
+                .and_then(|r| r.strip_suffix("-days"))
+                .or_else(|| other.strip_suffix('d'))
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| (1..=3660).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown range `{}`, expected {RANGE_NAMES} (N from 1 to 3660)",
+                        other.chars().take(40).collect::<String>()
+                    )
+                })?;
+            (day(today, 1 - n)?, day(today, 1)?)
+        }
+    })
 }
 
 fn parse_date(s: &str) -> Result<Date, String> {
@@ -310,6 +354,32 @@ mod tests {
         assert_eq!(g.dimensions(), vec![Dimension::Provider, Dimension::Model]);
         let all = GroupBy::parse("day,project,provider,model").unwrap();
         assert_eq!(all.dimensions(), Dimension::ALL.to_vec());
+    }
+
+    #[test]
+    fn named_ranges_follow_the_local_day() {
+        let tz = seoul();
+        let d = |s: &str| s.parse::<Date>().unwrap();
+        // 23:59:59 KST on Sunday 31 May 2026 is 14:59:59 UTC; one second later it is
+        // Monday 1 June in Seoul (still 31 May in UTC).
+        let before: Timestamp = "2026-05-31T14:59:59Z".parse().unwrap();
+        let after: Timestamp = "2026-05-31T15:00:00Z".parse().unwrap();
+        let r = |name, at| named_range(name, at, &tz).unwrap();
+        assert_eq!(r("today", before), (d("2026-05-31"), d("2026-06-01")));
+        assert_eq!(r("today", after), (d("2026-06-01"), d("2026-06-02")));
+        assert_eq!(r("yesterday", after), (d("2026-05-31"), d("2026-06-01")));
+        assert_eq!(r("this-week", before), (d("2026-05-25"), d("2026-06-01")));
+        assert_eq!(r("this-week", after), (d("2026-06-01"), d("2026-06-08")));
+        assert_eq!(r("last-week", after), (d("2026-05-25"), d("2026-06-01")));
+        assert_eq!(r("this-month", before), (d("2026-05-01"), d("2026-06-01")));
+        assert_eq!(r("this-month", after), (d("2026-06-01"), d("2026-07-01")));
+        assert_eq!(r("last-month", after), (d("2026-05-01"), d("2026-06-01")));
+        assert_eq!(r("last-7-days", after), (d("2026-05-26"), d("2026-06-02")));
+        assert_eq!(r("7d", after), r("last-7-days", after));
+        assert_eq!(r("1d", before), r("today", before));
+        let e = named_range("fortnight", after, &tz).unwrap_err();
+        assert!(e.contains("unknown range `fortnight`, expected today"), "{e}");
+        assert!(named_range("last-0-days", after, &tz).is_err());
     }
 
     #[test]

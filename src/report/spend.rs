@@ -87,26 +87,30 @@ struct JsonHead<'a> {
     group_by: Vec<&'static str>,
 }
 
-/// Table layout: label columns (the grouped dimensions) then numbers.
+/// Table layout: label columns (the grouped dimensions) then numbers. The default table
+/// fits a 100-column terminal; `--wide` adds the token columns and the list price.
 const NUMBER_COLUMNS: [(&str, usize); 10] = [
-    ("batches", 8),
-    ("succeeded", 10),
-    ("failed", 8),
+    ("batches", 7),
+    ("succeeded", 9),
+    ("failed", 6),
     ("input", 14),
     ("output", 14),
     ("cache_write", 13),
     ("cache_read", 14),
-    ("cost_usd", 13),
-    ("list_usd", 13),
-    ("saved_usd", 13),
+    ("cost_usd", 10),
+    ("list_usd", 10),
+    ("saved_usd", 10),
 ];
+
+/// Indexes into [`NUMBER_COLUMNS`] of the narrow table.
+const NARROW: [usize; 5] = [0, 1, 2, 7, 9];
 
 fn label_width(d: Dimension) -> usize {
     match d {
         Dimension::Day => 10,
-        Dimension::Project => 16,
-        Dimension::Provider => 10,
-        Dimension::Model => 28,
+        Dimension::Project => 12,
+        Dimension::Provider => 9,
+        Dimension::Model => 22,
     }
 }
 
@@ -146,12 +150,9 @@ impl SpendEncoder {
                 // Serializing plain strings and integers into a Vec cannot fail.
                 let _ = serde_json::to_writer(&mut *out, &JsonRow::new(k, t));
             }
-            Format::Table if self.query.group_by.dimensions().is_empty() => {}
             Format::Table => {
                 let labels: Vec<String> = self
-                    .query
-                    .group_by
-                    .dimensions()
+                    .table_dims()
                     .into_iter()
                     .map(|d| match d {
                         Dimension::Day => k.date.map(|d| d.to_string()).unwrap_or_default(),
@@ -167,8 +168,26 @@ impl SpendEncoder {
         self.rows += 1;
     }
 
+    /// The table's label columns: the grouped dimensions and the provider (rows are always
+    /// per provider), except that a narrow table leaves the provider out when the model
+    /// column already names it.
+    fn table_dims(&self) -> Vec<Dimension> {
+        let by = self.query.group_by;
+        Dimension::ALL
+            .into_iter()
+            .filter(|d| match d {
+                Dimension::Provider => by.provider || self.query.wide || !by.model,
+                other => by.has(*other),
+            })
+            .collect()
+    }
+
+    fn number_columns(&self) -> Vec<usize> {
+        if self.query.wide { (0..NUMBER_COLUMNS.len()).collect() } else { NARROW.to_vec() }
+    }
+
     fn labels(&self) -> Vec<(String, usize)> {
-        let dims = self.query.group_by.dimensions();
+        let dims = self.table_dims();
         if dims.is_empty() {
             return vec![(String::new(), 5)];
         }
@@ -193,14 +212,20 @@ impl SpendEncoder {
             t.list_cost.usd_rounded(2),
             t.savings().usd_rounded(2),
         ];
-        let line: Vec<String> =
-            numbers.iter().zip(NUMBER_COLUMNS).map(|(v, (_, w))| format!("{v:>w$}")).collect();
+        let line: Vec<String> = self
+            .number_columns()
+            .into_iter()
+            .map(|i| {
+                let (v, w) = (&numbers[i], NUMBER_COLUMNS[i].1);
+                format!("{v:>w$}")
+            })
+            .collect();
         let _ = writeln!(out, "{}", line.join(" ").trim_end());
     }
 
     fn table_rule(&self, out: &mut Vec<u8>) {
         let width: usize = self.labels().iter().map(|(_, w)| w + 2).sum::<usize>()
-            + NUMBER_COLUMNS.iter().map(|(_, w)| w + 1).sum::<usize>()
+            + self.number_columns().iter().map(|&i| NUMBER_COLUMNS[i].1 + 1).sum::<usize>()
             - 1;
         let _ = writeln!(out, "{}", "-".repeat(width));
     }
@@ -250,15 +275,24 @@ impl Encoder for SpendEncoder {
                 let _ = writeln!(
                     out,
                     "Spend {} to {} inclusive (days in {}), USD rounded to cents; \
-                     --format csv or json for exact amounts",
-                    q.from_date, last, q.tz_name
+                     --format csv or json for exact amounts{}",
+                    q.from_date,
+                    last,
+                    q.tz_name,
+                    if q.wide { "" } else { "; --wide for tokens and list price" }
                 );
                 let labels = self.labels();
                 for (name, w) in &labels {
                     let _ = write!(out, "{name:<w$}  ");
                 }
-                let heads: Vec<String> =
-                    NUMBER_COLUMNS.iter().map(|(n, w)| format!("{n:>w$}")).collect();
+                let heads: Vec<String> = self
+                    .number_columns()
+                    .into_iter()
+                    .map(|i| {
+                        let (n, w) = NUMBER_COLUMNS[i];
+                        format!("{n:>w$}")
+                    })
+                    .collect();
                 let _ = writeln!(out, "{}", heads.join(" "));
                 self.table_rule(out);
             }

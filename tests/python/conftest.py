@@ -156,3 +156,11 @@ def check_batch(raw: dict, sim: Simulator, n: int, status: str):
         assert parse_ts(raw["cancel_initiated_at"]) >= created
     if raw["archived_at"] is not None:
         assert parse_ts(raw["archived_at"]) - created == timedelta(days=29)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Process logs go to one temporary folder: deleted after a passing run, so test runs
+    leave nothing in the system temp folder; kept (and named) when something failed."""
+    import gateway_stack
+
+    gateway_stack.clean_logs(passed=exitstatus == 0)

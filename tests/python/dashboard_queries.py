@@ -33,6 +33,8 @@ GAUGES = {
     "batchcost_oldest_batch_age_seconds",
     "batchcost_last_settlement_timestamp_seconds",
     "batchcost_build_info",
+    "batchcost_upstream_up",
+    "batchcost_upstream_last_success_timestamp_seconds",
 }
 HISTOGRAMS = {
     "batchcost_batch_duration_seconds",

@@ -3,13 +3,38 @@
 bound (no sleeps), and stopped (or killed) at the end."""
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import urllib.request
 from pathlib import Path
 
 BIN = os.environ.get("BATCHCOST_BIN", "target/debug/batchcost")
 REPO = Path(os.environ.get("BATCHCOST_REPO", Path(__file__).resolve().parents[2]))
+
+_log_dir = None
+
+
+def log_dir() -> Path:
+    """One folder per test session for the processes' logs: removed when every test passed
+    (conftest's pytest_sessionfinish), kept and named when one failed."""
+    global _log_dir
+    if _log_dir is None:
+        _log_dir = Path(tempfile.mkdtemp(prefix="batchcost-test-logs-"))
+    return _log_dir
+
+
+def clean_logs(passed: bool):
+    """Called once at the end of the session."""
+    global _log_dir
+    if _log_dir is None:
+        return
+    if passed:
+        shutil.rmtree(_log_dir, ignore_errors=True)
+        _log_dir = None
+    else:
+        print(f"\nbatchcost process logs kept in {_log_dir}")
 
 
 class Proc:
@@ -17,7 +42,7 @@ class Proc:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("RUST_LOG", "info")
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"batchcost-{os.getpid()}-{id(self)}.log"
+        self.log_path = log_dir() / f"{Path(args[1]).name}-{os.getpid()}-{id(self)}.log"
         self.log = open(self.log_path, "w")
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=full_env, text=True)
         line = self.p.stdout.readline()

@@ -41,12 +41,16 @@ pub async fn create(State(s): State<Surface>, req: Request) -> Result<Response, 
 /// `POST /v1/messages/batches`: authenticate, price, submit; rejections counted.
 async fn create_task(s: Surface, req: Request) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    let project = auth::project(&s.app, &parts.headers).inspect_err(|_| {
+    let request_id = crate::gateway::request_id::of(&parts.extensions);
+    let project = auth::project(&s.app, &parts.headers).inspect_err(|e| {
         // Only submissions count as rejected submissions; a bad key on a read does not.
         s.app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+        crate::gateway::rejections::log(UNKNOWN_PROJECT, e, &request_id);
     })?;
-    let result = create_batch(&s, &project, &parts.headers, &parts.uri, raw).await;
+    let result = create_batch(&s, &project, &parts.headers, &parts.uri, raw, &request_id).await;
     if let Err(e) = &result {
+        // Once at INFO with the project, the reason and the amounts (issue 16).
+        crate::gateway::rejections::log(&project, e, &request_id);
         if let Some(r) = e.reject_reason() {
             s.app.metrics.rejected(&project, r);
         }
@@ -60,6 +64,7 @@ async fn create_batch(
     headers: &HeaderMap,
     uri: &Uri,
     raw: Body,
+    request_id: &str,
 ) -> Result<Response, ApiError> {
     let app = &s.app;
     let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
@@ -77,7 +82,7 @@ async fn create_batch(
     };
     let est = est?;
     let call = CreateCall { path: BATCHES_PATH.into(), body, fwd: forward(headers, uri) };
-    let priced = Priced { project, estimate: &est, body_hash, now };
+    let priced = Priced { project, estimate: &est, body_hash, now, request_id };
     let reply =
         submit(app, &s.provider, priced, call).await.map_err(|e| ApiError::from_submit(e, now))?;
     batch_reply(s, reply).map(|(_, r)| r)

@@ -64,8 +64,10 @@ pub fn rewrite(s: &Surface, batch: &mut Value) {
 /// A JSON answer carrying the upstream's `request-id`.
 pub fn json(status: StatusCode, upstream_headers: &HeaderMap, value: &Value) -> Response {
     let mut resp = (status, axum::Json(value)).into_response();
-    if let Some(rid) = upstream_headers.get("request-id") {
-        resp.headers_mut().insert("request-id", rid.clone());
+    for name in ["request-id", "x-batchcost-deduplicated", "x-batchcost-original-submitted-at"] {
+        if let Some(v) = upstream_headers.get(name) {
+            resp.headers_mut().insert(name, v.clone());
+        }
     }
     resp
 }

@@ -52,11 +52,14 @@ pub async fn create(s: Surface, model: String, req: Request) -> Result<Response,
     let app = s.app.clone();
     let task = app.tasks.spawn(async move {
         let (parts, raw) = req.into_parts();
-        let project = project(&s, &parts.headers, &parts.uri).inspect_err(|_| {
+        let request_id = crate::gateway::request_id::of(&parts.extensions);
+        let project = project(&s, &parts.headers, &parts.uri).inspect_err(|e| {
             s.app.metrics.rejected(UNKNOWN_PROJECT, RejectReason::Unauthenticated);
+            crate::gateway::rejections::log(UNKNOWN_PROJECT, &e.0, &request_id);
         })?;
-        let result = create_batch(&s, &project, &model, &parts.headers, raw).await;
+        let result = create_batch(&s, &project, &model, &parts.headers, raw, &request_id).await;
         if let Err(e) = &result {
+            crate::gateway::rejections::log(&project, &e.0, &request_id);
             if let Some(r) = e.0.reject_reason() {
                 s.app.metrics.rejected(&project, r);
             }
@@ -73,6 +76,7 @@ async fn create_batch(
     model: &str,
     headers: &HeaderMap,
     raw: Body,
+    request_id: &str,
 ) -> Result<Response, GoogleError> {
     let app = &s.app;
     let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
@@ -150,7 +154,7 @@ async fn create_batch(
         serde_json::to_vec(&v).map_err(|e| GoogleError(ApiError::Internal(e.to_string())))?,
     );
     let call = CreateCall { path: create_path(&model), body: out, fwd: Forward::default() };
-    let priced = Priced { project, estimate: &est, body_hash, now };
+    let priced = Priced { project, estimate: &est, body_hash, now, request_id };
     let reply = submit_as(app, &s.provider, priced, call, sub_id)
         .await
         .map_err(|e| GoogleError(ApiError::from_submit(e, now)))?;
