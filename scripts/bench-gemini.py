@@ -80,6 +80,8 @@ def main():
         print(f"upload {size / 1e6:.1f} MB: direct {t_direct:.2f} s, via gateway {t_via:.2f} s, "
               f"added {t_via - t_direct:.2f} s; gateway RSS before {before / 1024:.1f} MiB, "
               f"peak {peak / 1024:.1f} MiB (growth {(peak - before) / 1024:.1f} MiB)")
+        listed = via.files.list()
+        print(f"  recorded: {[(x.name, x.size_bytes) for x in listed]}")
 
         src = [{"contents": [{"role": "user", "parts": [{"text": f"Small question {i}"}]}],
                 "config": {"max_output_tokens": 50}} for i in range(10)]
@@ -106,6 +108,7 @@ def main():
                 break
             time.sleep(0.02)
         dt = time.perf_counter() - t0
+        print(f"  batch record: requests {rec.get('request_count')}, reserved {rec.get('reserved_usd')}, cost {rec.get('cost_usd')}")
         print(f"settlement: 100,000 result lines settled in {dt:.2f} s after the batch ended "
               f"({100_000 / dt:,.0f} lines/s, tracker poll and download included); gateway peak RSS "
               f"{hwm_kb(gw.p.pid) / 1024:.1f} MiB")
