@@ -351,3 +351,29 @@ def test_kill_between_upstream_acceptance_and_record_settles_once_at_the_right_c
     finally:
         for p in reversed(procs):
             p.stop(kill=True)
+
+
+def test_a_cancelled_batch_settles_with_its_unanswered_requests_canceled(stack):
+    sim, gw = stack["sim"], stack["gw"]
+    c = client(gw, KEYS["BETA_KEY"])
+    src = [{"contents": [{"role": "user", "parts": [{"text": f"Cancel me {i}."}]}],
+            "config": {"max_output_tokens": 80}} for i in range(30)]
+    job = c.batches.create(model="gemini-2.5-flash-lite", src=src)
+    c.batches.cancel(name=job.name)
+    job = wait_done(c, sim, job.name)
+    assert job.state == types.JobState.JOB_STATE_CANCELLED
+    table, disc = prices()
+    answered = [r for r in (job.dest.inlined_responses or []) if r.response is not None] if job.dest else []
+    want = sum((cost_of(r.response.usage_metadata.model_dump(by_alias=True, exclude_none=True),
+                        table["gemini-2.5-flash-lite"], disc) for r in answered), Decimal(0))
+    bid = job.name.split("/", 1)[1]
+    rec = wait_settled(gw, bid)
+    assert Decimal(rec["cost_usd"]) == want
+    counts = {}
+    for m in rec["models"]:
+        for k, v in m["requests"].items():
+            counts[k] = counts.get(k, 0) + v
+    errored = len([r for r in (job.dest.inlined_responses or []) if r.error is not None]) if job.dest else 0
+    assert counts.get("succeeded", 0) == len(answered)
+    assert counts.get("canceled", 0) + counts.get("errored", 0) == 30 - len(answered)
+    assert counts.get("canceled", 0) >= 30 - len(answered) - errored

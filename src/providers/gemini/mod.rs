@@ -172,6 +172,11 @@ impl GeminiProvider {
     }
 
     async fn open_results(&self, status: &BatchStatus) -> Result<ResultStream, FetchError> {
+        let found = self.found_results(status).await?;
+        Ok(results::pad(found, status.counts.total, &status.status))
+    }
+
+    async fn found_results(&self, status: &BatchStatus) -> Result<ResultStream, FetchError> {
         match &status.results {
             ResultsRef::Inline(raw) => {
                 let lines = inline_jsonl(raw).map_err(UpstreamError::Lost)?;

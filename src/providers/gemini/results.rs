@@ -12,9 +12,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use futures_util::StreamExt;
+
 use super::usage::from_gemini;
 use super::wire::{Operation, UsageMetadata};
-use crate::providers::{LineDecoder, Outcome, ResultItem};
+use crate::providers::{LineDecoder, Outcome, ResultItem, ResultStream};
 
 /// The Gemini results decoder (stateless).
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,8 +29,25 @@ struct Line<'a> {
     #[serde(default)]
     response: Option<Resp>,
     #[serde(default)]
-    error: Option<IgnoredAny>,
+    error: Option<Err<'a>>,
 }
+
+/// An error line's status: only the code and our own marker are read.
+#[derive(Deserialize)]
+struct Err<'a> {
+    #[serde(default)]
+    code: i64,
+    #[serde(default, borrow)]
+    message: Cow<'a, str>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    details: IgnoredAny,
+}
+
+/// google.rpc code CANCELLED.
+const CANCELLED: i64 = 1;
+/// The message of the lines [`pad`] writes for requests an expired batch never ran.
+const EXPIRED_MESSAGE: &str = "batchcost: the batch expired before this request ran";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,15 +67,63 @@ impl LineDecoder for Lines {
                 model: None,
                 usage: r.usage_metadata.as_ref().map(from_gemini).unwrap_or_default(),
             }),
-            (None, Some(_)) => Ok(ResultItem {
+            (None, Some(e)) => Ok(ResultItem {
                 custom_id,
-                outcome: Outcome::Errored,
+                outcome: match e.code {
+                    CANCELLED => Outcome::Canceled,
+                    _ if e.message == EXPIRED_MESSAGE => Outcome::Expired,
+                    _ => Outcome::Errored,
+                },
                 model: None,
                 usage: Default::default(),
             }),
             (None, None) => Err("result line has neither `response` nor `error`".into()),
         }
     }
+}
+
+/// The results stream, completed with one line per request the batch never answered (a
+/// cancelled, expired or failed batch may return fewer lines than it had requests, or no
+/// output at all: whether it does is UNCONFIRMED), so settlement always sees the whole batch.
+/// Unanswered requests of a cancelled batch count as canceled, of an expired one as
+/// expired, otherwise as errored; they cost nothing.
+pub fn pad(inner: ResultStream, total: u64, state: &str) -> ResultStream {
+    let (code, message) = match state.rsplit('_').next() {
+        Some("CANCELLED") => {
+            (CANCELLED, "batchcost: the batch was cancelled before this request ran")
+        }
+        Some("EXPIRED") => (4, EXPIRED_MESSAGE),
+        _ => (13, "batchcost: the batch ended without a result for this request"),
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new((0u64, b'\n')));
+    let counter = seen.clone();
+    let counted = inner.map(move |chunk| {
+        if let Ok(c) = &chunk {
+            let mut s = counter.lock().unwrap_or_else(|e| e.into_inner());
+            s.0 += memchr::memchr_iter(b'\n', c).count() as u64;
+            if let Some(last) = c.last() {
+                s.1 = *last;
+            }
+        }
+        chunk
+    });
+    let tail = futures_util::stream::once(async move {
+        let (lines, last) = *seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = BytesMut::new();
+        let mut lines = lines;
+        if last != b'\n' {
+            buf.put_u8(b'\n');
+            lines += 1;
+        }
+        let line = serde_json::json!({"key": "", "error": {"code": code, "message": message}});
+        let text = line.to_string();
+        for _ in lines..total {
+            buf.extend_from_slice(text.as_bytes());
+            buf.put_u8(b'\n');
+        }
+        Ok(buf.freeze())
+    });
+    counted.chain(tail).boxed()
 }
 
 /// The inline results of a finished batch object as JSONL, in request order. Reads
@@ -100,6 +167,28 @@ mod tests {
         let item = Lines.decode(err).unwrap();
         assert_eq!((item.outcome, item.usage.output), (Outcome::Errored, 0));
         assert!(Lines.decode(br#"{"key":"r3"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_short_results_stream_is_padded_to_the_request_count() {
+        let inner: ResultStream = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"{\"key\":\"a\",\"response\":{}}\n{\"key\":\"b\",")),
+            Ok(Bytes::from_static(b"\"response\":{}}")),
+        ])
+        .boxed();
+        let all: Vec<Bytes> =
+            pad(inner, 4, "BATCH_STATE_CANCELLED").map(|c| c.unwrap()).collect().await;
+        let text: Vec<u8> = all.concat();
+        let lines: Vec<_> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 4);
+        let outcomes: Vec<_> = lines.iter().map(|l| Lines.decode(l).unwrap().outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Succeeded, Outcome::Succeeded, Outcome::Canceled, Outcome::Canceled]
+        );
+        let expired = pad(futures_util::stream::empty().boxed(), 1, "JOB_STATE_EXPIRED");
+        let text: Vec<Bytes> = expired.map(|c| c.unwrap()).collect().await;
+        assert_eq!(Lines.decode(text.concat().trim_ascii()).unwrap().outcome, Outcome::Expired);
     }
 
     #[test]
