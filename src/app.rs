@@ -2,9 +2,9 @@
 //! ledger, the providers by upstream name, the price table, metrics and clock. Low in the
 //! layout: the gateway, submit, tracker and settle all import it, it imports none of them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::Notify;
@@ -27,12 +27,11 @@ pub struct App {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// Batches being settled by this process right now (the ledger guarantees
-    /// exactly-once; this only avoids downloading the same results twice).
-    pub settling: Mutex<HashSet<String>>,
-    /// Submissions whose upstream create is in progress in this process; the tracker's
-    /// reconciliation leaves them alone.
-    pub submitting: Mutex<HashSet<String>>,
+    /// This process's name in the ledger's leases: unique per start, so a restarted
+    /// process never mistakes its predecessor's claims for its own. Which batches this
+    /// replica creates, tracks or settles is ledger state (leases and settling marks), never
+    /// held only here.
+    pub replica_id: String,
     /// Wakes the tracker early (a new batch, or a client saw one end).
     pub wake_tracker: Notify,
     pub shutdown: CancellationToken,
@@ -86,8 +85,7 @@ impl App {
             providers,
             metrics,
             clock,
-            settling: Mutex::new(HashSet::new()),
-            submitting: Mutex::new(HashSet::new()),
+            replica_id: new_replica_id(),
             wake_tracker: Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -100,4 +98,15 @@ impl App {
     pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.get(name)
     }
+}
+
+/// A replica id unique per process start: host name, process id, start instant.
+fn new_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let start = jiff::Timestamp::now().as_microsecond();
+    format!("{host}-{}-{:x}", std::process::id(), start & 0xff_ffff_ffff)
 }

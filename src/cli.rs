@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
+pub mod migrate;
+
 use clap::{Parser, Subcommand};
 
 pub mod budgets;
+pub mod run;
 mod simulate;
 
 /// Budgeted, metered gateway for LLM batch APIs.
@@ -34,6 +37,10 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
+    /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
+    Migrate(migrate::MigrateArgs),
+    /// Batch runner: preview, split, submit through the gateway, follow, retry, collect.
+    Run(Box<run::RunArgs>),
 }
 
 /// `batchcost pricing ...`
@@ -65,8 +72,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
+        Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
+        Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }
 }
 

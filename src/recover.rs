@@ -13,20 +13,24 @@ use jiff::SignedDuration;
 /// Finds, for every submission still `submitting` after `reconcile_after_secs`, the
 /// upstream batch it became, or releases its hold when the upstream has none.
 pub async fn reconcile_pending(app: &App) {
-    let pending = match app.ledger.batches_in_state(BatchState::Submitting).await {
-        Ok(p) => p,
-        Err(e) => return tracing::warn!(error = %e, "cannot list pending submissions"),
-    };
     let min_age = SignedDuration::from_secs(app.settings.tracker.reconcile_after_secs as i64);
-    let now = app.clock.now();
+    let lease = crate::replica::lease(app);
+    let before = lease.now.saturating_sub(min_age).unwrap_or(jiff::Timestamp::MIN);
+    // Only submissions no live replica is creating (or reconciling) come back.
+    let pending = match app.ledger.claim_pending(&lease, before, 64).await {
+        Ok(p) => p,
+        Err(e) => return tracing::warn!(error = %e, "cannot claim pending submissions"),
+    };
     for rec in pending {
-        let in_progress =
-            app.submitting.lock().unwrap_or_else(|e| e.into_inner()).contains(&rec.sub_id);
-        if in_progress || now.duration_since(rec.submitted_at) < min_age {
-            continue;
-        }
         if let Err(e) = reconcile_one(app, &rec).await {
             tracing::warn!(sub_id = %rec.sub_id, error = %e, "reconciliation deferred");
+        }
+        // Adopted: ours to track. Released: no lease left. Undecided: the next round
+        // (this replica's or another's) tries again.
+        if let Ok(Some(r)) = app.ledger.batch(&rec.sub_id).await {
+            if r.state == BatchState::Submitting {
+                let _ = app.ledger.drop_leases(&app.replica_id, Some(&rec.sub_id)).await;
+            }
         }
     }
 }

@@ -289,12 +289,28 @@ pub fn spawn(app: Arc<App>, rec: BatchRecord) {
     });
 }
 
-/// Releases the in-process "settling" mark however settlement ends.
-struct SettlingGuard<'a>(&'a App, String);
+/// Clears this task's settling mark in the ledger however settlement ends (a settlement
+/// that records clears it in the same transaction; this covers the other ways out).
+struct SettlingGuard {
+    ledger: Arc<dyn crate::ledger::Ledger>,
+    sub_id: String,
+    token: String,
+}
 
-impl Drop for SettlingGuard<'_> {
+impl Drop for SettlingGuard {
     fn drop(&mut self) {
-        self.0.settling.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+        let (ledger, sub_id, token) = (
+            self.ledger.clone(),
+            std::mem::take(&mut self.sub_id),
+            std::mem::take(&mut self.token),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = ledger.end_settling(&sub_id, &token).await {
+                    tracing::warn!(%sub_id, error = %e, "cannot clear a settling mark");
+                }
+            });
+        }
     }
 }
 
@@ -317,15 +333,18 @@ pub async fn fetch_status(provider: &dyn Provider, id: &str) -> Result<BatchStat
 }
 
 /// Settles `rec` now: Ok(true) if this call recorded it, Ok(false) if it was already
-/// settled or is being settled by another task.
+/// settled or is being settled by another task (of this replica, or of another replica
+/// whose lease is live).
 #[tracing::instrument(skip_all, fields(sub_id = %rec.sub_id))]
 pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleError> {
     let id = rec.upstream_id.clone().ok_or(SettleError::NoUpstreamId)?;
     let provider = provider_of(app, rec)?;
-    if !app.settling.lock().unwrap_or_else(|e| e.into_inner()).insert(rec.sub_id.clone()) {
+    let token = crate::replica::task_token(app);
+    let lease = crate::replica::lease(app);
+    if !app.ledger.begin_settling(&rec.sub_id, &lease, &token).await? {
         return Ok(false);
     }
-    let _guard = SettlingGuard(app, rec.sub_id.clone());
+    let _guard = SettlingGuard { ledger: app.ledger.clone(), sub_id: rec.sub_id.clone(), token };
     let status = fetch_status(provider, &id).await?;
     if status.phase != BatchPhase::Ended {
         return Err(SettleError::NotEnded);

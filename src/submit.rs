@@ -63,15 +63,6 @@ pub enum SubmitError {
     Internal(String),
 }
 
-/// Removes the "create in progress" mark however the submission ends.
-struct InProgress<'a>(&'a App, String);
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.0.submitting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-    }
-}
-
 /// Admits `priced` and creates the batch: the upstream's 2xx batch object on success
 /// (for a client's retry, the first attempt's batch).
 pub async fn submit(
@@ -126,6 +117,8 @@ pub async fn submit_as(
                 app.settings.limits.dedupe_window_secs as i64,
             ))
             .unwrap_or(Timestamp::MIN),
+        // While this replica creates it, no replica's recovery may release it.
+        lease: Some(crate::replica::lease(app)),
     };
     // A retry whose first attempt failed outright finds nothing to answer with: admit it
     // as new (bounded, in case identical retries race each other).
@@ -134,16 +127,23 @@ pub async fn submit_as(
             Admit::Refused(w) => {
                 let hold = w_hold(&sub, &w);
                 let detail = refused(app, &sub, &w, &hold, est, priced.request_id).await;
-                return Err(SubmitError::Budget { window: Box::new(w), hold, detail });
+                return Err(SubmitError::Budget { window: w, hold, detail });
             }
             Admit::Admitted => {
-                app.submitting.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.sub_id.clone());
-                let _mark = InProgress(app, sub.sub_id.clone());
                 app.failpoints.hit("after_admit").await;
-                return forward_create(app, provider.as_ref(), &sub, &call).await;
+                let created = forward_create(app, provider.as_ref(), &sub, &call).await;
+                if created.is_err() {
+                    // Released, or left `submitting` for recovery: which replica does it
+                    // (after `reconcile_after_secs`) is no longer this one's to say.
+                    if let Err(e) = app.ledger.drop_leases(&app.replica_id, Some(&sub.sub_id)).await
+                    {
+                        tracing::warn!(sub_id = %sub.sub_id, error = %e, "cannot drop a lease");
+                    }
+                }
+                return created;
             }
             Admit::Duplicate(rec) => {
-                if let Some(reply) = answer_duplicate(app, provider.as_ref(), rec, &call).await? {
+                if let Some(reply) = answer_duplicate(app, provider.as_ref(), *rec, &call).await? {
                     return Ok(reply);
                 }
             }

@@ -1,7 +1,9 @@
 //! The tracker: polls every open batch through its provider until it ends and settles it,
 //! and has [`crate::recover`] reconcile submissions whose upstream answer was never
 //! recorded. It keeps no state of its own: everything it needs is in the ledger, so a
-//! restarted process simply carries on.
+//! restarted process simply carries on. With several replicas, each polls only the
+//! batches it has claimed (a lease in the ledger), so the upstream sees one poll stream per
+//! batch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ pub async fn run(app: Arc<App>) {
             reconcile_pending(&app).await;
             last_reconcile = Some(Instant::now());
         }
-        match app.ledger.due_batches(app.clock.now(), 64).await {
+        match app.ledger.claim_due(&crate::replica::lease(&app), 64).await {
             Ok(due) => {
                 for rec in due {
                     if app.shutdown.is_cancelled() {

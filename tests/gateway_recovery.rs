@@ -37,6 +37,7 @@ async fn pending(app: &App, sub_id: &str, project: &str, body: &Value, at: Times
         windows,
         estimate_json: String::new(),
         dedupe_since: at,
+        lease: None,
     };
     assert!(matches!(app.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
 }

@@ -150,8 +150,10 @@ async fn a_batch_another_task_is_settling_is_not_deleted_from_under_it() {
     let id = v["id"].as_str().unwrap().to_string();
     let rec = h.admin(&format!("/api/batches/{id}")).await;
     let sub_id = rec["submission_id"].as_str().unwrap().to_string();
-    // Another task of this process is streaming its results right now.
-    h.gw.app.settling.lock().unwrap().insert(sub_id.clone());
+    // Another task of this process is streaming its results right now: its mark is in
+    // the ledger.
+    let lease = batchcost::replica::lease(&h.gw.app);
+    assert!(h.gw.app.ledger.begin_settling(&sub_id, &lease, "other-task").await.unwrap());
     wait_ended(&h, "alpha-key", &id).await;
     let del = |h: &Harness| {
         h.http
@@ -162,7 +164,7 @@ async fn a_batch_another_task_is_settling_is_not_deleted_from_under_it() {
     let r = del(&h).await.unwrap();
     assert_eq!(r.status(), 409, "deleted while its results were still being read");
     // That settlement finishes (here: the tracker takes over); then the delete goes through.
-    h.gw.app.settling.lock().unwrap().remove(&sub_id);
+    h.gw.app.ledger.end_settling(&sub_id, "other-task").await.unwrap();
     let rec = h.wait_settled(&id).await;
     assert!(rec["cost_usd"].as_str().is_some(), "{rec}");
     let r = del(&h).await.unwrap();

@@ -43,12 +43,19 @@ struct Trace {
 }
 
 async fn trace(h: &Harness) -> Trace {
-    let db = h.dir.path().join("ledger.db");
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM batches").fetch_one(&pool).await.unwrap();
-    pool.close().await;
+    // One statement, so a batch changing state meanwhile is counted once.
+    let count = "SELECT count(*) FROM batches";
+    let n: i64 = if h.db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&format!("{}?mode=ro", h.db.url)).await.unwrap();
+        let n = sqlx::query_scalar(count).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+        let n = sqlx::query_scalar(count).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    };
     let ledger_batches = n as usize;
     Trace {
         alpha_reserved: h.budget("alpha-daily").await["reserved_usd"].as_str().unwrap().into(),

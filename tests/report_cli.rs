@@ -10,6 +10,11 @@ use std::process::{Command, Output};
 use report_support::*;
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    config_at(dir, extra, "sqlite://ledger.db")
+}
+
+/// A config whose `[storage] url` is `url`.
+fn config_at(dir: &Path, extra: &str, url: &str) -> std::path::PathBuf {
     let pricing = Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
     let text = format!(
         r#"listen = "127.0.0.1:0"
@@ -17,7 +22,7 @@ pricing = "{}"
 timezone = "Asia/Seoul"
 {extra}
 [storage]
-url = "sqlite://ledger.db"
+url = "{url}"
 
 [upstream.anthropic]
 base_url = "https://api.anthropic.com"
@@ -64,7 +69,7 @@ fn usage_error(o: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_prints_every_form_without_any_secret_set() {
     let (f, total) = filled().await;
-    let cfg = config(f.dir.path(), "");
+    let cfg = config_at(f.dir.path(), "", &f.store.url);
     let range = ["--from", "2026-03-10", "--to", "2026-03-13"];
     for (format, group_by) in [
         ("csv", "day,project,model"),

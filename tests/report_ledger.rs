@@ -303,6 +303,7 @@ async fn with_retired_model(f: &Fixture) {
         windows: vec![],
         estimate_json: "{}".into(),
         dedupe_since: at,
+        lease: None,
     };
     f.ledger.admit(&sub).await.unwrap();
     f.ledger.mark_submitted("sub_retired", "msgbatch_retired", at).await.unwrap();

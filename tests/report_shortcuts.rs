@@ -54,6 +54,7 @@ async fn around_midnight() -> Fixture {
         windows: f.windows("beta", at),
         estimate_json: "{}".into(),
         dedupe_since: at,
+        lease: None,
     };
     assert!(matches!(f.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
     assert!(f.ledger.mark_submitted("sub_open", "msgbatch_open", at).await.unwrap());

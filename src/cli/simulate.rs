@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use super::CliError;
+use crate::error::CliError;
 use crate::simulator::{Faults, Operation, OutputShape, SimConfig, spawn};
 
 /// Arguments of `batchcost simulate`.
@@ -19,7 +19,7 @@ pub struct SimulateArgs {
     /// Address to listen on (:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub listen: SocketAddr,
-    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer; Gemini: x-goog-api-key or ?key=); required.
+    /// The API key clients must send (Anthropic: x-api-key or Authorization: Bearer; OpenAI: Bearer; Gemini: x-goog-api-key or ?key=). Required, here or in the environment. A gateway in front of the simulator must use the same value as its upstream key.
     #[arg(long, env = "BATCHCOST_SIMULATOR_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Simulated seconds per real second (3600: an hour per second; 0: frozen) [default: 1].
@@ -91,7 +91,7 @@ pub struct SimulateArgs {
     /// Base URL put in results_url and upload URLs [default: http:// + the bound address].
     #[arg(long)]
     pub public_base_url: Option<String>,
-    /// TOML file with any of these settings (flags win) [default: none].
+    /// TOML file with any of these settings (flags win over the file, the file over the defaults shown) [default: none].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -233,10 +233,11 @@ pub async fn run(args: SimulateArgs) -> Result<(), CliError> {
         CliError::Runtime(anyhow::Error::new(e).context(format!("binding {listen}")))
     })?;
     let handle = spawn(config, listener).await?;
+    let stop = crate::shutdown::signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", handle.addr()).and_then(|()| out.flush()).ok();
     drop(out);
-    crate::shutdown::signal().await;
+    stop.await;
     tracing::info!("simulator shutting down");
     handle.shutdown().await;
     Ok(())

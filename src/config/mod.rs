@@ -68,7 +68,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
-    /// `sqlite://path.db` (relative to the config file) or `sqlite::memory:`.
+    /// `sqlite://path.db` (relative to the config file), `sqlite::memory:`, or
+    /// `postgres://user@host/db` (several replicas share it).
     pub url: String,
     /// `"normal"`: a commit survives the process being killed (kill -9, OOM, panic);
     /// `"full"`: it also survives power loss, at one disk flush per commit.
@@ -197,6 +198,12 @@ pub struct Tracker {
     /// upstream's batch list (crash or lost response).
     #[serde(default = "default_reconcile_after")]
     pub reconcile_after_secs: u64,
+    /// How long a replica's claim on a batch (tracking it, creating it upstream, settling
+    /// it) lasts without renewal; renewed every third of it while the replica lives, taken
+    /// over by another replica once it runs out. A replica killed outright delays its
+    /// batches by at most this long.
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
 }
 
 impl Default for Tracker {
@@ -205,6 +212,7 @@ impl Default for Tracker {
             poll_min_ms: default_poll_min(),
             poll_max_ms: default_poll_max(),
             reconcile_after_secs: default_reconcile_after(),
+            lease_secs: default_lease(),
         }
     }
 }
@@ -219,6 +227,10 @@ fn default_poll_max() -> u64 {
 
 fn default_reconcile_after() -> u64 {
     180
+}
+
+fn default_lease() -> u64 {
+    30
 }
 
 /// `[limits]`

@@ -232,6 +232,11 @@ impl Config {
         if self.tracker.poll_min_ms == 0 || self.tracker.poll_max_ms < self.tracker.poll_min_ms {
             return Err(err("tracker.poll_max_ms: expected >= poll_min_ms > 0".into()));
         }
+        if self.tracker.lease_secs < 3 {
+            return Err(
+                err("tracker.lease_secs: expected at least 3 (renewed every third)".into()),
+            );
+        }
         let sv = &self.server;
         let server_times = [
             ("header_read_timeout_secs", sv.header_read_timeout_secs),

@@ -107,7 +107,12 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
         admin_token: Secret::new(admin_token()),
-        tracker: Tracker { poll_min_ms: 200, poll_max_ms: 2_000, reconcile_after_secs: 10 },
+        tracker: Tracker {
+            poll_min_ms: 200,
+            poll_max_ms: 2_000,
+            reconcile_after_secs: 10,
+            ..Default::default()
+        },
         limits: Limits::default(),
         server: Server::default(),
     }

@@ -102,12 +102,14 @@ impl Running {
         let _ = self.server.await;
         self.app.tasks.close();
         if tokio::time::timeout_at(deadline, self.app.tasks.wait()).await.is_err() {
-            let left = self.app.submitting.lock().unwrap_or_else(|e| e.into_inner()).len();
             tracing::warn!(
-                submissions_in_progress = left,
-                "shutdown grace ran out; unfinished submissions are reconciled on the next start"
+                "shutdown grace ran out; unfinished submissions are reconciled once their \
+                 leases expire"
             );
+            return;
         }
+        // Everything finished: hand this replica's batches to the others at once.
+        crate::replica::drop_all(&self.app).await;
     }
 }
 
@@ -122,6 +124,7 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
         tokio::spawn(serve::serve(listener, router(app.clone()), opts, app.shutdown.clone()));
     let tracker_app = app.clone();
     app.tasks.spawn(crate::tracker::run(tracker_app));
+    app.tasks.spawn(crate::replica::heartbeat(app.clone()));
     Ok(Running { addr, app, server })
 }
 

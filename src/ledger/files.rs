@@ -55,3 +55,21 @@ pub trait FileLedger: Send + Sync {
     /// Marks a file deleted; false if it was not there.
     fn delete_file<'a>(&'a self, provider: &'a str, file_id: &'a str) -> LedgerFuture<'a, bool>;
 }
+
+/// The files ledger of a backend that has none yet: every call fails "not supported".
+pub struct Unsupported;
+
+impl FileLedger for Unsupported {
+    fn record_file<'a>(&'a self, _f: &'a FileRecord) -> LedgerFuture<'a, bool> {
+        Box::pin(async { Err(super::LedgerError::Unsupported("files")) })
+    }
+    fn file<'a>(&'a self, _p: &'a str, _id: &'a str) -> LedgerFuture<'a, Option<FileRecord>> {
+        Box::pin(async { Err(super::LedgerError::Unsupported("files")) })
+    }
+    fn project_files<'a>(&'a self, _q: FilesQuery<'a>) -> LedgerFuture<'a, Vec<FileRecord>> {
+        Box::pin(async { Err(super::LedgerError::Unsupported("files")) })
+    }
+    fn delete_file<'a>(&'a self, _p: &'a str, _id: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async { Err(super::LedgerError::Unsupported("files")) })
+    }
+}

@@ -4,13 +4,16 @@
 //! interface works for several replicas on PostgreSQL.
 
 pub mod files;
+pub mod migrate;
+mod postgres;
 mod refusals;
 mod rows;
 mod spend;
+mod sql;
 mod sqlite;
 mod sqlite_files;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
@@ -19,6 +22,8 @@ use serde::Serialize;
 use crate::config::Period;
 use crate::money::Money;
 
+pub use migrate::{Backend, SchemaState};
+pub use postgres::PgLedger;
 pub use refusals::{BatchFilter, ListState, Refusal};
 pub use spend::{SpendRow, SpendStream};
 pub use sqlite::SqliteLedger;
@@ -38,6 +43,19 @@ pub enum LedgerError {
     /// This backend does not implement the operation yet.
     #[error("this ledger backend does not support {0} yet")]
     Unsupported(&'static str),
+    #[error("ledger schema: {0}")]
+    Schema(String),
+    #[error("ledger migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A replica's hold on batches it works on: the owner (a replica id, unique per process)
+/// and until when. Another replica may take a batch whose lease ended before its `now`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub now: Timestamp,
+    pub until: Timestamp,
 }
 
 /// A batch's worst case, held against every budget that applies until it settles.
@@ -100,6 +118,9 @@ pub struct NewSubmission {
     /// An identical body from the same project submitted at or after this instant is a
     /// client retry.
     pub dedupe_since: Timestamp,
+    /// The replica about to create it upstream: no other replica's recovery touches the
+    /// submission while this lease lives. `None`: recovery may take it at once.
+    pub lease: Option<Lease>,
 }
 
 /// Outcome of [`Ledger::admit`].
@@ -107,9 +128,9 @@ pub struct NewSubmission {
 pub enum Admit {
     Admitted,
     /// The first window that could not take the hold, as it stood.
-    Refused(WindowState),
+    Refused(Box<WindowState>),
     /// The same body was submitted moments ago: the client is retrying.
-    Duplicate(BatchRecord),
+    Duplicate(Box<BatchRecord>),
 }
 
 /// Where a batch is in its life.
@@ -168,6 +189,9 @@ pub struct BatchRecord {
     pub last_status: Option<String>,
     pub error: Option<String>,
     pub estimate_json: String,
+    /// The replica working on it (tracking, or creating it upstream) and until when.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
 }
 
 /// Token counts by kind.
@@ -286,8 +310,35 @@ pub trait Ledger: Send + Sync {
         limit: u32,
     ) -> LedgerFuture<'a, Vec<BatchRecord>>;
     fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>>;
-    /// In-flight batches whose next poll is due.
+    /// In-flight batches whose next poll is due (whoever holds them).
     fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>>;
+    /// Claims up to `limit` in-flight batches whose next poll is due and whose lease is
+    /// free, expired or already `lease.owner`'s; returns them leased until `lease.until`.
+    /// Concurrent claims never return the same batch to two owners.
+    fn claim_due<'a>(&'a self, lease: &'a Lease, limit: u32) -> LedgerFuture<'a, Vec<BatchRecord>>;
+    /// Claims `submitting` batches submitted before `before` whose lease is free or
+    /// expired (a live lease, even the caller's own, is a create still in progress).
+    fn claim_pending<'a>(
+        &'a self,
+        lease: &'a Lease,
+        before: Timestamp,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>>;
+    /// Extends every lease `owner` holds on an open batch to `until`; how many.
+    fn renew_leases<'a>(&'a self, owner: &'a str, until: Timestamp) -> LedgerFuture<'a, u64>;
+    /// Gives up `owner`'s lease on `sub_id` (`None`: on every batch), so another replica
+    /// may take it at once.
+    fn drop_leases<'a>(&'a self, owner: &'a str, sub_id: Option<&'a str>) -> LedgerFuture<'a, u64>;
+    /// Marks an in-flight batch as being settled by task `token` of `lease.owner`, taking
+    /// its lease: false if another task holds the mark, or another replica a live lease.
+    fn begin_settling<'a>(
+        &'a self,
+        sub_id: &'a str,
+        lease: &'a Lease,
+        token: &'a str,
+    ) -> LedgerFuture<'a, bool>;
+    /// Clears the mark `token` set (no-op if it is no longer there).
+    fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()>;
     fn schedule_poll<'a>(
         &'a self,
         sub_id: &'a str,
@@ -303,20 +354,29 @@ pub trait Ledger: Send + Sync {
     /// Current totals of these windows (zero where nothing was recorded yet).
     fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>>;
     fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>>;
-    /// Which of these upstream ids of `provider` the ledger already knows.
+    /// Which of these upstream ids of `provider` the ledger already knows (one query).
     fn known_upstream_ids<'a>(
         &'a self,
         provider: &'a str,
         ids: &'a [String],
     ) -> LedgerFuture<'a, HashSet<String>>;
+    /// The project of each of these upstream ids of `provider` the ledger knows (one query).
+    fn upstream_projects<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashMap<String, String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
     /// Settled batches submitted in `[from, to)`, one row per batch and model, in
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream;
-    /// Uploaded files and their owners (OpenAI Files API).
-    fn files(&self) -> &dyn files::FileLedger;
+    /// Uploaded files and their owners (OpenAI Files API, Gemini File API). Default: a
+    /// backend without the files table yet answers every call "not supported".
+    fn files(&self) -> &dyn files::FileLedger {
+        &files::Unsupported
+    }
 
     // ---- issue 16 (firsthour): refusal records and listing. Defaults answer "not
     // supported" so a backend compiles before it implements them.
@@ -338,19 +398,47 @@ pub trait Ledger: Send + Sync {
     }
 }
 
-/// Opens the backend the URL names.
-pub async fn open(
-    url: &str,
-    durability: crate::config::Durability,
-) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+/// The backend a storage URL names.
+pub fn backend_of(url: &str) -> Result<Backend, LedgerError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?))
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
     } else {
         // Only the scheme: a URL may carry a password.
         let scheme = url.split(':').next().unwrap_or("");
         Err(LedgerError::Url(format!(
-            "`{scheme}:` is not supported: expected sqlite://PATH (PostgreSQL support is planned)"
+            "`{scheme}:` is not supported: expected sqlite://PATH or postgres://USER@HOST/DB"
         )))
+    }
+}
+
+/// Opens the backend the URL names at this binary's schema: an empty database is created,
+/// an older or newer schema refused (see [`migrate`]).
+pub async fn open(
+    url: &str,
+    durability: crate::config::Durability,
+) -> Result<std::sync::Arc<dyn Ledger>, LedgerError> {
+    Ok(match backend_of(url)? {
+        Backend::Sqlite => std::sync::Arc::new(SqliteLedger::open_with(url, durability).await?),
+        Backend::Postgres => std::sync::Arc::new(PgLedger::open(url).await?),
+    })
+}
+
+/// `batchcost migrate`: creates or upgrades the schema; returns (before, after) versions.
+pub async fn migrate_url(url: &str) -> Result<(SchemaState, i64), LedgerError> {
+    match backend_of(url)? {
+        Backend::Sqlite => sqlite::migrate(url, None).await,
+        Backend::Postgres => postgres::migrate(url, None).await,
+    }
+}
+
+/// Migrates only up to `version`: how tests build an older ledger.
+#[doc(hidden)]
+pub async fn migrate_url_to(url: &str, version: i64) -> Result<(SchemaState, i64), LedgerError> {
+    match backend_of(url)? {
+        Backend::Sqlite => sqlite::migrate(url, Some(version)).await,
+        Backend::Postgres => postgres::migrate(url, Some(version)).await,
     }
 }
 

@@ -1,8 +1,8 @@
-//! SQLite rows to ledger types. Amounts are pico-dollars in `INTEGER`, instants unix
-//! microseconds; counts never go negative, so a negative read is clamped to zero.
+//! Database rows to ledger types, for both backends (both store amounts as 64-bit
+//! pico-dollars and instants as 64-bit unix microseconds). Counts never go negative, so a
+//! negative read is clamped to zero.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::*;
 
@@ -29,7 +29,12 @@ pub(super) fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-pub(super) fn window_from_row(r: &SqliteRow, w: &WindowRef) -> Result<WindowState, LedgerError> {
+pub(super) fn window_from_row<R>(r: &R, w: &WindowRef) -> Result<WindowState, LedgerError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
     Ok(WindowState {
         spent: Money::from_i64(r.try_get("spent_pico")?),
         reserved: Money::from_i64(r.try_get("reserved_pico")?),
@@ -41,7 +46,13 @@ pub(super) fn window_from_row(r: &SqliteRow, w: &WindowRef) -> Result<WindowStat
     })
 }
 
-pub(super) fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, LedgerError> {
+pub(super) fn batch_from_row<R>(r: &R) -> Result<BatchRecord, LedgerError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
     let state: String = r.try_get("state")?;
     let opt_ts = |c: &str| -> Result<Option<Timestamp>, LedgerError> {
         Ok(r.try_get::<Option<i64>, _>(c)?.map(ts_from_db))
@@ -74,10 +85,18 @@ pub(super) fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, LedgerError> 
         last_status: r.try_get("last_status")?,
         error: r.try_get("error")?,
         estimate_json: r.try_get("estimate_json")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: opt_ts("lease_until")?,
     })
 }
 
-pub(super) fn usage_from_row(r: &SqliteRow) -> Result<ModelUsage, LedgerError> {
+pub(super) fn usage_from_row<R>(r: &R) -> Result<ModelUsage, LedgerError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
     Ok(ModelUsage {
         model: r.try_get("model")?,
         tokens: TokenTotals {

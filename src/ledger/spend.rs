@@ -5,8 +5,9 @@
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{ColumnIndex, Decode, Row, Type};
 use tokio::sync::mpsc;
 
 use super::{LedgerError, ModelUsage, ts_from_db, ts_to_db};
@@ -29,7 +30,8 @@ pub struct SpendRow {
 /// consecutive, and local days come in order.
 pub type SpendStream = BoxStream<'static, Result<SpendRow, LedgerError>>;
 
-/// Portable SQL ($N placeholders): the PostgreSQL backend can use it as is.
+/// Portable SQL ($N placeholders): both backends run it as is (on PostgreSQL the
+/// `|| ''` is harmless).
 /// `b.state || ''` keeps the planner off the (state, next_poll_at) index: through it,
 /// SQLite sorts the whole range in a temporary B-tree before the first row comes out;
 /// through the `submitted_at` index rows come out at once, already in order.
@@ -49,36 +51,73 @@ const CHUNK: usize = 256;
 /// the stream is `'static` (an HTTP body can hold it); a bounded channel keeps memory flat
 /// and stops the query when the consumer goes away.
 pub(super) fn sqlite_spend_rows(pool: SqlitePool, from: Timestamp, to: Timestamp) -> SpendStream {
-    let (tx, rx) = mpsc::channel::<Vec<Result<SpendRow, LedgerError>>>(4);
+    let (tx, stream) = channel();
     tokio::spawn(async move {
-        let mut rows = sqlx::query(SPEND_SQL).bind(ts_to_db(from)).bind(ts_to_db(to)).fetch(&pool);
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while let Some(r) = rows.next().await {
-            let item = r.map_err(LedgerError::from).and_then(|r| spend_from_row(&r));
-            let failed = item.is_err();
-            chunk.push(item);
-            if chunk.len() == CHUNK || failed {
-                if tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).await.is_err()
-                {
-                    return;
-                }
-                if failed {
-                    return;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.send(chunk).await;
-        }
+        let rows = sqlx::query(SPEND_SQL).bind(ts_to_db(from)).bind(ts_to_db(to)).fetch(&pool);
+        pump(rows, tx).await;
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
+    stream
+}
+
+/// [`sqlite_spend_rows`] on PostgreSQL (the same statement).
+pub(super) fn pg_spend_rows(pool: PgPool, from: Timestamp, to: Timestamp) -> SpendStream {
+    let (tx, stream) = channel();
+    tokio::spawn(async move {
+        let rows = sqlx::query(SPEND_SQL).bind(ts_to_db(from)).bind(ts_to_db(to)).fetch(&pool);
+        pump(rows, tx).await;
+    });
+    stream
+}
+
+type Chunk = Vec<Result<SpendRow, LedgerError>>;
+
+fn channel() -> (mpsc::Sender<Chunk>, SpendStream) {
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (futures_util::stream::iter(chunk), rx))
     })
     .flatten()
-    .boxed()
+    .boxed();
+    (tx, stream)
 }
 
-fn spend_from_row(r: &SqliteRow) -> Result<SpendRow, LedgerError> {
+/// Moves decoded rows from the cursor to the channel in chunks, stopping at the first error
+/// or when the consumer is gone.
+async fn pump<R>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    tx: mpsc::Sender<Chunk>,
+) where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(r) = rows.next().await {
+        let item = r.map_err(LedgerError::from).and_then(|r| spend_from_row(&r));
+        let failed = item.is_err();
+        chunk.push(item);
+        if chunk.len() == CHUNK || failed {
+            if tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).await.is_err() {
+                return;
+            }
+            if failed {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk).await;
+    }
+}
+
+fn spend_from_row<R>(r: &R) -> Result<SpendRow, LedgerError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
     let opt_ts = |c: &str| -> Result<Option<Timestamp>, LedgerError> {
         Ok(r.try_get::<Option<i64>, _>(c)?.map(ts_from_db))
     };

@@ -1,7 +1,7 @@
 //! SQLite backend: WAL journal, one writer connection (SQLite has one writer anyway, and a
 //! single connection never meets a lock-upgrade deadlock) and a small reader pool.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,17 +15,10 @@ use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, wi
 use super::*;
 use crate::config::Durability;
 
-const SCHEMA: &str = include_str!("schema.sql");
-/// Issue 16's tables, kept apart so migrations can fold them in as one block.
-const SCHEMA_REFUSALS: &str = include_str!("schema_refusals.sql");
+use super::sql::{self, BATCH_COLUMNS};
 
 #[path = "sqlite_refusals.rs"]
 mod refusals;
-
-const BATCH_COLUMNS: &str = "sub_id, upstream_id, project, provider, state, submitted_at, \
-    ended_at, settled_at, request_count, hold_pico, hold_input, hold_output, cost_pico, \
-    list_cost_pico, custom_id_fp, body_hash, next_poll_at, poll_attempts, last_status, error, \
-    estimate_json";
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
@@ -59,8 +52,12 @@ impl SqliteLedger {
             .max_lifetime(None)
             .connect_with(opts.clone())
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&writer).await?;
-        sqlx::raw_sql(SCHEMA_REFUSALS).execute(&writer).await?;
+        match schema_state(&writer).await? {
+            SchemaState::Empty => {
+                migrate::migrator(Backend::Sqlite, None).run(&writer).await?;
+            }
+            state => state.require_current(Backend::Sqlite)?,
+        }
         let reader = if memory {
             writer.clone()
         } else {
@@ -86,6 +83,48 @@ impl SqliteLedger {
     }
 }
 
+/// Where the database stands against this binary's migrations.
+async fn schema_state(pool: &SqlitePool) -> Result<SchemaState, LedgerError> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(pool)
+            .await?;
+    let has = |t: &str| tables.iter().any(|n| n == t);
+    let applied = if has("_sqlx_migrations") {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(pool)
+        .await?
+    } else {
+        None
+    };
+    Ok(SchemaState::of(Backend::Sqlite, has("batches"), applied))
+}
+
+/// `batchcost migrate` on SQLite: (state before, version after).
+pub(super) async fn migrate(
+    url: &str,
+    upto: Option<i64>,
+) -> Result<(SchemaState, i64), LedgerError> {
+    let opts = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+    let before = schema_state(&pool).await?;
+    if let SchemaState::Newer(_) = before {
+        before.require_current(Backend::Sqlite)?;
+    }
+    migrate::migrator(Backend::Sqlite, upto).run(&pool).await?;
+    let after: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await?;
+    pool.close().await;
+    Ok((before, after.unwrap_or(0)))
+}
+
 /// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes
 /// `spent` (zero for a release, the batch's actual cost and tokens for a settlement).
 /// Both paths go through here, so a release and a settlement can never disagree on which
@@ -98,7 +137,7 @@ async fn close_holds(
 ) -> Result<(), LedgerError> {
     let holds = sqlx::query(
         "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
-         WHERE sub_id = $1 AND state = 'held'",
+         WHERE sub_id = $1 AND state = 'held' ORDER BY budget, window_start",
     )
     .bind(sub_id)
     .fetch_all(&mut **tx)
@@ -133,24 +172,33 @@ impl Ledger for SqliteLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
         Box::pin(async move {
             let mut tx = self.writer.begin().await?;
-            let dup = sqlx::query(&format!(
-                "SELECT {BATCH_COLUMNS} FROM batches WHERE project = $1 AND body_hash = $2 \
-                 AND submitted_at >= $3 AND state <> 'failed' ORDER BY submitted_at DESC LIMIT 1"
-            ))
-            .bind(&s.project)
-            .bind(&s.body_hash)
-            .bind(ts_to_db(s.dedupe_since))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = dup {
-                return Ok(Admit::Duplicate(batch_from_row(&row)?));
+            // The unique key decides: a second identical body inserts nothing.
+            let fresh = sqlx::query(sql::DEDUPE_CLAIM)
+                .bind(&s.project)
+                .bind(&s.body_hash)
+                .bind(&s.sub_id)
+                .bind(ts_to_db(s.submitted_at))
+                .bind(ts_to_db(s.dedupe_since))
+                .execute(&mut *tx)
+                .await?;
+            if fresh.rows_affected() != 1 {
+                let row = sqlx::query(&sql::dedupe_batch())
+                    .bind(&s.project)
+                    .bind(&s.body_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                let row = row
+                    .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
+                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
             }
             let (usd, inp, out) = (
                 to_db(s.hold.usd)?,
                 count_to_db(s.hold.input_tokens)?,
                 count_to_db(s.hold.output_tokens)?,
             );
-            for w in &s.windows {
+            // Always in one order, on every path that touches windows.
+            for w in sql::lock_order(&s.windows) {
                 let (usd, inp, out) = match &w.hold {
                     Some(h) => {
                         (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
@@ -192,7 +240,7 @@ impl Ledger for SqliteLedger {
                 if reserved.rows_affected() != 1 {
                     let state = Self::window_state(&mut tx, w).await?;
                     tx.rollback().await?;
-                    return Ok(Admit::Refused(state));
+                    return Ok(Admit::Refused(Box::new(state)));
                 }
                 sqlx::query(
                     "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
@@ -209,8 +257,9 @@ impl Ledger for SqliteLedger {
             }
             sqlx::query(
                 "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
-                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json) \
-                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11)",
+                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
+                 lease_owner, lease_until) \
+                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&s.sub_id)
             .bind(&s.project)
@@ -223,6 +272,8 @@ impl Ledger for SqliteLedger {
             .bind(s.custom_id_fingerprint as i64)
             .bind(&s.body_hash)
             .bind(&s.estimate_json)
+            .bind(s.lease.as_ref().map(|l| l.owner.as_str()))
+            .bind(s.lease.as_ref().map(|l| ts_to_db(l.until)))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -254,7 +305,8 @@ impl Ledger for SqliteLedger {
         Box::pin(async move {
             let mut tx = self.writer.begin().await?;
             let r = sqlx::query(
-                "UPDATE batches SET state = 'failed', error = $2 WHERE sub_id = $1 AND state = 'submitting'",
+                "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
+                 lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
             )
             .bind(sub_id)
             .bind(reason)
@@ -264,6 +316,7 @@ impl Ledger for SqliteLedger {
                 tx.rollback().await?;
                 return Ok(false);
             }
+            sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
             close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
             tx.commit().await?;
             Ok(true)
@@ -393,7 +446,8 @@ impl Ledger for SqliteLedger {
             let r = sqlx::query(
                 "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
                  ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
-                 next_poll_at = NULL WHERE sub_id = $1 AND state = 'in_flight'",
+                 next_poll_at = NULL, lease_owner = NULL, lease_until = NULL, settling_by = NULL \
+                 WHERE sub_id = $1 AND state = 'in_flight'",
             )
             .bind(sub_id)
             .bind(cost)
@@ -450,21 +504,17 @@ impl Ledger for SqliteLedger {
 
     fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(refs.len());
-            for w in refs {
-                let row = sqlx::query(
-                    "SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2",
-                )
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .fetch_optional(&self.reader)
-                .await?;
-                out.push(match row {
-                    Some(r) => window_from_row(&r, w)?,
-                    None => empty_window(w),
-                });
-            }
-            Ok(out)
+            // One query for all of them: the keys travel as a JSON array.
+            let keys = sql::window_keys_json(refs);
+            let rows = sqlx::query(
+                "SELECT w.* FROM budget_windows w JOIN json_each($1) k \
+                 ON w.budget = json_extract(k.value, '$[0]') \
+                 AND w.window_start = json_extract(k.value, '$[1]')",
+            )
+            .bind(keys)
+            .fetch_all(&self.reader)
+            .await?;
+            sql::match_windows(refs, &rows)
         })
     }
 
@@ -497,19 +547,115 @@ impl Ledger for SqliteLedger {
         ids: &'a [String],
     ) -> LedgerFuture<'a, HashSet<String>> {
         Box::pin(async move {
-            let mut known = HashSet::new();
-            for id in ids {
-                let hit =
-                    sqlx::query("SELECT 1 FROM batches WHERE provider = $1 AND upstream_id = $2")
-                        .bind(provider)
-                        .bind(id)
-                        .fetch_optional(&self.reader)
-                        .await?;
-                if hit.is_some() {
-                    known.insert(id.clone());
-                }
-            }
-            Ok(known)
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT upstream_id FROM batches WHERE provider = $1 AND upstream_id IN \
+                 (SELECT value FROM json_each($2))",
+            )
+            .bind(provider)
+            .bind(sql::ids_json(ids))
+            .fetch_all(&self.reader)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
+    fn upstream_projects<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashMap<String, String>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id IN \
+                 (SELECT value FROM json_each($2))",
+            )
+            .bind(provider)
+            .bind(sql::ids_json(ids))
+            .fetch_all(&self.reader)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
+    // SQLite has one writer connection, so each claim below is one statement that no
+    // other can interleave with: the equivalent of PostgreSQL's FOR UPDATE SKIP LOCKED.
+    fn claim_due<'a>(&'a self, lease: &'a Lease, limit: u32) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&sql::claim_due(""))
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(limit as i64)
+                .fetch_all(&self.writer)
+                .await?;
+            sql::sorted_by_poll(rows.iter().map(batch_from_row).collect())
+        })
+    }
+
+    fn claim_pending<'a>(
+        &'a self,
+        lease: &'a Lease,
+        before: Timestamp,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&sql::claim_pending(""))
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(limit as i64)
+                .bind(ts_to_db(before))
+                .fetch_all(&self.writer)
+                .await?;
+            sql::sorted_by_submission(rows.iter().map(batch_from_row).collect())
+        })
+    }
+
+    fn renew_leases<'a>(&'a self, owner: &'a str, until: Timestamp) -> LedgerFuture<'a, u64> {
+        Box::pin(async move {
+            let r = sqlx::query(sql::RENEW)
+                .bind(owner)
+                .bind(ts_to_db(until))
+                .execute(&self.writer)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn drop_leases<'a>(&'a self, owner: &'a str, sub_id: Option<&'a str>) -> LedgerFuture<'a, u64> {
+        Box::pin(async move {
+            let r = sqlx::query(sql::DROP_LEASES)
+                .bind(owner)
+                .bind(sub_id)
+                .execute(&self.writer)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn begin_settling<'a>(
+        &'a self,
+        sub_id: &'a str,
+        lease: &'a Lease,
+        token: &'a str,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(sql::BEGIN_SETTLING)
+                .bind(sub_id)
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(token)
+                .execute(&self.writer)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(sql::END_SETTLING).bind(sub_id).bind(token).execute(&self.writer).await?;
+            Ok(())
         })
     }
 

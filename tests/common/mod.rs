@@ -1,6 +1,10 @@
-//! Test harness: the simulator and a gateway, both in-process on port 0, with a temporary
-//! SQLite ledger and an injectable clock.
+//! Test harness: the simulator and a gateway, both in-process on port 0, with a fresh
+//! ledger (SQLite, or PostgreSQL with `BATCHCOST_TEST_STORAGE=postgres`) and an injectable
+//! clock.
 #![allow(dead_code)]
+
+#[path = "../storage_support/mod.rs"]
+pub mod storage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +30,8 @@ pub struct Harness {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// Declared after `gw`: dropped once the gateway is gone.
+    pub db: storage::TestDb,
 }
 
 pub fn budget(name: &str, project: Option<&str>, period: Period, limit: Money) -> Budget {
@@ -59,6 +65,7 @@ pub async fn harness_with(
 ) -> Harness {
     let sim = spawn(sim, TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let db = storage::TestDb::fresh(dir.path());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let settings = Settings {
@@ -68,7 +75,7 @@ pub async fn harness_with(
         pricing_path: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pricing.toml"),
         timezone: jiff::tz::TimeZone::get("Asia/Seoul").unwrap(),
         timezone_name: "Asia/Seoul".into(),
-        storage_url: format!("sqlite://{}", dir.path().join("ledger.db").display()),
+        storage_url: db.url.clone(),
         durability: Default::default(),
         upstreams: vec![UpstreamSettings {
             name: "anthropic".into(),
@@ -81,7 +88,12 @@ pub async fn harness_with(
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets,
         admin_token: Secret::new(ADMIN),
-        tracker: Tracker { poll_min_ms: 50, poll_max_ms: 500, reconcile_after_secs: 1 },
+        tracker: Tracker {
+            poll_min_ms: 50,
+            poll_max_ms: 500,
+            reconcile_after_secs: 1,
+            lease_secs: 3,
+        },
         limits: Limits::default(),
         server: Server::default(),
     };
@@ -89,7 +101,7 @@ pub async fn harness_with(
     tweak(&mut settings);
     let app = App::build(settings, clock).await.unwrap();
     let gw = start(app, listener).await.unwrap();
-    Harness { sim, base: format!("http://{addr}"), gw, http: reqwest::Client::new(), dir }
+    Harness { sim, base: format!("http://{addr}"), gw, http: reqwest::Client::new(), dir, db }
 }
 
 /// A create body of `n` requests on `model`, distinct by `tag`.

@@ -2,9 +2,13 @@
 `batchcost serve`, each on port 0, found through the `listening on` line they print once
 bound (no sleeps), and stopped (or killed) at the end."""
 
+import atexit
+import itertools
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import urllib.request
@@ -65,19 +69,70 @@ class Proc:
         return self.log_path.read_text()
 
 
+PG_ADMIN = os.environ.get("BATCHCOST_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
+ON_POSTGRES = os.environ.get("BATCHCOST_TEST_STORAGE") == "postgres"
+_pg_seq = itertools.count()
+
+
+def psql(url, sql):
+    """stdout of one statement through the real `psql` client (no Python driver needed)."""
+    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr}")
+    return out.stdout
+
+
+class Ledger:
+    """One test's ledger: a SQLite file in `folder`, or (BATCHCOST_TEST_STORAGE=postgres, or
+    postgres=True) a fresh PostgreSQL database dropped when the tests end. `url` goes in the
+    config; `rows` reads it directly, as an operator would."""
+
+    def __init__(self, folder, postgres=None):
+        self.postgres = ON_POSTGRES if postgres is None else postgres
+        if self.postgres:
+            self.name = f"batchcost_test_{os.getpid()}_{next(_pg_seq)}"
+            psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {self.name}")
+            psql(PG_ADMIN, f"CREATE DATABASE {self.name}")
+            self.url = PG_ADMIN.rsplit("/", 1)[0] + "/" + self.name
+            atexit.register(self.drop)
+        else:
+            self.path = Path(folder) / "ledger.db"
+            self.url = f"sqlite://{self.path}"
+
+    def rows(self, sql):
+        """The rows of a query as tuples (`group_concat` is spelled for each backend)."""
+        if not self.postgres:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            try:
+                return con.execute(sql).fetchall()
+            finally:
+                con.close()
+        sql = sql.replace("group_concat(r.state)", "string_agg(r.state, ',')")
+        out = psql(self.url, f"SELECT coalesce(json_agg(row_to_json(t)), '[]') FROM ({sql}) t")
+        return [tuple(r.values()) for r in json.loads(out)]
+
+    def drop(self):
+        if self.postgres:
+            psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
 def simulator(key="sim-provider-key", time_scale=3600, seed=7, extra=()):
     return Proc([BIN, "simulate", "--listen", "127.0.0.1:0", "--api-key", key,
                  "--time-scale", str(time_scale), "--seed", str(seed), *extra])
 
 
-def write_config(path, upstream_url, projects, budgets, db, tracker_ms=(100, 1000), reconcile_after=2):
-    """projects: {name: [env var, ...]}; budgets: list of dicts (TOML tables)."""
+def write_config(path, upstream_url, projects, budgets, db, tracker_ms=(100, 1000), reconcile_after=2,
+                 lease_secs=3):
+    """projects: {name: [env var, ...]}; budgets: list of dicts (TOML tables); db: a Ledger
+    or a SQLite file's path."""
+    url = db.url if isinstance(db, Ledger) else f"sqlite://{db}"
     lines = [
         'listen = "127.0.0.1:0"',
         f'pricing = "{REPO / "pricing.toml"}"',
         'timezone = "Asia/Seoul"',
         "[storage]",
-        f'url = "sqlite://{db}"',
+        f'url = "{url}"',
         "[upstream.anthropic]",
         f'base_url = "{upstream_url}"',
         'api_key_env = "TEST_PROVIDER_KEY"',
@@ -88,6 +143,7 @@ def write_config(path, upstream_url, projects, budgets, db, tracker_ms=(100, 100
         f"poll_min_ms = {tracker_ms[0]}",
         f"poll_max_ms = {tracker_ms[1]}",
         f"reconcile_after_secs = {reconcile_after}",
+        f"lease_secs = {lease_secs}",
     ]
     for name, envs in projects.items():
         lines += ["[[projects]]", f'name = "{name}"', "api_key_envs = [" + ", ".join(f'"{e}"' for e in envs) + "]"]

@@ -14,7 +14,6 @@ which prints the counts (runs, kills per moment, batches checked) at the end.
 import json
 import os
 import random
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -24,7 +23,7 @@ from decimal import Decimal
 
 import pytest
 
-from gateway_stack import BIN, gateway, simulator, write_config
+from gateway_stack import BIN, Ledger, gateway, simulator, write_config
 from test_gateway_e2e import cost_of, prices
 
 PROVIDER = "crash-provider-key"
@@ -109,12 +108,8 @@ def sim_results(sim_url, batch_id):
         return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
 
 
-def ledger_rows(db, sql, args=()):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+def ledger_rows(db, sql):
+    return db.rows(sql)
 
 
 def wait_for_line(proc, needle, deadline):
@@ -140,7 +135,7 @@ def one_run(run, mode, tmp, table, disc):
 
 def crash_and_recover(run, mode, rng, tmp, procs, table, disc):
     sim = procs[0]
-    db = tmp / "ledger.db"
+    db = Ledger(tmp)
     cfg = tmp / "batchcost.toml"
     write_config(cfg, sim.url, {p: [f"CRASH_{p.upper()}"] for p in KEYS},
                  [{"name": "alpha-daily", "project": "alpha", "period": "day", "limit_usd": 40.0},

@@ -124,6 +124,29 @@ def test_every_query_reads_only_contract_metrics_and_recorded_series():
         assert series_names(r["expr"]) <= known, r.get("record") or r.get("alert")
 
 
+# Gauges every replica reads from the shared ledger: the same value from each, so they are
+# combined with max() (sum() would count them once per replica). Counters are per replica
+# and summed (README "Monitoring", "Several replicas").
+LEDGER_GAUGES = {
+    "batchcost_budget_limit_usd", "batchcost_budget_spent_usd", "batchcost_budget_reserved_usd",
+    "batchcost_budget_alert_threshold_ratio", "batchcost_budget_window_end_timestamp_seconds",
+    "batchcost_batches_in_flight", "batchcost_requests_in_flight", "batchcost_oldest_batch_age_seconds",
+}
+
+
+def test_ledger_gauges_are_never_summed_across_replicas():
+    exprs = [(p["title"], expr) for p, _, expr in panel_queries()]
+    exprs += [(r.get("record") or r.get("alert"), r["expr"]) for r in rules()]
+    for where, expr in exprs:
+        for g in LEDGER_GAUGES:
+            summed = re.search(r"\b(sum|count)\s*(by\s*\([^)]*\)\s*)?\(\s*" + g + r"\b", expr)
+            assert not summed, f"{where}: {g} is the shared ledger's, combine it with max(): {expr!r}"
+            bare = re.search(r"(?<![(\w])" + g + r"\b", expr.replace(" ", ""))
+            if g in series_names(expr):
+                assert not bare or re.search(r"max(by\([^)]*\))?\(" + g, expr.replace(" ", "")), \
+                    f"{where}: {g} read without max(): one series per replica"
+
+
 def test_every_recording_rule_is_used_by_the_dashboard_or_another_rule():
     used = set()
     for _, _, expr in panel_queries():

@@ -14,7 +14,7 @@ from decimal import Decimal
 import anthropic
 import pytest
 
-from gateway_stack import REPO, admin_get, gateway, simulator, write_config
+from gateway_stack import REPO, Ledger, admin_get, gateway, simulator, write_config
 
 KEYS = {"ALPHA_KEY": "alpha-client-key-123", "BETA_KEY": "beta-client-key-456"}
 ADMIN = "test-admin-token-789"
@@ -35,7 +35,7 @@ def stack(tmp_path_factory):
             {"name": "beta-daily", "project": "beta", "period": "day", "limit_usd": 50.0},
             {"name": "all-monthly", "period": "month", "limit_usd": 500.0, "alert_at": [0.9]},
         ],
-        tmp / "ledger.db",
+        Ledger(tmp),
     )
     env = dict(KEYS, TEST_ADMIN_TOKEN=ADMIN, TEST_PROVIDER_KEY=PROVIDER)
     gw = gateway(cfg, env)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import anthropic
 
-from gateway_stack import admin_get, gateway, simulator, write_config
+from gateway_stack import Ledger, admin_get, gateway, simulator, write_config
 from test_gateway_e2e import body, cost_of, prices, wait_settled
 
 KEY = "restart-client-key"
@@ -21,7 +21,7 @@ def test_kill_9_mid_flight_then_restart_settles_every_batch_once(tmp_path):
     cfg = tmp_path / "batchcost.toml"
     write_config(cfg, sim.url, {"alpha": ["RESTART_KEY"]},
                  [{"name": "alpha-daily", "project": "alpha", "period": "day", "limit_usd": 100.0}],
-                 tmp_path / "ledger.db")
+                 Ledger(tmp_path))
     env = {"RESTART_KEY": KEY, "TEST_ADMIN_TOKEN": ADMIN, "TEST_PROVIDER_KEY": PROVIDER}
     gw = gateway(cfg, env)
     try:

@@ -8,13 +8,12 @@ upstream does not have."""
 
 import json
 import signal
-import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
 
-from gateway_stack import BIN, Proc, gateway, write_config
+from gateway_stack import BIN, Ledger, Proc, gateway, write_config
 
 PROVIDER = "sim-provider-key-shutdown"
 KEY = "alpha-key-shutdown"
@@ -43,18 +42,14 @@ def sim_stats(sim):
 
 
 def rows(db):
-    con = sqlite3.connect(db)
-    try:
-        return con.execute("SELECT state, upstream_id FROM batches").fetchall()
-    finally:
-        con.close()
+    return db.rows("SELECT state, upstream_id FROM batches")
 
 
 def stack(tmp_path, slow_ms, grace_secs):
     sim = Proc([BIN, "simulate", "--listen", "127.0.0.1:0", "--api-key", PROVIDER,
                 "--time-scale", "1", "--seed", "3", "--slow-rate", "1", "--slow-ms", str(slow_ms),
                 "--fault-ops", "create"])
-    db = tmp_path / "ledger.db"
+    db = Ledger(tmp_path)
     cfg = tmp_path / "batchcost.toml"
     write_config(cfg, sim.url, {"alpha": ["ALPHA_KEY"]},
                  [{"name": "alpha-daily", "project": "alpha", "period": "day", "limit_usd": 50.0}],

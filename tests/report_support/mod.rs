@@ -3,6 +3,9 @@
 //! priced from the repo's `pricing.toml`, and a small CSV reader.
 #![allow(dead_code)]
 
+#[path = "../storage_support/mod.rs"]
+pub mod storage;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +13,7 @@ use std::sync::Arc;
 use batchcost::budgets::{applicable, window_ref};
 use batchcost::config::{Budget, Period};
 use batchcost::ledger::{
-    Admit, Hold, Ledger, ModelUsage, NewSubmission, ResultCounts, Settlement, SqliteLedger,
-    WindowRef,
+    Admit, Hold, Ledger, ModelUsage, NewSubmission, ResultCounts, Settlement, WindowRef,
 };
 use batchcost::money::Money;
 use batchcost::pricing::{PriceTable, TokenUsage};
@@ -70,20 +72,31 @@ pub fn usage(n: u64, searches: u64, geo_us: bool) -> TokenUsage {
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// The SQLite file's path (unused on PostgreSQL: see `store`).
     pub db: std::path::PathBuf,
     pub ledger: Arc<dyn Ledger>,
     pub pricing: PriceTable,
     pub tz: TimeZone,
     pub budgets: Vec<Budget>,
+    /// The ledger database (its URL), dropped last.
+    pub store: storage::TestDb,
 }
 
 impl Fixture {
     pub async fn new(budgets: Vec<Budget>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ledger.db");
-        let url = format!("sqlite://{}", db.display());
-        let ledger: Arc<dyn Ledger> = Arc::new(SqliteLedger::open(&url).await.unwrap());
-        Fixture { dir, db, ledger, pricing: pricing(), tz: TimeZone::get(TZ).unwrap(), budgets }
+        let store = storage::TestDb::fresh(dir.path());
+        let ledger = batchcost::ledger::open(&store.url, Default::default()).await.unwrap();
+        Fixture {
+            dir,
+            db,
+            store,
+            ledger,
+            pricing: pricing(),
+            tz: TimeZone::get(TZ).unwrap(),
+            budgets,
+        }
     }
 
     /// The budget windows a submission at `at` by `project` counts against, as the gateway
@@ -128,6 +141,7 @@ impl Fixture {
             windows: self.windows(b.project, at),
             estimate_json: "{}".into(),
             dedupe_since: at,
+            lease: None,
         };
         assert!(matches!(self.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
         assert!(self.ledger.mark_submitted(&sub.sub_id, b.id, at).await.unwrap());

@@ -44,6 +44,7 @@ pub async fn retrieve(
     State(app): State<AppState>,
     id: IdPath,
 ) -> Result<Json<MessageBatch>, ApiError> {
+    app.stats.retrieved(&id);
     let (reg, now) = app.registry();
     Ok(Json(reg.get(&id)?.view(now, &app.base_url)))
 }

@@ -20,6 +20,9 @@ pub struct Stats {
     pub result_lines: AtomicU64,
     by_op: [AtomicU64; 9],
     pub faults: FaultCounters,
+    /// Retrieve calls per batch id: how many poll streams a batch had (one per gateway,
+    /// however many replicas share its ledger).
+    retrieves: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 /// Faults injected so far, by kind.
@@ -52,6 +55,11 @@ impl Stats {
         }
     }
 
+    pub fn retrieved(&self, id: &str) {
+        let mut m = self.retrieves.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(id.to_string()).or_default() += 1;
+    }
+
     pub fn snapshot(&self, live_batches: u64) -> SimStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SimStats {
@@ -75,6 +83,7 @@ impl Stats {
                 cut_results: get(&self.faults.cut_results),
                 create_lost: get(&self.faults.create_lost),
             },
+            retrieves_by_batch: self.retrieves.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -99,6 +108,9 @@ pub struct SimStats {
     /// `results`, `count_tokens`, `upload`, `files`), all surfaces.
     pub requests: BTreeMap<String, u64>,
     pub faults: FaultStats,
+    /// Retrieve calls per batch id.
+    #[serde(default)]
+    pub retrieves_by_batch: BTreeMap<String, u64>,
 }
 
 /// Faults injected, by kind.

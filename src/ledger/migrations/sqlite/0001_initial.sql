@@ -1,8 +1,9 @@
--- batchcost ledger schema (SQLite). Amounts are INTEGER pico-dollars, instants INTEGER
--- unix microseconds. Statements use $N placeholders, valid in PostgreSQL too.
+-- batchcost ledger schema v1 (SQLite). Amounts are INTEGER (64-bit) pico-dollars, instants
+-- INTEGER unix microseconds. Kept with IF NOT EXISTS: a ledger created before versioned
+-- migrations has exactly these tables, and `batchcost migrate` adopts it by running this.
 CREATE TABLE IF NOT EXISTS batches (
     sub_id            TEXT PRIMARY KEY,
-    upstream_id       TEXT,
+    upstream_id       TEXT UNIQUE,
     project           TEXT NOT NULL,
     provider          TEXT NOT NULL,
     state             TEXT NOT NULL,
@@ -26,10 +27,6 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_state_poll ON batches (state, next_poll_at);
 CREATE INDEX IF NOT EXISTS batches_dedupe ON batches (project, body_hash, submitted_at);
 CREATE INDEX IF NOT EXISTS batches_submitted ON batches (submitted_at);
--- Upstream ids are unique per provider only (two upstreams may reuse an id format).
-CREATE UNIQUE INDEX IF NOT EXISTS batches_upstream ON batches (provider, upstream_id);
--- Each project's list, newest first.
-CREATE INDEX IF NOT EXISTS batches_project_list ON batches (provider, project, submitted_at, sub_id);
 
 CREATE TABLE IF NOT EXISTS budget_windows (
     budget          TEXT NOT NULL,
@@ -77,23 +74,3 @@ CREATE TABLE IF NOT EXISTS batch_usage (
     list_cost_pico  INTEGER NOT NULL,
     PRIMARY KEY (sub_id, model)
 );
-
--- BEGIN files (issue 11, OpenAI Files API): fold into the migrations as its own step.
--- One row per uploaded input file and per output/error file a batch wrote; file_id is the
--- upstream's. estimate_json: the provider's estimate of an input file (NULL for outputs).
-CREATE TABLE IF NOT EXISTS files (
-    provider      TEXT NOT NULL,
-    file_id       TEXT NOT NULL,
-    project       TEXT NOT NULL,
-    purpose       TEXT NOT NULL,
-    filename      TEXT NOT NULL,
-    bytes         INTEGER NOT NULL,
-    lines         INTEGER NOT NULL,
-    created_at    INTEGER NOT NULL,
-    estimate_json TEXT,
-    batch_id      TEXT,
-    deleted_at    INTEGER,
-    PRIMARY KEY (provider, file_id)
-);
-CREATE INDEX IF NOT EXISTS files_project_list ON files (provider, project, created_at, file_id);
--- END files

@@ -1,0 +1,659 @@
+//! PostgreSQL backend: the ledger several replicas share. Same tables and guarantees as
+//! SQLite; what differs is how concurrent writers are kept apart. Admission locks its
+//! budget-window rows last (after the batch and reservation rows are written) and in one
+//! order, so a window row is held for one statement and the commit; claims use
+//! `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same batch and never wait on
+//! each other to do it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
+use super::sql::{self, BATCH_COLUMNS};
+use super::*;
+
+const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
+
+#[path = "pg_refusals.rs"]
+mod refusals;
+
+/// The PostgreSQL ledger.
+pub struct PgLedger {
+    pool: PgPool,
+}
+
+async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .idle_timeout(Duration::from_secs(60))
+        .connect(url)
+        .await?)
+}
+
+/// Where the database stands against this binary's migrations.
+async fn schema_state(pool: &PgPool) -> Result<SchemaState, LedgerError> {
+    let (has_batches, has_migrations): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('batches') IS NOT NULL, to_regclass('_sqlx_migrations') IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    let applied = if has_migrations {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(pool)
+        .await?
+    } else {
+        None
+    };
+    Ok(SchemaState::of(Backend::Postgres, has_batches, applied))
+}
+
+/// `batchcost migrate` on PostgreSQL: (state before, version after). sqlx's migrator holds
+/// an advisory lock, so replicas migrating at once apply each step once.
+pub(super) async fn migrate(
+    url: &str,
+    upto: Option<i64>,
+) -> Result<(SchemaState, i64), LedgerError> {
+    let pool = connect(url, 1).await?;
+    let before = schema_state(&pool).await?;
+    if let SchemaState::Newer(_) = before {
+        before.require_current(Backend::Postgres)?;
+    }
+    migrate::migrator(Backend::Postgres, upto).run(&pool).await?;
+    let after: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await?;
+    pool.close().await;
+    Ok((before, after.unwrap_or(0)))
+}
+
+impl PgLedger {
+    /// Connects; creates the schema in an empty database, refuses any other version.
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        let pool = connect(url, 8).await?;
+        match schema_state(&pool).await? {
+            SchemaState::Empty => {
+                migrate::migrator(Backend::Postgres, None).run(&pool).await?;
+            }
+            state => state.require_current(Backend::Postgres)?,
+        }
+        Ok(PgLedger { pool })
+    }
+
+    async fn window_state(
+        tx: &mut Transaction<'_, Postgres>,
+        w: &WindowRef,
+    ) -> Result<WindowState, LedgerError> {
+        let row =
+            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
+                .bind(&w.budget)
+                .bind(ts_to_db(w.start))
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(match row {
+            Some(r) => window_from_row(&r, w)?,
+            None => empty_window(w),
+        })
+    }
+}
+
+/// Reserves the hold in one window, creating the window row if needed, in one statement
+/// that takes the row lock: one row affected if it fit.
+const RESERVE: &str = "INSERT INTO budget_windows AS w (budget, window_start, window_end, \
+    project, period, limit_pico, limit_input, limit_output, reserved_pico, reserved_input, \
+    reserved_output) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+    WHERE ($6::BIGINT IS NULL OR $9 <= $6) AND ($7::BIGINT IS NULL OR $10 <= $7) \
+    AND ($8::BIGINT IS NULL OR $11 <= $8) \
+    ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
+    limit_input = excluded.limit_input, limit_output = excluded.limit_output, \
+    reserved_pico = w.reserved_pico + excluded.reserved_pico, \
+    reserved_input = w.reserved_input + excluded.reserved_input, \
+    reserved_output = w.reserved_output + excluded.reserved_output \
+    WHERE (excluded.limit_pico IS NULL \
+      OR w.spent_pico + w.reserved_pico + excluded.reserved_pico <= excluded.limit_pico) \
+    AND (excluded.limit_input IS NULL \
+      OR w.spent_input + w.reserved_input + excluded.reserved_input <= excluded.limit_input) \
+    AND (excluded.limit_output IS NULL \
+      OR w.spent_output + w.reserved_output + excluded.reserved_output <= excluded.limit_output)";
+
+/// See the SQLite backend's `close_holds`: both end holds the same way, windows in one
+/// order.
+async fn close_holds(
+    tx: &mut Transaction<'_, Postgres>,
+    sub_id: &str,
+    spent: (i64, i64, i64),
+    state: &str,
+) -> Result<(), LedgerError> {
+    // One statement: every window the batch held, locked in (budget, window_start) order
+    // by the subquery's FOR UPDATE before any is changed.
+    sqlx::query(
+        "WITH h AS (SELECT r.budget, r.window_start, r.hold_pico, r.hold_input, r.hold_output \
+         FROM reservations r JOIN budget_windows w ON w.budget = r.budget \
+         AND w.window_start = r.window_start WHERE r.sub_id = $1 AND r.state = 'held' \
+         ORDER BY r.budget, r.window_start FOR UPDATE OF w) \
+         UPDATE budget_windows w SET reserved_pico = w.reserved_pico - h.hold_pico, \
+         reserved_input = w.reserved_input - h.hold_input, \
+         reserved_output = w.reserved_output - h.hold_output, \
+         spent_pico = w.spent_pico + $2, spent_input = w.spent_input + $3, \
+         spent_output = w.spent_output + $4 \
+         FROM h WHERE w.budget = h.budget AND w.window_start = h.window_start",
+    )
+    .bind(sub_id)
+    .bind(spent.0)
+    .bind(spent.1)
+    .bind(spent.2)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE reservations SET state = $2 WHERE sub_id = $1 AND state = 'held'")
+        .bind(sub_id)
+        .bind(state)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Ledger for PgLedger {
+    fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
+        Box::pin(async move {
+            let (usd, inp, out) = (
+                to_db(s.hold.usd)?,
+                count_to_db(s.hold.input_tokens)?,
+                count_to_db(s.hold.output_tokens)?,
+            );
+            let mut tx = self.pool.begin().await?;
+            // The unique key decides: an identical body waits for the first to commit,
+            // then inserts nothing and is answered with it.
+            let fresh = sqlx::query(sql::DEDUPE_CLAIM)
+                .bind(&s.project)
+                .bind(&s.body_hash)
+                .bind(&s.sub_id)
+                .bind(ts_to_db(s.submitted_at))
+                .bind(ts_to_db(s.dedupe_since))
+                .execute(&mut *tx)
+                .await?;
+            if fresh.rows_affected() != 1 {
+                let row = sqlx::query(&sql::dedupe_batch())
+                    .bind(&s.project)
+                    .bind(&s.body_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                let row = row
+                    .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
+                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
+            }
+            sqlx::query(
+                "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
+                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
+                 lease_owner, lease_until) \
+                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&s.sub_id)
+            .bind(&s.project)
+            .bind(&s.provider)
+            .bind(ts_to_db(s.submitted_at))
+            .bind(count_to_db(s.request_count)?)
+            .bind(usd)
+            .bind(inp)
+            .bind(out)
+            .bind(s.custom_id_fingerprint as i64)
+            .bind(&s.body_hash)
+            .bind(&s.estimate_json)
+            .bind(s.lease.as_ref().map(|l| l.owner.as_str()))
+            .bind(s.lease.as_ref().map(|l| ts_to_db(l.until)))
+            .execute(&mut *tx)
+            .await?;
+            let windows = sql::lock_order(&s.windows);
+            // What each window holds: the whole hold, or the part a `models` filter selects.
+            let mut holds = Vec::with_capacity(windows.len());
+            for w in &windows {
+                holds.push(match &w.hold {
+                    Some(h) => {
+                        (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
+                    }
+                    None => (usd, inp, out),
+                });
+            }
+            if !windows.is_empty() {
+                let budgets: Vec<&str> = windows.iter().map(|w| w.budget.as_str()).collect();
+                let starts: Vec<i64> = windows.iter().map(|w| ts_to_db(w.start)).collect();
+                let col = |i: usize| holds.iter().map(|h| [h.0, h.1, h.2][i]).collect::<Vec<i64>>();
+                sqlx::query(
+                    "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, \
+                     hold_input, hold_output, state) SELECT $1, b, s, p, i, o, 'held' \
+                     FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[]) AS k(b, s, p, i, o)",
+                )
+                .bind(&s.sub_id)
+                .bind(&budgets)
+                .bind(&starts)
+                .bind(col(0))
+                .bind(col(1))
+                .bind(col(2))
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Last, so each window row is locked only for its statement and the commit.
+            for (w, (usd, inp, out)) in windows.into_iter().zip(holds) {
+                let reserved = sqlx::query(RESERVE)
+                    .bind(&w.budget)
+                    .bind(ts_to_db(w.start))
+                    .bind(ts_to_db(w.end))
+                    .bind(&w.project)
+                    .bind(w.period.as_str())
+                    .bind(w.limit.map(to_db).transpose()?)
+                    .bind(opt_count(w.limit_input_tokens)?)
+                    .bind(opt_count(w.limit_output_tokens)?)
+                    .bind(usd)
+                    .bind(inp)
+                    .bind(out)
+                    .execute(&mut *tx)
+                    .await?;
+                if reserved.rows_affected() != 1 {
+                    let state = Self::window_state(&mut tx, w).await?;
+                    tx.rollback().await?;
+                    return Ok(Admit::Refused(Box::new(state)));
+                }
+            }
+            tx.commit().await?;
+            Ok(Admit::Admitted)
+        })
+    }
+
+    fn mark_submitted<'a>(
+        &'a self,
+        sub_id: &'a str,
+        upstream_id: &'a str,
+        next_poll_at: Timestamp,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
+                 WHERE sub_id = $1 AND state = 'submitting'",
+            )
+            .bind(sub_id)
+            .bind(upstream_id)
+            .bind(ts_to_db(next_poll_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
+                 lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
+            )
+            .bind(sub_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
+            close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
+                    .bind(sub_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn batch_by_upstream<'a>(
+        &'a self,
+        provider: &'a str,
+        upstream_id: &'a str,
+    ) -> LedgerFuture<'a, Option<BatchRecord>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE provider = $1 AND upstream_id = $2"
+            ))
+            .bind(provider)
+            .bind(upstream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(batch_from_row).transpose()
+        })
+    }
+
+    fn project_batches<'a>(
+        &'a self,
+        provider: &'a str,
+        project: &'a str,
+        cursor: ListCursor<'a>,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let sql = sql::project_batches(cursor, limit);
+            let mut q = sqlx::query(&sql).bind(provider).bind(project);
+            if let ListCursor::After(id) | ListCursor::Before(id) = cursor {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut out: Vec<BatchRecord> =
+                rows.iter().map(batch_from_row).collect::<Result<_, _>>()?;
+            if matches!(cursor, ListCursor::Before(_)) {
+                out.reverse();
+            }
+            Ok(out)
+        })
+    }
+
+    fn batches_in_state(&self, state: BatchState) -> LedgerFuture<'_, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE state = $1 ORDER BY submitted_at"
+            ))
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(batch_from_row).collect()
+        })
+    }
+
+    fn due_batches(&self, now: Timestamp, limit: u32) -> LedgerFuture<'_, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE state = 'in_flight' \
+                 AND (next_poll_at IS NULL OR next_poll_at <= $1) ORDER BY next_poll_at LIMIT $2"
+            ))
+            .bind(ts_to_db(now))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(batch_from_row).collect()
+        })
+    }
+
+    fn claim_due<'a>(&'a self, lease: &'a Lease, limit: u32) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&sql::claim_due(SKIP_LOCKED))
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            sql::sorted_by_poll(rows.iter().map(batch_from_row).collect())
+        })
+    }
+
+    fn claim_pending<'a>(
+        &'a self,
+        lease: &'a Lease,
+        before: Timestamp,
+        limit: u32,
+    ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&sql::claim_pending(SKIP_LOCKED))
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(limit as i64)
+                .bind(ts_to_db(before))
+                .fetch_all(&self.pool)
+                .await?;
+            sql::sorted_by_submission(rows.iter().map(batch_from_row).collect())
+        })
+    }
+
+    fn renew_leases<'a>(&'a self, owner: &'a str, until: Timestamp) -> LedgerFuture<'a, u64> {
+        Box::pin(async move {
+            let r = sqlx::query(sql::RENEW)
+                .bind(owner)
+                .bind(ts_to_db(until))
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn drop_leases<'a>(&'a self, owner: &'a str, sub_id: Option<&'a str>) -> LedgerFuture<'a, u64> {
+        Box::pin(async move {
+            let r =
+                sqlx::query(sql::DROP_LEASES).bind(owner).bind(sub_id).execute(&self.pool).await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn begin_settling<'a>(
+        &'a self,
+        sub_id: &'a str,
+        lease: &'a Lease,
+        token: &'a str,
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(sql::BEGIN_SETTLING)
+                .bind(sub_id)
+                .bind(&lease.owner)
+                .bind(ts_to_db(lease.now))
+                .bind(ts_to_db(lease.until))
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(sql::END_SETTLING).bind(sub_id).bind(token).execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn schedule_poll<'a>(
+        &'a self,
+        sub_id: &'a str,
+        next_poll_at: Timestamp,
+        attempts: u32,
+        last_status: Option<&'a str>,
+        error: Option<&'a str>,
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
+                 last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
+            )
+            .bind(sub_id)
+            .bind(ts_to_db(next_poll_at))
+            .bind(attempts as i64)
+            .bind(last_status)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
+            let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
+            let mut tx = self.pool.begin().await?;
+            // Exactly once: only an in-flight batch can become settled; the row lock makes
+            // a concurrent settlement wait and then find it settled.
+            let r = sqlx::query(
+                "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
+                 ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
+                 next_poll_at = NULL, lease_owner = NULL, lease_until = NULL, settling_by = NULL \
+                 WHERE sub_id = $1 AND state = 'in_flight'",
+            )
+            .bind(sub_id)
+            .bind(cost)
+            .bind(list)
+            .bind(ts_to_db(s.ended_at))
+            .bind(ts_to_db(s.settled_at))
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for m in &s.models {
+                let t = &m.tokens;
+                let q = &m.requests;
+                sqlx::query(
+                    "INSERT INTO batch_usage (sub_id, model, input_tokens, output_tokens, \
+                     cache_write_5m, cache_write_1h, cache_read, web_searches, succeeded, errored, \
+                     canceled, expired, cost_pico, list_cost_pico) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(sub_id)
+                .bind(&m.model)
+                .bind(count_to_db(t.input)?)
+                .bind(count_to_db(t.output)?)
+                .bind(count_to_db(t.cache_write_5m)?)
+                .bind(count_to_db(t.cache_write_1h)?)
+                .bind(count_to_db(t.cache_read)?)
+                .bind(count_to_db(t.web_search_requests)?)
+                .bind(count_to_db(q.succeeded)?)
+                .bind(count_to_db(q.errored)?)
+                .bind(count_to_db(q.canceled)?)
+                .bind(count_to_db(q.expired)?)
+                .bind(to_db(m.cost)?)
+                .bind(to_db(m.list_cost)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            close_holds(&mut tx, sub_id, (cost, inp, out), "settled").await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM batch_usage WHERE sub_id = $1 ORDER BY model")
+                .bind(sub_id)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(usage_from_row).collect()
+        })
+    }
+
+    fn windows<'a>(&'a self, refs: &'a [WindowRef]) -> LedgerFuture<'a, Vec<WindowState>> {
+        Box::pin(async move {
+            let budgets: Vec<&str> = refs.iter().map(|w| w.budget.as_str()).collect();
+            let starts: Vec<i64> = refs.iter().map(|w| ts_to_db(w.start)).collect();
+            let rows = sqlx::query(
+                "SELECT w.* FROM budget_windows w JOIN unnest($1::text[], $2::bigint[]) \
+                 AS k(b, s) ON w.budget = k.b AND w.window_start = k.s",
+            )
+            .bind(&budgets)
+            .bind(&starts)
+            .fetch_all(&self.pool)
+            .await?;
+            sql::match_windows(refs, &rows)
+        })
+    }
+
+    fn in_flight(&self) -> LedgerFuture<'_, Vec<InFlight>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT project, provider, COUNT(*)::BIGINT AS n, SUM(request_count)::BIGINT AS r, \
+                 MIN(submitted_at) AS oldest FROM batches \
+                 WHERE state IN ('submitting', 'in_flight') GROUP BY project, provider",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(InFlight {
+                        project: r.try_get("project")?,
+                        provider: r.try_get("provider")?,
+                        batches: u(r.try_get("n")?),
+                        requests: u(r.try_get::<Option<i64>, _>("r")?.unwrap_or(0)),
+                        oldest_submitted_at: ts_from_db(r.try_get("oldest")?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn known_upstream_ids<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashSet<String>> {
+        Box::pin(async move {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT upstream_id FROM batches WHERE provider = $1 AND upstream_id = ANY($2)",
+            )
+            .bind(provider)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
+    fn upstream_projects<'a>(
+        &'a self,
+        provider: &'a str,
+        ids: &'a [String],
+    ) -> LedgerFuture<'a, HashMap<String, String>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id = ANY($2)",
+            )
+            .bind(provider)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
+    fn ping(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {
+        super::spend::pg_spend_rows(self.pool.clone(), from, to)
+    }
+
+    fn record_refusal<'a>(&'a self, r: &'a super::Refusal) -> LedgerFuture<'a, ()> {
+        Box::pin(refusals::record(&self.pool, r))
+    }
+
+    fn refusal<'a>(&'a self, id: &'a str) -> LedgerFuture<'a, Option<super::Refusal>> {
+        Box::pin(refusals::one(&self.pool, id))
+    }
+
+    fn list_batches<'a>(&'a self, f: &'a super::BatchFilter) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        Box::pin(refusals::batches(&self.pool, f))
+    }
+
+    fn list_refusals<'a>(
+        &'a self,
+        f: &'a super::BatchFilter,
+    ) -> LedgerFuture<'a, Vec<super::Refusal>> {
+        Box::pin(refusals::list(&self.pool, f))
+    }
+}

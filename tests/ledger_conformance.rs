@@ -1,0 +1,539 @@
+//! One conformance suite for every ledger backend: each test runs on SQLite and on
+//! PostgreSQL (a fresh database per test). Admission races and exact capacity, settlement
+//! exactly once, release, the retry dedupe, recovery claims, leases, settling marks,
+//! batched reads, reports and schema versions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use batchcost::config::{Durability, Period};
+use batchcost::ledger::{
+    self, Admit, Backend, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, ResultCounts,
+    Settlement, TokenTotals, WindowRef,
+};
+use batchcost::money::Money;
+use futures_util::StreamExt;
+use jiff::Timestamp;
+
+#[path = "storage_support/mod.rs"]
+mod storage;
+
+use storage::TestDb;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh ledger and as many handles on it as replicas would have (several pools on
+/// PostgreSQL; SQLite is one process's ledger, so one).
+struct Store {
+    handles: Vec<Arc<dyn Ledger>>,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    async fn new(kind: Kind) -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let db = match kind {
+            Kind::Sqlite => TestDb::sqlite(dir.path()),
+            Kind::Postgres => TestDb::postgres(),
+        };
+        let n = match kind {
+            Kind::Sqlite => 1,
+            Kind::Postgres => 3,
+        };
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            handles.push(ledger::open(&db.url, Durability::Normal).await.unwrap());
+        }
+        Store { handles, _db: db, _dir: dir }
+    }
+
+    fn l(&self) -> &Arc<dyn Ledger> {
+        &self.handles[0]
+    }
+
+    /// Handle `i` (round-robin over the replicas).
+    fn at(&self, i: usize) -> Arc<dyn Ledger> {
+        self.handles[i % self.handles.len()].clone()
+    }
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn window(budget: &str, limit_usd: i64) -> WindowRef {
+    WindowRef {
+        budget: budget.into(),
+        project: "search".into(),
+        period: Period::Day,
+        start: ts("2026-03-09T15:00:00Z"),
+        end: ts("2026-03-10T15:00:00Z"),
+        limit: Some(Money::from_usd(limit_usd)),
+        limit_input_tokens: None,
+        limit_output_tokens: Some(1_000_000),
+        hold: None,
+    }
+}
+
+fn submission(n: usize, usd: i64, windows: Vec<WindowRef>) -> NewSubmission {
+    NewSubmission {
+        sub_id: format!("sub_{n}"),
+        project: "search".into(),
+        provider: "anthropic".into(),
+        submitted_at: ts("2026-03-10T01:00:00Z"),
+        request_count: 10,
+        body_hash: format!("hash{n}"),
+        custom_id_fingerprint: n as u64,
+        hold: Hold { usd: Money::from_usd(usd), input_tokens: 100, output_tokens: 1_000 },
+        windows,
+        estimate_json: "{}".into(),
+        dedupe_since: ts("2026-03-10T00:50:00Z"),
+        lease: None,
+    }
+}
+
+fn lease(owner: &str, now: &str, until: &str) -> Lease {
+    Lease { owner: owner.into(), now: ts(now), until: ts(until) }
+}
+
+fn settlement(cost: Money) -> Settlement {
+    Settlement {
+        ended_at: ts("2026-03-10T02:00:00Z"),
+        settled_at: ts("2026-03-10T02:00:00Z"),
+        models: vec![ModelUsage {
+            model: "claude-sonnet-4-6".into(),
+            tokens: TokenTotals { input: 50, output: 400, ..Default::default() },
+            requests: ResultCounts { succeeded: 9, errored: 1, ..Default::default() },
+            cost,
+            list_cost: cost + cost,
+        }],
+    }
+}
+
+/// Admits and marks `n` batches in flight as `msgbatch_{i}`, due at 01:00:01.
+async fn in_flight(s: &Store, n: usize) {
+    for i in 0..n {
+        let l = s.l();
+        assert!(matches!(l.admit(&submission(i, 1, vec![])).await.unwrap(), Admit::Admitted));
+        let up = format!("msgbatch_{i}");
+        assert!(
+            l.mark_submitted(&format!("sub_{i}"), &up, ts("2026-03-10T01:00:01Z")).await.unwrap()
+        );
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Kind::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Kind::Postgres).await })*
+        }
+    };
+}
+
+conformance!(
+    concurrent_admissions_admit_exactly_the_room,
+    a_refusal_in_one_window_reserves_nothing_in_any,
+    settlement_moves_the_hold_to_spent_exactly_once,
+    concurrent_settlements_record_once,
+    release_refunds_and_a_retried_body_is_recognised,
+    identical_bodies_at_once_admit_one,
+    due_batches_are_claimed_by_one_replica_at_a_time,
+    concurrent_claims_never_share_a_batch,
+    a_live_create_is_left_alone_by_recovery,
+    one_task_settles_at_a_time,
+    batched_reads_answer_in_one_go,
+    reports_stream_what_was_settled,
+    an_older_schema_is_refused_until_migrated,
+);
+
+async fn concurrent_admissions_admit_exactly_the_room(kind: Kind) {
+    let s = Store::new(kind).await;
+    let mut tasks = Vec::new();
+    // 200 holds of $3 against $30 and $45: exactly 10 fit both.
+    for n in 0..200 {
+        let l = s.at(n);
+        tasks.push(tokio::spawn(async move {
+            l.admit(&submission(n, 3, vec![window("b-daily", 45), window("a-daily", 30)]))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Admit::Admitted) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10);
+    let w = s.l().windows(&[window("a-daily", 30), window("b-daily", 45)]).await.unwrap();
+    assert_eq!(w[0].reserved, Money::from_usd(30));
+    assert_eq!(w[1].reserved, Money::from_usd(30));
+    assert_eq!(w[0].reserved_output_tokens, 10_000);
+}
+
+async fn a_refusal_in_one_window_reserves_nothing_in_any(kind: Kind) {
+    let s = Store::new(kind).await;
+    let sub = submission(1, 6, vec![window("daily", 100), window("tight", 5)]);
+    match s.l().admit(&sub).await.unwrap() {
+        Admit::Refused(w) => assert_eq!(w.budget, "tight"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let states = s.l().windows(&[window("daily", 100), window("tight", 5)]).await.unwrap();
+    assert!(states.iter().all(|w| w.reserved == Money::ZERO));
+    assert!(s.l().batch("sub_1").await.unwrap().is_none());
+    // The body was refused, not recorded: sending it again is a new submission.
+    let fits = submission(1, 4, vec![window("daily", 100), window("tight", 5)]);
+    assert!(matches!(s.l().admit(&fits).await.unwrap(), Admit::Admitted));
+}
+
+async fn settlement_moves_the_hold_to_spent_exactly_once(kind: Kind) {
+    let s = Store::new(kind).await;
+    let l = s.l();
+    assert!(matches!(
+        l.admit(&submission(1, 3, vec![window("daily", 30)])).await.unwrap(),
+        Admit::Admitted
+    ));
+    assert!(l.mark_submitted("sub_1", "msgbatch_1", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    // Beyond 32 bits of pico-dollars: the columns are 64-bit.
+    let cost = Money::parse_usd("1.234567891234").unwrap();
+    assert!(l.settle("sub_1", &settlement(cost)).await.unwrap());
+    assert!(!l.settle("sub_1", &settlement(cost)).await.unwrap(), "settled twice");
+    let w = &l.windows(&[window("daily", 30)]).await.unwrap()[0];
+    assert_eq!(w.spent, cost);
+    assert_eq!(w.reserved, Money::ZERO);
+    assert_eq!(w.spent_output_tokens, 400);
+    let rec = l.batch_by_upstream("anthropic", "msgbatch_1").await.unwrap().unwrap();
+    assert_eq!(rec.state, BatchState::Settled);
+    assert_eq!(rec.cost, Some(cost));
+    assert_eq!(l.model_usage("sub_1").await.unwrap().len(), 1);
+}
+
+async fn concurrent_settlements_record_once(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 1).await;
+    let cost = Money::from_usd(2);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let l = s.at(i);
+        tasks
+            .push(tokio::spawn(async move { l.settle("sub_0", &settlement(cost)).await.unwrap() }));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        recorded += t.await.unwrap() as u32;
+    }
+    assert_eq!(recorded, 1);
+    let rows: Vec<_> =
+        s.l().spend_rows(ts("2026-03-01T00:00:00Z"), ts("2026-04-01T00:00:00Z")).collect().await;
+    assert_eq!(rows.len(), 1, "one usage row per batch and model");
+}
+
+async fn release_refunds_and_a_retried_body_is_recognised(kind: Kind) {
+    let s = Store::new(kind).await;
+    let l = s.l();
+    assert!(matches!(
+        l.admit(&submission(1, 3, vec![window("daily", 30)])).await.unwrap(),
+        Admit::Admitted
+    ));
+    let mut retry = submission(2, 3, vec![window("daily", 30)]);
+    retry.body_hash = "hash1".into();
+    match l.admit(&retry).await.unwrap() {
+        Admit::Duplicate(rec) => assert_eq!(rec.sub_id, "sub_1"),
+        other => panic!("expected the first submission back, got {other:?}"),
+    }
+    assert!(l.release("sub_1", "refused upstream").await.unwrap());
+    assert!(!l.release("sub_1", "again").await.unwrap());
+    let w = &l.windows(&[window("daily", 30)]).await.unwrap()[0];
+    assert_eq!(w.reserved, Money::ZERO);
+    // A failed submission is not a duplicate: the same body may be sent again.
+    assert!(matches!(l.admit(&retry).await.unwrap(), Admit::Admitted));
+    // Outside the dedupe window the same body is new, too.
+    let mut later = submission(3, 3, vec![window("daily", 30)]);
+    later.body_hash = "hash1".into();
+    later.submitted_at = ts("2026-03-10T03:00:00Z");
+    later.dedupe_since = ts("2026-03-10T02:50:00Z");
+    assert!(matches!(l.admit(&later).await.unwrap(), Admit::Admitted));
+}
+
+async fn identical_bodies_at_once_admit_one(kind: Kind) {
+    let s = Store::new(kind).await;
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let l = s.at(n);
+        tasks.push(tokio::spawn(async move {
+            let mut sub = submission(n, 1, vec![window("daily", 1000)]);
+            sub.body_hash = "same".into();
+            l.admit(&sub).await.unwrap()
+        }));
+    }
+    let (mut admitted, mut dups) = (0, HashSet::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            Admit::Admitted => admitted += 1,
+            Admit::Duplicate(rec) => {
+                dups.insert(rec.sub_id);
+            }
+            Admit::Refused(w) => panic!("refused: {w:?}"),
+        }
+    }
+    assert_eq!(admitted, 1);
+    assert_eq!(dups.len(), 1, "every retry is answered with the one admitted");
+    let w = &s.l().windows(&[window("daily", 1000)]).await.unwrap()[0];
+    assert_eq!(w.reserved, Money::from_usd(1));
+}
+
+async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 3).await;
+    let (t0, t1) = ("2026-03-10T01:00:05Z", "2026-03-10T01:00:35Z");
+    let a = s.at(0).claim_due(&lease("a", t0, t1), 10).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|b| b.lease_owner.as_deref() == Some("a")));
+    // B finds nothing while A's leases live; A keeps claiming its own.
+    assert!(s.at(1).claim_due(&lease("b", t0, t1), 10).await.unwrap().is_empty());
+    assert_eq!(s.at(0).claim_due(&lease("a", t0, t1), 10).await.unwrap().len(), 3);
+    // A renews; B still finds nothing after the old expiry.
+    assert_eq!(s.at(0).renew_leases("a", ts("2026-03-10T01:01:30Z")).await.unwrap(), 3);
+    let mid = "2026-03-10T01:01:00Z";
+    assert!(
+        s.at(1).claim_due(&lease("b", mid, "2026-03-10T01:01:30Z"), 10).await.unwrap().is_empty()
+    );
+    // A stops renewing (it died): past the lease B takes every batch over.
+    let late = "2026-03-10T01:02:00Z";
+    let b = s.at(1).claim_due(&lease("b", late, "2026-03-10T01:02:30Z"), 10).await.unwrap();
+    assert_eq!(b.len(), 3);
+    // A handing over (a clean shutdown) frees them at once.
+    assert_eq!(s.at(1).drop_leases("b", None).await.unwrap(), 3);
+    assert_eq!(
+        s.at(2).claim_due(&lease("c", late, "2026-03-10T01:02:30Z"), 10).await.unwrap().len(),
+        3
+    );
+    // Not yet due: nobody claims it.
+    s.l()
+        .schedule_poll("sub_0", ts("2026-03-10T05:00:00Z"), 1, Some("in_progress"), None)
+        .await
+        .unwrap();
+    let later = s
+        .at(2)
+        .claim_due(&lease("c", "2026-03-10T01:03:00Z", "2026-03-10T01:03:30Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 2);
+}
+
+async fn concurrent_claims_never_share_a_batch(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 60).await;
+    let mut tasks = Vec::new();
+    for r in 0..6 {
+        let l = s.at(r);
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("replica-{r}");
+            let mut mine = Vec::new();
+            for _ in 0..5 {
+                let got = l
+                    .claim_due(&lease(&owner, "2026-03-10T01:00:05Z", "2026-03-10T01:00:35Z"), 4)
+                    .await
+                    .unwrap();
+                // As the tracker does: polled, next poll later.
+                for b in &got {
+                    let later = ts("2026-03-10T02:00:00Z");
+                    l.schedule_poll(&b.sub_id, later, 1, None, None).await.unwrap();
+                }
+                mine.extend(got.into_iter().map(|b| (b.sub_id, owner.clone())));
+            }
+            mine
+        }));
+    }
+    let mut owner_of = std::collections::HashMap::new();
+    for t in tasks {
+        for (sub, owner) in t.await.unwrap() {
+            if let Some(prev) = owner_of.insert(sub.clone(), owner.clone()) {
+                assert_eq!(prev, owner, "{sub} claimed by two replicas");
+            }
+        }
+    }
+    assert_eq!(owner_of.len(), 60, "every due batch claimed by someone");
+}
+
+async fn a_live_create_is_left_alone_by_recovery(kind: Kind) {
+    let s = Store::new(kind).await;
+    let mut live = submission(1, 1, vec![]);
+    live.lease = Some(lease("a", "2026-03-10T01:00:00Z", "2026-03-10T01:00:30Z"));
+    assert!(matches!(s.l().admit(&live).await.unwrap(), Admit::Admitted));
+    let orphan = submission(2, 1, vec![]);
+    assert!(matches!(s.l().admit(&orphan).await.unwrap(), Admit::Admitted));
+    let old_enough = ts("2026-03-10T01:00:10Z");
+    let t = ("2026-03-10T01:00:10Z", "2026-03-10T01:00:40Z");
+    // Neither another replica nor A's own recovery touches A's create in progress.
+    let b = s.at(1).claim_pending(&lease("b", t.0, t.1), old_enough, 10).await.unwrap();
+    assert_eq!(b.iter().map(|r| r.sub_id.as_str()).collect::<Vec<_>>(), ["sub_2"]);
+    assert!(s.at(0).claim_pending(&lease("a", t.0, t.1), old_enough, 10).await.unwrap().is_empty());
+    // Too young: not yet.
+    let c = lease("c", "2026-03-10T01:01:00Z", "2026-03-10T01:01:30Z");
+    let young = s.at(2).claim_pending(&c, ts("2026-03-09T00:00:00Z"), 10).await.unwrap();
+    assert!(young.is_empty());
+    // A died: once its lease ran out, recovery may take the create.
+    let late = s
+        .at(2)
+        .claim_pending(&lease("c", "2026-03-10T01:05:00Z", "2026-03-10T01:05:30Z"), old_enough, 10)
+        .await
+        .unwrap();
+    // (B's claim on the orphan ran out too: it stopped working on it.)
+    let got: HashSet<&str> = late.iter().map(|r| r.sub_id.as_str()).collect();
+    assert_eq!(got, HashSet::from(["sub_1", "sub_2"]));
+    assert!(late.iter().all(|r| r.lease_owner.as_deref() == Some("c")));
+}
+
+async fn one_task_settles_at_a_time(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 1).await;
+    let t = lease("a", "2026-03-10T01:00:05Z", "2026-03-10T01:00:35Z");
+    assert!(s.at(0).begin_settling("sub_0", &t, "a#1").await.unwrap());
+    assert!(!s.at(0).begin_settling("sub_0", &t, "a#2").await.unwrap(), "a second task of A");
+    let b = lease("b", "2026-03-10T01:00:06Z", "2026-03-10T01:00:36Z");
+    assert!(!s.at(1).begin_settling("sub_0", &b, "b#1").await.unwrap(), "B, while A's lease lives");
+    s.at(0).end_settling("sub_0", "a#1").await.unwrap();
+    assert!(s.at(0).begin_settling("sub_0", &t, "a#2").await.unwrap());
+    // A dies mid-settlement: after its lease B takes over and settles once.
+    let late = lease("b", "2026-03-10T01:01:00Z", "2026-03-10T01:01:30Z");
+    assert!(s.at(1).begin_settling("sub_0", &late, "b#2").await.unwrap());
+    assert!(s.at(1).settle("sub_0", &settlement(Money::from_usd(1))).await.unwrap());
+    let rec = s.l().batch("sub_0").await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.lease_owner), (BatchState::Settled, None));
+    assert!(!s.at(0).begin_settling("sub_0", &t, "a#3").await.unwrap(), "settled: nothing to do");
+}
+
+async fn batched_reads_answer_in_one_go(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 3).await;
+    let ids: Vec<String> =
+        ["msgbatch_0", "msgbatch_2", "msgbatch_9"].iter().map(|s| s.to_string()).collect();
+    let known = s.l().known_upstream_ids("anthropic", &ids).await.unwrap();
+    assert_eq!(known, HashSet::from(["msgbatch_0".to_string(), "msgbatch_2".to_string()]));
+    let owners = s.l().upstream_projects("anthropic", &ids).await.unwrap();
+    assert_eq!(owners.len(), 2);
+    assert!(owners.values().all(|p| p == "search"));
+    assert!(s.l().known_upstream_ids("anthropic", &[]).await.unwrap().is_empty());
+    // Ids are the provider's: the same id under another upstream is another batch.
+    assert!(s.l().known_upstream_ids("together", &ids).await.unwrap().is_empty());
+    let mut other = submission(8, 1, vec![]);
+    other.provider = "together".into();
+    assert!(matches!(s.l().admit(&other).await.unwrap(), Admit::Admitted));
+    assert!(s.l().mark_submitted("sub_8", "msgbatch_0", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    let b = s.l().batch_by_upstream("together", "msgbatch_0").await.unwrap().unwrap();
+    assert_eq!(b.sub_id, "sub_8");
+    let page =
+        s.l().project_batches("anthropic", "search", ledger::ListCursor::Newest, 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let next = s
+        .l()
+        .project_batches(
+            "anthropic",
+            "search",
+            ledger::ListCursor::After(page[1].upstream_id.as_deref().unwrap()),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len() + next.len(), 3, "every anthropic batch of the project, once");
+    // Windows come back in the order asked, untouched ones at zero.
+    let sub = submission(7, 2, vec![window("x", 10)]);
+    assert!(matches!(s.l().admit(&sub).await.unwrap(), Admit::Admitted));
+    let w = s.l().windows(&[window("y", 10), window("x", 10)]).await.unwrap();
+    assert_eq!((w[0].budget.as_str(), w[0].reserved), ("y", Money::ZERO));
+    assert_eq!((w[1].budget.as_str(), w[1].reserved), ("x", Money::from_usd(2)));
+    assert!(s.l().windows(&[]).await.unwrap().is_empty());
+}
+
+async fn reports_stream_what_was_settled(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 3).await;
+    for i in 0..2 {
+        let cost = Money::from_usd(i as i64 + 1);
+        assert!(s.l().settle(&format!("sub_{i}"), &settlement(cost)).await.unwrap());
+    }
+    let rows: Vec<_> = s
+        .l()
+        .spend_rows(ts("2026-03-10T00:00:00Z"), ts("2026-03-11T00:00:00Z"))
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let got: Vec<(String, Money)> = rows.iter().map(|r| (r.sub_id.clone(), r.usage.cost)).collect();
+    assert_eq!(got, [("sub_0".into(), Money::from_usd(1)), ("sub_1".into(), Money::from_usd(2))]);
+    let flight = s.l().in_flight().await.unwrap();
+    assert_eq!(flight.len(), 1);
+    assert_eq!((flight[0].batches, flight[0].requests), (1, 10));
+    let none: Vec<_> =
+        s.l().spend_rows(ts("2026-03-11T00:00:00Z"), ts("2026-03-12T00:00:00Z")).collect().await;
+    assert!(none.is_empty());
+}
+
+async fn an_older_schema_is_refused_until_migrated(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match kind {
+        Kind::Sqlite => TestDb::sqlite(dir.path()),
+        Kind::Postgres => TestDb::postgres(),
+    };
+    let (before, v) = ledger::migrate_url_to(&db.url, 1).await.unwrap();
+    assert_eq!((before, v), (ledger::SchemaState::Empty, 1));
+    let err = match ledger::open(&db.url, Durability::Normal).await {
+        Ok(_) => panic!("opened an older schema"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("run `batchcost migrate`"), "{err}");
+    let (before, v) = ledger::migrate_url(&db.url).await.unwrap();
+    assert_eq!(before, ledger::SchemaState::Older(Some(1)));
+    let latest = ledger::backend_of(&db.url).unwrap().latest();
+    assert_eq!(v, latest);
+    let l = ledger::open(&db.url, Durability::Normal).await.unwrap();
+    assert!(matches!(l.admit(&submission(1, 1, vec![])).await.unwrap(), Admit::Admitted));
+    // Migrating again changes nothing.
+    assert_eq!(ledger::migrate_url(&db.url).await.unwrap(), (ledger::SchemaState::Current, latest));
+}
+
+/// A SQLite ledger written before versioned migrations is refused, then adopted by
+/// `migrate` with its batches, which keep their dedupe keys.
+#[tokio::test]
+async fn an_unversioned_sqlite_ledger_is_adopted_by_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite(dir.path());
+    {
+        let opts: sqlx::sqlite::SqliteConnectOptions =
+            db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let v1 = include_str!("../src/ledger/migrations/sqlite/0001_initial.sql");
+        sqlx::raw_sql(v1).execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
+             hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json) \
+             VALUES ('old_1', 'search', 'anthropic', 'submitting', $1, 10, 0, 0, 0, 0, 'hash9', '{}')",
+        )
+        .bind(ts("2026-03-10T00:55:00Z").as_microsecond())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let err = ledger::open(&db.url, Durability::Normal).await.err().unwrap().to_string();
+    assert!(err.contains("unversioned") && err.contains("batchcost migrate"), "{err}");
+    let (before, after) = ledger::migrate_url(&db.url).await.unwrap();
+    assert_eq!((before, after), (ledger::SchemaState::Older(None), Backend::Sqlite.latest()));
+    let l = ledger::open(&db.url, Durability::Normal).await.unwrap();
+    assert_eq!(l.batch("old_1").await.unwrap().unwrap().state, BatchState::Submitting);
+    // The old batch holds its body's dedupe key: the same body again is a retry.
+    match l.admit(&submission(9, 1, vec![])).await.unwrap() {
+        Admit::Duplicate(rec) => assert_eq!(rec.sub_id, "old_1"),
+        other => panic!("expected the old batch back, got {other:?}"),
+    }
+}

@@ -1,0 +1,82 @@
+//! `kill -9` of the runner at random moments, then the same command again: every item
+//! ends with exactly one result, and the upstream received each item exactly once (one
+//! attempt each here), including when the kill fell between "create sent" and "create
+//! answered" (creates are slowed to widen that window, and some answers are lost).
+
+mod runner_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batchcost::clock::SystemClock;
+use batchcost::simulator::{Faults, Operation, SimConfig};
+use runner_support::*;
+
+const RUNS: u64 = 20;
+const ITEMS: usize = 240;
+
+/// A small deterministic generator: the kill moments replay the same way.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
+    let faults = Faults {
+        slow_rate: 0.5,
+        slow_ms: 150,
+        create_lost_rate: 0.1,
+        operations: vec![Operation::Create],
+        ..Default::default()
+    };
+    let h = harness(vec![], Arc::new(SystemClock), SimConfig { faults, ..sim_config() }).await;
+    // How long one uninterrupted run takes, so kills land anywhere within a run.
+    let probe = write_input(h.dir.path(), "probe", ITEMS, |_| None);
+    let t = Instant::now();
+    let o = output(run_cmd(&h, &probe, &["--yes", "--max-batch-requests", "40"])).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let span = t.elapsed().as_millis().max(50) as u64;
+
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut kills = 0;
+    let mut adopted = 0;
+    for r in 0..RUNS {
+        let tag = format!("k{r}");
+        let input = write_input(h.dir.path(), &tag, ITEMS, |_| None);
+        let cmd =
+            |input: &std::path::Path| run_cmd(&h, input, &["--yes", "--max-batch-requests", "40"]);
+        for _ in 0..=(next(&mut seed) % 3) {
+            let delay = Duration::from_millis(next(&mut seed) % span);
+            let mut child = cmd(&input)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(delay).await;
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        let o = output(cmd(&input)).await;
+        assert!(o.status.success(), "run {r}: {}", text(&o.stderr));
+        adopted += text(&o.stderr).matches("from an earlier run's create").count();
+        let (order, by) = results(&input.with_extension("jsonl.results.jsonl"));
+        assert_eq!(order.len(), ITEMS, "run {r}");
+        assert!(
+            by.values().all(|v| v["result"]["type"] == "succeeded" && v["attempts"] == 1),
+            "run {r}"
+        );
+        let counts = upstream_counts(&h, &format!("{tag}-")).await;
+        assert_eq!(counts.len(), ITEMS, "run {r}: every item reached the upstream");
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(twice.is_empty(), "run {r}: submitted more than once: {twice:?}");
+    }
+    eprintln!("{kills} kills; {adopted} creates found after a kill left them unanswered");
+    assert!(kills >= RUNS, "only {kills} kills landed inside a run");
+    h.stop().await;
+}
