@@ -1,7 +1,9 @@
 //! Which budgets apply to a submission and which calendar window it falls in. Windows begin
 //! at local midnight in the configured zone (DST-safe: a day may last 23 or 25 hours), so a
-//! "daily" budget in Seoul resets at 00:00 KST, not at 15:00 or at UTC midnight.
+//! "daily" budget in Seoul resets at 00:00 KST, not at 15:00 or at UTC midnight. Weeks
+//! begin on a configured weekday, quarters on 1 January, April, July and October.
 
+use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
@@ -18,16 +20,31 @@ pub struct Window {
     pub end: Timestamp,
 }
 
-/// The window of `period` containing `at`, in `tz`.
+/// The window of `period` containing `at`, in `tz`; weeks begin on Monday.
 pub fn window(period: Period, tz: &TimeZone, at: Timestamp) -> Window {
+    window_from(period, Weekday::Monday, tz, at)
+}
+
+/// The window of `period` containing `at`, in `tz`, weeks beginning on `week_starts`.
+pub fn window_from(period: Period, week_starts: Weekday, tz: &TimeZone, at: Timestamp) -> Window {
     let local = at.to_zoned(tz.clone());
+    let date = local.date();
     let first = match period {
-        Period::Day => local.date(),
-        Period::Month => local.date().first_of_month(),
+        Period::Day => date,
+        Period::Week => {
+            date.checked_sub(i64::from(date.weekday().since(week_starts)).days()).unwrap_or(date)
+        }
+        Period::Month => date.first_of_month(),
+        Period::Quarter => {
+            let month = (date.month() - 1) / 3 * 3 + 1;
+            Date::new(date.year(), month, 1).unwrap_or(date)
+        }
     };
     let next = match period {
         Period::Day => first.checked_add(1.day()),
+        Period::Week => first.checked_add(1.week()),
         Period::Month => first.checked_add(1.month()),
+        Period::Quarter => first.checked_add(3.months()),
     };
     let start = local_midnight(first, tz).unwrap_or(at);
     let end = next.ok().and_then(|d| local_midnight(d, tz)).unwrap_or(Timestamp::MAX);
@@ -35,7 +52,7 @@ pub fn window(period: Period, tz: &TimeZone, at: Timestamp) -> Window {
 }
 
 /// The first instant of `date` in `tz` (the start of the day even where midnight is skipped).
-fn local_midnight(date: jiff::civil::Date, tz: &TimeZone) -> Option<Timestamp> {
+fn local_midnight(date: Date, tz: &TimeZone) -> Option<Timestamp> {
     date.to_zoned(tz.clone()).ok().map(|z| z.timestamp())
 }
 
@@ -57,7 +74,7 @@ pub fn applicable_to<'a>(
 
 /// `budget`'s window containing `at`, with the limits in force now, as the ledger takes it.
 pub fn window_ref(b: &Budget, tz: &TimeZone, at: Timestamp) -> WindowRef {
-    let w = window(b.period, tz, at);
+    let w = window_from(b.period, b.policy.week_starts.weekday(), tz, at);
     WindowRef {
         budget: b.name.clone(),
         project: project_label(b).to_string(),
@@ -103,5 +120,41 @@ mod tests {
         let ny = TimeZone::get("America/New_York").unwrap();
         let d = window(Period::Day, &ny, ts("2026-03-08T12:00:00Z"));
         assert_eq!(d.end.duration_since(d.start).as_secs(), 23 * 3600);
+    }
+
+    #[test]
+    fn weeks_begin_on_the_configured_day_across_dst() {
+        // New York springs forward on Sunday 2026-03-08: a Sunday week holds a 23-hour day.
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let sun = window_from(Period::Week, Weekday::Sunday, &ny, ts("2026-03-10T12:00:00Z"));
+        assert_eq!(sun.start, ts("2026-03-08T05:00:00Z")); // 00:00 EST
+        assert_eq!(sun.end, ts("2026-03-15T04:00:00Z")); // 00:00 EDT
+        assert_eq!(sun.end.duration_since(sun.start).as_secs(), (7 * 24 - 1) * 3600);
+        let mon = window_from(Period::Week, Weekday::Monday, &ny, ts("2026-03-08T12:00:00Z"));
+        assert_eq!(mon.start, ts("2026-03-02T05:00:00Z"));
+        assert_eq!(mon.end, ts("2026-03-09T04:00:00Z"));
+        // The instant of the local midnight belongs to the new week.
+        let next = window_from(Period::Week, Weekday::Monday, &ny, mon.end);
+        assert_eq!(next.start, mon.end);
+        let before = window_from(Period::Week, Weekday::Monday, &ny, ts("2026-03-09T03:59:59Z"));
+        assert_eq!(before, mon);
+    }
+
+    #[test]
+    fn quarters_begin_at_local_midnight_across_dst() {
+        // Berlin springs forward on 2026-03-29 (inside Q1) and falls back on 2026-10-25
+        // (inside Q4): Q1 starts at +01:00, Q2 at +02:00; Q4 starts at +02:00, ends +01:00.
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let q1 = window(Period::Quarter, &berlin, ts("2026-02-14T10:00:00Z"));
+        assert_eq!(q1.start, ts("2025-12-31T23:00:00Z"));
+        assert_eq!(q1.end, ts("2026-03-31T22:00:00Z"));
+        let q2 = window(Period::Quarter, &berlin, q1.end);
+        assert_eq!(q2.start, q1.end);
+        assert_eq!(q2.end, ts("2026-06-30T22:00:00Z"));
+        let q4 = window(Period::Quarter, &berlin, ts("2026-12-31T22:59:59Z"));
+        assert_eq!(q4.start, ts("2026-09-30T22:00:00Z"));
+        assert_eq!(q4.end, ts("2026-12-31T23:00:00Z"));
+        let q1_next = window(Period::Quarter, &berlin, q4.end);
+        assert_eq!(q1_next.start, q4.end);
     }
 }

@@ -7,6 +7,7 @@ pub mod migrate;
 
 use clap::{Parser, Subcommand};
 
+mod approve;
 pub mod budgets;
 pub mod run;
 mod simulate;
@@ -35,6 +36,8 @@ pub enum Command {
     Pricing(PricingCommand),
     /// Spend from the ledger, by day, project, provider and model.
     Report(crate::report::ReportArgs),
+    /// Approve a batch held for approval (`approval_required`).
+    Approve(approve::ApproveArgs),
     /// Budgets now: limit, spent, reserved, remaining, window times in the configured zone.
     Budgets(budgets::BudgetsArgs),
     /// Create or upgrade the ledger schema (SQLite or PostgreSQL).
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),
         Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Report(args) => runtime()?.block_on(crate::report::run(args)),
+        Command::Approve(args) => runtime()?.block_on(approve::run(args)),
         Command::Budgets(args) => runtime()?.block_on(budgets::run(args)),
         Command::Run(args) => runtime()?.block_on(run::run(*args)),
     }

@@ -5,6 +5,7 @@
 //! HTTP; the gateway never imports the simulator (only `demo` and tests start one).
 
 pub mod app;
+pub mod approvals;
 pub mod budgets;
 pub mod cli;
 pub mod clock;
@@ -14,9 +15,11 @@ pub mod error;
 pub mod estimate;
 pub mod failpoint;
 pub mod gateway;
+pub mod holds;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
+pub mod notify;
 pub mod pricing;
 pub mod providers;
 pub mod recover;

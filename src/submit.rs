@@ -61,6 +61,9 @@ pub enum SubmitError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// The hold is above a budget's `approval_above_usd` and no approval is in force.
+    #[error("batch needs an approval (`batchcost approve {}`)", .0.approval_id)]
+    Approval(Box<crate::approvals::ApprovalRefusal>),
 }
 
 /// Admits `priced` and creates the batch: the upstream's 2xx batch object on success
@@ -101,6 +104,19 @@ pub async fn submit_as(
             })
             .collect(),
     };
+    let mut windows = windows_for(app, provider.name(), priced.project, Some(est), now);
+    // budgets: calibrated budgets hold what settled batches suggest, not the worst case.
+    let bounds = crate::holds::bounds(app, provider.name(), est, now);
+    crate::holds::apply(
+        app,
+        priced.project,
+        provider.name(),
+        &bounds,
+        hold_of(est),
+        &mut windows,
+        now,
+    )
+    .await;
     let sub = NewSubmission {
         sub_id,
         project: priced.project.to_string(),
@@ -109,7 +125,7 @@ pub async fn submit_as(
         request_count: est.requests,
         custom_id_fingerprint: est.custom_id_fingerprint,
         hold: hold_of(est),
-        windows: windows_for(app, provider.name(), priced.project, Some(est), now),
+        windows,
         body_hash: priced.body_hash,
         estimate_json: serde_json::to_string(&breakdown).unwrap_or_default(),
         dedupe_since: now
@@ -120,18 +136,47 @@ pub async fn submit_as(
         // While this replica creates it, no replica's recovery may release it.
         lease: Some(crate::replica::lease(app)),
     };
+    // budgets: holds above a budget's `approval_above_usd` need an approval of this body.
+    let approval = crate::approvals::gate(app, &sub, now).await?;
+    let (result, admitted) = admit(app, provider, &sub, &call, est, priced.request_id).await;
+    crate::approvals::settle_use(app, approval, &sub.sub_id, admitted).await;
+    if admitted {
+        if let Err(e) = app.ledger.record_bounds(&sub.sub_id, &bounds).await {
+            tracing::warn!(error = %e, "batch bounds not kept; it will not calibrate holds");
+        }
+        if let Err(e) = crate::notify::record_crossings(app).await {
+            tracing::warn!(error = %e, "threshold crossings deferred to the notification worker");
+        }
+    }
+    result
+}
+
+/// Admits and forwards; the flag says whether the ledger admitted this submission as new
+/// (whatever the upstream then did with it).
+async fn admit(
+    app: &Arc<App>,
+    provider: &Arc<dyn Provider>,
+    sub: &NewSubmission,
+    call: &CreateCall,
+    est: &Estimate,
+    request_id: &str,
+) -> (Result<UpstreamReply, SubmitError>, bool) {
     // A retry whose first attempt failed outright finds nothing to answer with: admit it
     // as new (bounded, in case identical retries race each other).
     for _ in 0..3 {
-        match app.ledger.admit(&sub).await? {
+        let admitted = match app.ledger.admit(sub).await {
+            Ok(a) => a,
+            Err(e) => return (Err(e.into()), false),
+        };
+        match admitted {
             Admit::Refused(w) => {
-                let hold = w_hold(&sub, &w);
-                let detail = refused(app, &sub, &w, &hold, est, priced.request_id).await;
-                return Err(SubmitError::Budget { window: w, hold, detail });
+                let hold = w_hold(sub, &w);
+                let detail = refused(app, sub, &w, &hold, est, request_id).await;
+                return (Err(SubmitError::Budget { window: w, hold, detail }), false);
             }
             Admit::Admitted => {
                 app.failpoints.hit("after_admit").await;
-                let created = forward_create(app, provider.as_ref(), &sub, &call).await;
+                let created = forward_create(app, provider.as_ref(), sub, call).await;
                 if created.is_err() {
                     // Released, or left `submitting` for recovery: which replica does it
                     // (after `reconcile_after_secs`) is no longer this one's to say.
@@ -140,18 +185,19 @@ pub async fn submit_as(
                         tracing::warn!(sub_id = %sub.sub_id, error = %e, "cannot drop a lease");
                     }
                 }
-                return created;
+                return (created, true);
             }
             Admit::Duplicate(rec) => {
-                if let Some(reply) = answer_duplicate(app, provider.as_ref(), *rec, &call).await? {
-                    return Ok(reply);
+                match answer_duplicate(app, provider.as_ref(), *rec, call).await {
+                    Ok(Some(reply)) => return (Ok(reply), false),
+                    Ok(None) => {}
+                    Err(e) => return (Err(e), false),
                 }
             }
         }
     }
-    Err(SubmitError::Conflict(
-        "identical batches from this project keep failing; retry shortly".into(),
-    ))
+    let busy = "identical batches from this project keep failing; retry shortly";
+    (Err(SubmitError::Conflict(busy.into())), false)
 }
 
 /// Explains a budget refusal and records it in the ledger (the id goes back in the 429).

@@ -1,12 +1,13 @@
 //! Budget admission through the real HTTP path: refusals never reach the upstream, windows
-//! reset at local midnight (day and month), and concurrency never overshoots a limit.
+//! reset at local midnight (day, week, month, quarter; across DST changes), and concurrency
+//! never overshoots a limit.
 
 mod common;
 
 use std::sync::Arc;
 
 use batchcost::clock::{ManualClock, SystemClock};
-use batchcost::config::Period;
+use batchcost::config::{Period, WeekStart};
 use batchcost::estimate::{EstimateOptions, estimate_bytes};
 use batchcost::money::Money;
 use batchcost::pricing::PriceTable;
@@ -62,13 +63,28 @@ async fn a_batch_that_does_not_fit_gets_429_and_the_upstream_sees_no_create() {
 /// Fills a window exactly, checks the next batch is refused, moves the clock to `next`, and
 /// checks the same batch is then admitted.
 async fn window_resets_at(period: Period, start: &str, next: &str) {
+    window_resets_in("Asia/Seoul", WeekStart::Monday, period, start, next).await;
+}
+
+/// [`window_resets_at`] in time zone `tz`, weeks beginning on `week_starts`.
+async fn window_resets_in(
+    tz: &str,
+    week_starts: WeekStart,
+    period: Period,
+    start: &str,
+    next: &str,
+) {
     // Same-length tags: the worst case depends on the bytes sent.
     let one = worst_case(&batch_body("w0", "claude-haiku-4-5", 5, 1_000));
     let clock = Arc::new(ManualClock::new(start.parse().unwrap()));
     let limit = Money::from_picos(one.picos() * 2);
-    let h =
-        harness(vec![budget("alpha", Some("alpha"), period, limit)], clock.clone(), sim_config())
-            .await;
+    let mut b = budget("alpha", Some("alpha"), period, limit);
+    b.policy.week_starts = week_starts;
+    let h = harness_with(vec![b], clock.clone(), sim_config(), |s| {
+        s.timezone = jiff::tz::TimeZone::get(tz).unwrap();
+        s.timezone_name = tz.into();
+    })
+    .await;
     for tag in ["w1", "w2"] {
         let (status, v, _) =
             h.submit("alpha-key", &batch_body(tag, "claude-haiku-4-5", 5, 1_000)).await;
@@ -100,6 +116,34 @@ async fn daily_windows_reset_at_seoul_midnight() {
 async fn monthly_windows_reset_at_the_first_local_midnight_of_the_month() {
     // 31 March 20:00 KST; April begins at 31 March 15:00 UTC.
     window_resets_at(Period::Month, "2026-03-31T11:00:00Z", "2026-03-31T15:00:00Z").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weekly_windows_reset_at_the_configured_weekday_after_a_dst_change() {
+    // New York springs forward on Sunday 8 March 2026. Saturday 14 March 23:30 EDT; a week
+    // starting on Sunday resets at 00:00 EDT on the 15th, 04:00 UTC (not 05:00 as in EST).
+    window_resets_in(
+        "America/New_York",
+        WeekStart::Sunday,
+        Period::Week,
+        "2026-03-15T03:30:00Z",
+        "2026-03-15T04:00:00Z",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarterly_windows_reset_at_local_midnight_after_a_dst_change() {
+    // Berlin springs forward on 29 March 2026: Q2 begins at 00:00 CEST on 1 April, which is
+    // 22:00 UTC on 31 March (Q1 began at 23:00 UTC, in CET).
+    window_resets_in(
+        "Europe/Berlin",
+        WeekStart::Monday,
+        Period::Quarter,
+        "2026-03-31T21:00:00Z",
+        "2026-03-31T22:00:00Z",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,11 @@ pub struct Config {
     pub projects: Vec<Project>,
     #[serde(default)]
     pub budgets: Vec<BudgetConfig>,
+    /// The first day of `period = "week"` budgets (default Monday).
+    #[serde(default)]
+    pub week_starts: WeekStart,
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
     pub admin: Admin,
     #[serde(default)]
     pub tracker: Tracker,
@@ -139,16 +144,61 @@ pub struct Project {
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Day,
+    Week,
     Month,
+    Quarter,
 }
 
 impl Period {
     pub fn as_str(self) -> &'static str {
         match self {
             Period::Day => "day",
+            Period::Week => "week",
             Period::Month => "month",
+            Period::Quarter => "quarter",
         }
     }
+}
+
+/// The day a weekly budget's window begins (at local midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeekStart {
+    #[default]
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl WeekStart {
+    pub fn weekday(self) -> jiff::civil::Weekday {
+        use jiff::civil::Weekday as W;
+        match self {
+            WeekStart::Monday => W::Monday,
+            WeekStart::Tuesday => W::Tuesday,
+            WeekStart::Wednesday => W::Wednesday,
+            WeekStart::Thursday => W::Thursday,
+            WeekStart::Friday => W::Friday,
+            WeekStart::Saturday => W::Saturday,
+            WeekStart::Sunday => W::Sunday,
+        }
+    }
+}
+
+/// How much of a budget a batch occupies while in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldPolicy {
+    /// The priced worst case: a budget can never be overshot.
+    #[default]
+    WorstCase,
+    /// Learned from this project's settled batches of the same model; may overshoot by
+    /// at most the budget's reported possible overshoot.
+    Calibrated,
 }
 
 /// `[[budgets]]`
@@ -169,6 +219,14 @@ pub struct BudgetConfig {
     /// Fractions of the limit exported for alert rules.
     #[serde(default)]
     pub alert_at: Vec<f64>,
+    /// `period = "week"` only: overrides the top-level `week_starts`.
+    #[serde(default)]
+    pub week_starts: Option<WeekStart>,
+    #[serde(default)]
+    pub hold: HoldPolicy,
+    /// A batch whose hold is above this waits for an admin's approval.
+    #[serde(default)]
+    pub approval_above_usd: Option<f64>,
     /// Only this upstream's batches count (omitted: every upstream).
     #[serde(default)]
     pub provider: Option<String>,
@@ -183,6 +241,41 @@ pub struct BudgetConfig {
 pub struct Admin {
     /// Guards `/api/*` and, when set, `/metrics`.
     pub token_env: String,
+    /// Optional token for `GET /metrics` only (Prometheus's scrape config).
+    #[serde(default)]
+    pub metrics_token_env: Option<String>,
+    /// Optional token for the read-only `/api/*` routes (finance, dashboards).
+    #[serde(default)]
+    pub read_token_env: Option<String>,
+    /// How long an approval admits its batch, seconds (default 24 h).
+    #[serde(default = "default_approval_ttl")]
+    pub approval_ttl_secs: u64,
+}
+
+fn default_approval_ttl() -> u64 {
+    24 * 3600
+}
+
+/// `[[notify]]`: a webhook told when a budget crosses one of its `alert_at` thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Environment variable holding the URL (webhook URLs are credentials).
+    pub url_env: String,
+    pub format: NotifyFormat,
+    /// `format = "json"`: environment variable holding the HMAC-SHA256 key.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+/// A webhook body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `{"text": ...}`: Slack incoming webhooks and the many chat tools that copy them.
+    Slack,
+    /// A structured body signed in `x-batchcost-signature: sha256=HEX`.
+    Json,
 }
 
 /// `[tracker]`: how often open batches are polled. Batches take minutes to hours, so the

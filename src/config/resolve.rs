@@ -33,6 +33,50 @@ pub struct Budget {
     /// Only these models' requests count against it (canonical ids or aliases, as
     /// written; matched against the price table's canonical id and aliases).
     pub models: Option<Vec<String>>,
+    pub policy: BudgetPolicy,
+}
+
+/// How a budget behaves beyond its limits: the defaults are the original behaviour
+/// (weeks from Monday, worst-case holds, no approvals).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BudgetPolicy {
+    pub week_starts: WeekStart,
+    pub hold: HoldPolicy,
+    /// Holds above this wait for an admin's approval.
+    pub approval_above: Option<Money>,
+}
+
+/// Tokens with less reach than the admin token.
+#[derive(Debug, Clone, Default)]
+pub struct ScopedTokens {
+    /// `GET /metrics` only.
+    pub metrics: Option<Secret>,
+    /// The read-only `/api/*` routes (and `/metrics`, which is read-only too).
+    pub read: Option<Secret>,
+}
+
+/// A resolved `[[notify]]` target.
+#[derive(Debug, Clone)]
+pub struct NotifyTarget {
+    pub url: Secret,
+    pub format: NotifyFormat,
+    pub secret: Option<Secret>,
+}
+
+/// Approvals and notifications.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub notify: Vec<NotifyTarget>,
+    /// How long an approval admits its batch.
+    pub approval_ttl_secs: u64,
+    /// How often each replica looks for crossed thresholds and due deliveries.
+    pub notify_poll_ms: u64,
+}
+
+impl Default for Workflow {
+    fn default() -> Self {
+        Workflow { notify: Vec::new(), approval_ttl_secs: 24 * 3600, notify_poll_ms: 1000 }
+    }
 }
 
 /// One `[upstream.NAME]`, resolved.
@@ -68,6 +112,8 @@ pub struct Settings {
     pub projects: Vec<(String, Vec<Secret>)>,
     pub budgets: Vec<Budget>,
     pub admin_token: Secret,
+    pub scoped_tokens: ScopedTokens,
+    pub workflow: Workflow,
     pub tracker: Tracker,
     pub limits: Limits,
     pub server: Server,
@@ -202,6 +248,26 @@ impl Config {
                     )));
                 }
             }
+            if b.week_starts.is_some() && b.period != Period::Week {
+                return Err(err(format!(
+                    "{}: only for period = \"week\", got period = \"{}\"",
+                    key("week_starts"),
+                    b.period.as_str()
+                )));
+            }
+            let approval_above = match b.approval_above_usd {
+                Some(v) if v.is_finite() && v >= 0.0 => Some(
+                    Money::from_f64_usd(v)
+                        .map_err(|e| err(format!("{}: {e}", key("approval_above_usd"))))?,
+                ),
+                Some(v) => {
+                    return Err(err(format!(
+                        "{}: expected >= 0, got {v}",
+                        key("approval_above_usd")
+                    )));
+                }
+                None => None,
+            };
             if let Some(p) = &b.provider {
                 if !self.upstream.contains_key(p) {
                     return Err(err(format!("{}: no upstream named `{p}`", key("provider"))));
@@ -221,6 +287,11 @@ impl Config {
                 limit_input_tokens: b.limit_input_tokens,
                 limit_output_tokens: b.limit_output_tokens,
                 alert_at: b.alert_at.clone(),
+                policy: BudgetPolicy {
+                    week_starts: b.week_starts.unwrap_or(self.week_starts),
+                    hold: b.hold,
+                    approval_above,
+                },
                 provider: b.provider.clone(),
                 models: b.models.clone(),
             });
@@ -248,6 +319,31 @@ impl Config {
             if v == 0 {
                 return Err(err(format!("server.{key}: expected at least 1 second, got 0")));
             }
+        }
+        let mut notify_raw = Vec::new();
+        for (i, n) in self.notify.iter().enumerate() {
+            let secret_key = format!("notify[{i}].secret_env");
+            let signing = match (&n.secret_env, n.format) {
+                (Some(var), _) => secret(&secret_key, var),
+                (None, NotifyFormat::Json) => {
+                    return Err(err(format!("{secret_key}: required for format = \"json\"")));
+                }
+                (None, NotifyFormat::Slack) => None,
+            };
+            notify_raw.push((
+                secret(&format!("notify[{i}].url_env"), &n.url_env),
+                n.format,
+                signing,
+            ));
+        }
+        let optional =
+            |key: &str, var: &Option<String>| var.as_deref().and_then(|v| secret(key, v));
+        let scoped_tokens = ScopedTokens {
+            metrics: optional("admin.metrics_token_env", &self.admin.metrics_token_env),
+            read: optional("admin.read_token_env", &self.admin.read_token_env),
+        };
+        if self.admin.approval_ttl_secs == 0 {
+            return Err(err("admin.approval_ttl_secs: expected at least 1 second, got 0".into()));
         }
         let storage_url = resolve_sqlite_path(&self.storage.url, base);
         if self.upstream.is_empty() {
@@ -305,6 +401,27 @@ impl Config {
         let Some(admin_token) = admin_token else {
             return Err(err("admin.token_env: a secret is missing".into()));
         };
+        // Every variable is set (checked above): the webhooks are complete.
+        let notify: Vec<NotifyTarget> = notify_raw
+            .into_iter()
+            .filter_map(|(url, format, secret)| Some(NotifyTarget { url: url?, format, secret }))
+            .collect();
+        // One value per scope: a shared value would make a scoped token an admin token.
+        let scoped = [
+            ("metrics_token_env", &scoped_tokens.metrics),
+            ("read_token_env", &scoped_tokens.read),
+        ];
+        let mut seen = vec![admin_token.expose().to_string()];
+        for (key, token) in scoped {
+            if let Some(t) = token {
+                if seen.iter().any(|s| s == t.expose()) {
+                    return Err(err(format!(
+                        "admin.{key}: holds the same token as another [admin] token; each scope needs its own"
+                    )));
+                }
+                seen.push(t.expose().to_string());
+            }
+        }
         Ok(Settings {
             config_path: path.to_path_buf(),
             listen: self.listen,
@@ -324,6 +441,12 @@ impl Config {
             projects,
             budgets,
             admin_token,
+            scoped_tokens,
+            workflow: Workflow {
+                notify,
+                approval_ttl_secs: self.admin.approval_ttl_secs,
+                ..Workflow::default()
+            },
             tracker: self.tracker.clone(),
             limits: self.limits.clone(),
             server: self.server.clone(),

@@ -5,7 +5,7 @@
 //! Ctrl-C; `--exit` stops after the summary.
 
 mod gemini;
-mod samples;
+pub mod samples;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +63,7 @@ fn budget(name: &str, project: Option<&str>, period: Period, usd: i64, alert_at:
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: alert_at.to_vec(),
+        policy: Default::default(),
         provider: None,
         models: None,
     }
@@ -107,6 +108,8 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
             budget("all-monthly", None, Period::Month, 500, &[0.5, 0.9, 1.0]),
         ],
         admin_token: Secret::new(admin_token()),
+        scoped_tokens: Default::default(),
+        workflow: Default::default(),
         tracker: Tracker {
             poll_min_ms: 200,
             poll_max_ms: 2_000,

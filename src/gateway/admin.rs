@@ -1,5 +1,6 @@
 //! The service's own API: estimates, budgets, ledger records, metrics and health. Every
-//! `/api/*` route and `/metrics` need the admin token.
+//! `/api/*` route and `/metrics` need a service token: the admin token reaches all of
+//! them, the read token the read-only `/api/*` routes, the metrics token `/metrics`.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::Scope;
 use super::error::ApiError;
 use super::{App, auth, body};
 use crate::budgets::{ALL_PROJECTS, window_ref};
@@ -54,8 +56,30 @@ pub async fn budget_windows(app: &App) -> Result<Vec<(WindowState, Vec<f64>)>, A
     Ok(states.into_iter().zip(app.settings.budgets.iter().map(|b| b.alert_at.clone())).collect())
 }
 
+/// Per budget (in config order): its current window's possible overshoot from batches held
+/// below their worst case; zero where the backend cannot tell.
+async fn overshoots(app: &App) -> Vec<crate::money::Money> {
+    let now = app.clock.now();
+    let refs: Vec<WindowRef> =
+        app.settings.budgets.iter().map(|b| window_ref(b, &app.settings.timezone, now)).collect();
+    app.ledger
+        .possible_overshoot(&refs)
+        .await
+        .unwrap_or_else(|_| vec![crate::money::Money::ZERO; refs.len()])
+}
+
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Metrics)?;
+    // A backend without an outbox leaves the gauge at 0.
+    if let Ok(c) = app.ledger.outbox_counts().await {
+        app.metrics.workflow.set_pending(c.pending);
+    }
+    let gauge = &app.metrics.workflow.possible_overshoot;
+    gauge.reset();
+    for (b, o) in app.settings.budgets.iter().zip(overshoots(&app).await) {
+        let labels = [b.name.as_str(), crate::budgets::project_label(b), b.period.as_str()];
+        gauge.with_label_values(&labels).set(o.to_f64_usd());
+    }
     let snap = LedgerSnapshot {
         now: app.clock.now(),
         windows: budget_windows(&app).await?,
@@ -89,6 +113,12 @@ struct BudgetView {
     window_start: String,
     window_end: String,
     alert_at: Vec<f64>,
+    /// `worst_case` or `calibrated`.
+    hold: &'static str,
+    /// The most the batches held in this window could still overshoot the limit by.
+    possible_overshoot_usd: String,
+    approval_above_usd: Option<String>,
+    week_starts: Option<String>,
 }
 
 fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
@@ -109,13 +139,33 @@ fn view(w: &WindowState, alert_at: &[f64]) -> BudgetView {
         window_start: crate::clock::rfc3339_micros(w.start),
         window_end: crate::clock::rfc3339_micros(w.end),
         alert_at: alert_at.to_vec(),
+        hold: "worst_case",
+        possible_overshoot_usd: "0".into(),
+        approval_above_usd: None,
+        week_starts: None,
     }
 }
 
 async fn budgets(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
-    let list: Vec<BudgetView> =
-        budget_windows(&app).await?.iter().map(|(w, a)| view(w, a)).collect();
+    auth::require(&app, &headers, Scope::Read)?;
+    let windows = budget_windows(&app).await?;
+    let over = overshoots(&app).await;
+    let list: Vec<BudgetView> = windows
+        .iter()
+        .zip(&app.settings.budgets)
+        .zip(over)
+        .map(|(((w, a), b), o)| BudgetView {
+            hold: match b.policy.hold {
+                crate::config::HoldPolicy::WorstCase => "worst_case",
+                crate::config::HoldPolicy::Calibrated => "calibrated",
+            },
+            possible_overshoot_usd: o.usd_exact(),
+            approval_above_usd: b.policy.approval_above.map(|m| m.usd_exact()),
+            week_starts: (b.period == crate::config::Period::Week)
+                .then(|| format!("{:?}", b.policy.week_starts).to_lowercase()),
+            ..view(w, a)
+        })
+        .collect();
     Ok(axum::Json(json!({ "budgets": list })).into_response())
 }
 
@@ -124,7 +174,7 @@ async fn batch(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Read)?;
     // Upstream ids are unique per provider: the first upstream that knows the id.
     let mut rec = None;
     for name in app.providers.keys() {
@@ -184,7 +234,7 @@ async fn spend_report(
     Query(params): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, Scope::Read)?;
     let s = &app.settings;
     let query = crate::report::http::parse(&params, &s.timezone, &s.timezone_name)
         .map_err(ApiError::InvalidRequest)?;
@@ -205,10 +255,12 @@ async fn estimate(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, raw) = req.into_parts();
-    // The admin token may ask for any project; a project key answers for its own project,
+    // The admin or read token may ask for any project; a project key answers for its own project,
     // so a client can check a batch against its budgets before sending it.
-    let caller = match auth::admin(&app, &parts.headers) {
-        Ok(()) => None,
+    let caller = match auth::require(&app, &parts.headers, Scope::Read) {
+        Ok(_) => None,
+        // A known service token outside its scope (the metrics token) stays refused.
+        Err(ApiError::Forbidden(m)) => return Err(ApiError::Forbidden(m)),
         Err(admin_err) => match auth::project(&app, &parts.headers) {
             Ok(p) => Some(p),
             Err(_) if auth::presented_key(&parts.headers).is_none() => return Err(admin_err),
@@ -250,7 +302,7 @@ async fn estimate(
     };
     // The upstream whose budgets apply: the one the body's models are priced for.
     let provider = est.models.first().map(|m| m.provider.clone()).unwrap_or_default();
-    let refs: Vec<WindowRef> = if project.is_empty() {
+    let mut refs: Vec<WindowRef> = if project.is_empty() {
         windows_for(&app, &provider, "", Some(&est), now)
             .into_iter()
             .filter(|w| w.project == ALL_PROJECTS)
@@ -258,16 +310,28 @@ async fn estimate(
     } else {
         windows_for(&app, &provider, &project, Some(&est), now)
     };
+    // What submitting would hold in each budget: calibrated budgets hold less.
+    let bounds = crate::holds::bounds(&app, &provider, &est, now);
+    crate::holds::apply(&app, &project, &provider, &bounds, hold, &mut refs, now).await;
     let states = app.ledger.windows(&refs).await?;
     let budgets: Vec<_> = states
         .iter()
         .zip(&refs)
         .map(|(w, r)| {
-            let blocked = blocked_by(w, &r.hold.unwrap_or(hold));
+            let held = r.hold.unwrap_or(hold);
+            let blocked = blocked_by(w, &held);
+            let approval_above = app
+                .settings
+                .budgets
+                .iter()
+                .find(|b| b.name == w.budget)
+                .and_then(|b| b.policy.approval_above);
             json!({
                 "name": w.budget,
                 "fits": blocked.is_none(),
                 "blocked_by": blocked,
+                "hold_usd": held.usd.usd_exact(),
+                "needs_approval": approval_above.is_some_and(|a| held.usd > a),
                 "remaining_usd": w.limit.map(|l| (l - w.spent - w.reserved).usd_exact()),
                 "window_end": crate::clock::rfc3339_micros(w.end),
                 "resets_at": crate::refusal::local_rfc3339(w.end, &app.settings.timezone),

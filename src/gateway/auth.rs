@@ -6,7 +6,6 @@ use axum::http::HeaderMap;
 
 use super::App;
 use super::error::ApiError;
-use crate::config::Secret;
 
 /// The credential a request carries: `x-api-key`, else `Authorization: Bearer`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -59,22 +58,69 @@ pub const NO_KEY: &str = "no API key: send your project key as x-api-key or Auth
 pub const WRONG_KEY: &str =
     "invalid x-api-key: the key sent matches no project (check for a typo or a rotated key)";
 
-/// The admin token as `Authorization: Bearer`, or 401.
-pub fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let ok = |t: &Secret| {
-        let presented = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|a| a.split_once(' '))
-            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        presented.is_some_and(|p| ct_eq(p.as_bytes(), t.expose().as_bytes()))
-    };
-    if ok(&app.settings.admin_token) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthenticated("admin token required as Authorization: Bearer"))
+/// What a service token may reach. Each route names the least scope it needs; a token
+/// reaches a route when its own scope covers that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `GET /metrics`.
+    Metrics,
+    /// The read-only `/api/*` routes: budgets, batches, reports, estimates, approvals.
+    Read,
+    /// Everything, including what changes state (approvals).
+    Admin,
+}
+
+/// Which token was presented, if any matches. Every configured token is compared, in
+/// constant time, so timing does not tell which one matched.
+fn token_scope(app: &App, headers: &HeaderMap) -> Option<Scope> {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())?;
+    let tokens = &app.settings.scoped_tokens;
+    let candidates = [
+        (Some(&app.settings.admin_token), Scope::Admin),
+        (tokens.read.as_ref(), Scope::Read),
+        (tokens.metrics.as_ref(), Scope::Metrics),
+    ];
+    let mut hit = None;
+    for (secret, scope) in candidates {
+        if let Some(t) = secret {
+            if ct_eq(presented.as_bytes(), t.expose().as_bytes()) && hit.is_none() {
+                hit = Some(scope);
+            }
+        }
     }
+    hit
+}
+
+/// A token covering `need`: 401 without a known token, 403 with one whose scope is
+/// narrower (the metrics token reaches only `/metrics`, the read token only reads).
+pub fn require(app: &App, headers: &HeaderMap, need: Scope) -> Result<Scope, ApiError> {
+    let have = token_scope(app, headers)
+        .ok_or(ApiError::Unauthenticated("a service token is required as Authorization: Bearer"))?;
+    let allowed = match need {
+        Scope::Metrics => matches!(have, Scope::Metrics | Scope::Admin),
+        Scope::Read => matches!(have, Scope::Read | Scope::Admin),
+        Scope::Admin => have == Scope::Admin,
+    };
+    if allowed {
+        Ok(have)
+    } else {
+        Err(ApiError::Forbidden(match need {
+            Scope::Metrics => "this token cannot read /metrics",
+            Scope::Read => "this token cannot read /api/*",
+            Scope::Admin => "this route needs the admin token",
+        }))
+    }
+}
+
+/// The admin token as `Authorization: Bearer`: 401 without a known token, 403 with a
+/// scoped one.
+pub fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    require(app, headers, Scope::Admin).map(|_| ())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::approvals::ApprovalRefusal;
 use crate::ledger::{Hold, LedgerError, WindowState};
 use crate::metrics::RejectReason;
 use crate::providers::anthropic::wire::ErrorEnvelope;
@@ -64,6 +65,9 @@ pub enum ApiError {
     /// 401 `authentication_error`.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// 403 `permission_error`: a known token whose scope does not cover the route.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404 `not_found_error`, identical whether the batch is another project's or absent.
     #[error("{0}")]
     NotFound(String),
@@ -79,6 +83,10 @@ pub enum ApiError {
     /// 429 `budget_exceeded_error`, with `x-should-retry: false`.
     #[error("{}", .0.message)]
     BudgetExceeded(Box<BudgetRefusal>),
+    /// 429 `approval_required`, with `x-should-retry: false`: the hold is above a budget's
+    /// `approval_above_usd` and no approval of this body is in force.
+    #[error("batch needs an approval (`batchcost approve {}`) under budget `{}`", .0.approval_id, .0.budget)]
+    ApprovalRequired(Box<ApprovalRefusal>),
     /// The upstream's own error answer, passed through.
     #[error("upstream answered {}", .0.status)]
     Upstream(Box<UpstreamReply>),
@@ -116,6 +124,7 @@ impl ApiError {
             SubmitError::Ledger(e) => ApiError::Ledger(e),
             SubmitError::Conflict(m) => ApiError::Conflict(m),
             SubmitError::Internal(m) => ApiError::Internal(m),
+            SubmitError::Approval(r) => ApiError::ApprovalRequired(r),
         }
     }
 
@@ -125,6 +134,7 @@ impl ApiError {
             ApiError::TooLarge(_) => Some(RejectReason::TooLarge),
             ApiError::InvalidRequest(_) => Some(RejectReason::InvalidRequest),
             ApiError::BudgetExceeded(_) => Some(RejectReason::BudgetExceeded),
+            ApiError::ApprovalRequired(_) => Some(RejectReason::ApprovalRequired),
             ApiError::Upstream(_) | ApiError::UpstreamFailed(_) => {
                 Some(RejectReason::UpstreamError)
             }
@@ -137,11 +147,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ApprovalRequired(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(r) => r.status,
             ApiError::UpstreamFailed(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
@@ -155,11 +167,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request_error",
             ApiError::Unauthenticated(_) => "authentication_error",
+            ApiError::Forbidden(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Conflict(_) => "conflict_error",
             ApiError::TooLarge(_) => "request_too_large",
             ApiError::ClientTimeout(_) => "timeout_error",
             ApiError::BudgetExceeded(_) => "budget_exceeded_error",
+            ApiError::ApprovalRequired(_) => "approval_required",
             ApiError::Upstream(_) => "api_error",
             ApiError::UpstreamFailed(UpstreamError::Timeout) => "timeout_error",
             ApiError::UpstreamFailed(_) => "api_error",
@@ -200,6 +214,10 @@ impl IntoResponse for ApiError {
             }
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
             headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs.max(1)));
+        }
+        if let ApiError::ApprovalRequired(refusal) = &self {
+            value["error"]["approval"] = serde_json::to_value(refusal).unwrap_or_default();
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         (status, headers, axum::Json(value)).into_response()
     }

@@ -29,7 +29,7 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::admin(&app, &headers)?;
+    auth::require(&app, &headers, auth::Scope::Read)?;
     let f = filter(&app, &params).map_err(ApiError::InvalidRequest)?;
     let batches = app.ledger.list_batches(&f).await?;
     let refusals = app.ledger.list_refusals(&f).await?;

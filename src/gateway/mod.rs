@@ -2,6 +2,7 @@
 //! API, and the background tracker, all sharing one `Arc<App>`.
 
 mod admin;
+mod approvals;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -26,6 +27,7 @@ use crate::error::CliError;
 use crate::providers::{ANTHROPIC, ProviderKind};
 
 pub use crate::app::App;
+pub use crate::approvals::approve_in;
 pub use error::ApiError;
 
 /// The routes of every configured upstream: each under `/NAME`, and the default Anthropic
@@ -71,6 +73,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(surfaces(&app))
         .merge(admin::router())
+        .merge(approvals::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // Bodies are read as streams with our own limit (413 before buffering too much)
         // and our own idle and total timeouts (408 for a client that stalls).
@@ -125,6 +128,7 @@ pub async fn start(app: Arc<App>, listener: TcpListener) -> anyhow::Result<Runni
     let tracker_app = app.clone();
     app.tasks.spawn(crate::tracker::run(tracker_app));
     app.tasks.spawn(crate::replica::heartbeat(app.clone()));
+    app.tasks.spawn(crate::notify::run(app.clone()));
     Ok(Running { addr, app, server })
 }
 

@@ -22,7 +22,8 @@ const SQLITE: &[Step] = &[
     (2, "replicas", include_str!("migrations/sqlite/0002_replicas.sql")),
     (3, "provider_ids", include_str!("migrations/sqlite/0003_provider_ids.sql")),
     (4, "refusals", include_str!("migrations/sqlite/0004_refusals.sql")),
-    (5, "files", include_str!("migrations/sqlite/0005_files.sql")),
+    (5, "budgets", include_str!("migrations/sqlite/0005_budgets.sql")),
+    (6, "files", include_str!("migrations/sqlite/0006_files.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -30,7 +31,8 @@ const POSTGRES: &[Step] = &[
     (2, "replicas", include_str!("migrations/postgres/0002_replicas.sql")),
     (3, "provider_ids", include_str!("migrations/postgres/0003_provider_ids.sql")),
     (4, "refusals", include_str!("migrations/postgres/0004_refusals.sql")),
-    (5, "files", include_str!("migrations/postgres/0005_files.sql")),
+    (5, "budgets", include_str!("migrations/postgres/0005_budgets.sql")),
+    (6, "files", include_str!("migrations/postgres/0006_files.sql")),
 ];
 
 /// Which backend's migrations.

@@ -12,6 +12,9 @@ mod spend;
 mod sql;
 mod sqlite;
 mod sqlite_files;
+mod sqlite_outbox;
+mod sqlite_workflow;
+pub mod workflow;
 
 use std::collections::{HashMap, HashSet};
 
@@ -77,8 +80,9 @@ pub struct WindowRef {
     pub limit: Option<Money>,
     pub limit_input_tokens: Option<u64>,
     pub limit_output_tokens: Option<u64>,
-    /// What this window holds when a budget's `models` filter selects only part of the
-    /// batch; `None`: the submission's whole hold.
+    /// What this window holds when not the submission's whole worst case: a budget's
+    /// `models` filter selects only part of the batch, or `hold = "calibrated"` holds
+    /// less. `None`: the submission's whole hold.
     pub hold: Option<Hold>,
 }
 
@@ -278,8 +282,9 @@ pub struct InFlight {
     pub oldest_submitted_at: Timestamp,
 }
 
-/// The ledger interface; backends are chosen by the storage URL's scheme.
-pub trait Ledger: Send + Sync {
+/// The ledger interface; backends are chosen by the storage URL's scheme. What budgets
+/// add (approvals, the notification outbox, calibration) is in [`workflow::WorkflowLedger`].
+pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     /// Checks every window and reserves the hold in all of them, or none, and records the
     /// submission as `submitting`; or finds it is a client's retry.
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit>;

@@ -657,3 +657,7 @@ impl Ledger for PgLedger {
         Box::pin(refusals::list(&self.pool, f))
     }
 }
+
+/// Approvals, notifications and calibration bounds: not yet ported to PostgreSQL (the
+/// default bodies answer `LedgerError::Unsupported`); see the README's replica section.
+impl super::workflow::WorkflowLedger for PgLedger {}

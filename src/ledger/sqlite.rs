@@ -192,19 +192,15 @@ impl Ledger for SqliteLedger {
                     .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
                 return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
             }
-            let (usd, inp, out) = (
-                to_db(s.hold.usd)?,
-                count_to_db(s.hold.input_tokens)?,
-                count_to_db(s.hold.output_tokens)?,
-            );
             // Always in one order, on every path that touches windows.
             for w in sql::lock_order(&s.windows) {
-                let (usd, inp, out) = match &w.hold {
-                    Some(h) => {
-                        (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
-                    }
-                    None => (usd, inp, out),
-                };
+                // A window may hold less than the whole worst case (models filter, calibrated).
+                let hold = w.hold.unwrap_or(s.hold);
+                let (usd, inp, out) = (
+                    to_db(hold.usd)?,
+                    count_to_db(hold.input_tokens)?,
+                    count_to_db(hold.output_tokens)?,
+                );
                 sqlx::query(
                     "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
                      limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -266,9 +262,9 @@ impl Ledger for SqliteLedger {
             .bind(&s.provider)
             .bind(ts_to_db(s.submitted_at))
             .bind(count_to_db(s.request_count)?)
-            .bind(usd)
-            .bind(inp)
-            .bind(out)
+            .bind(to_db(s.hold.usd)?)
+            .bind(count_to_db(s.hold.input_tokens)?)
+            .bind(count_to_db(s.hold.output_tokens)?)
             .bind(s.custom_id_fingerprint as i64)
             .bind(&s.body_hash)
             .bind(&s.estimate_json)

@@ -17,6 +17,7 @@ use crate::ledger::{InFlight, ModelUsage, WindowState};
 use crate::money::Money;
 
 mod money;
+pub mod workflow;
 
 use money::{MoneyCollector, MoneyCounters};
 
@@ -28,15 +29,17 @@ pub enum RejectReason {
     TooLarge,
     Unauthenticated,
     UpstreamError,
+    ApprovalRequired,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::BudgetExceeded,
         RejectReason::InvalidRequest,
         RejectReason::TooLarge,
         RejectReason::Unauthenticated,
         RejectReason::UpstreamError,
+        RejectReason::ApprovalRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
             RejectReason::Unauthenticated => "unauthenticated",
             RejectReason::UpstreamError => "upstream_error",
+            RejectReason::ApprovalRequired => "approval_required",
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Metrics {
     batches_in_flight: GaugeVec,
     requests_in_flight: GaugeVec,
     oldest_batch_age: GaugeVec,
+    /// Approvals and notifications.
+    pub workflow: workflow::WorkflowMetrics,
     scrape: Mutex<()>,
 }
 
@@ -246,6 +252,7 @@ impl Metrics {
                 "Age of the oldest batch still in flight.",
                 pp,
             )?,
+            workflow: workflow::WorkflowMetrics::new(&registry)?,
             scrape: Mutex::new(()),
             registry,
         };

@@ -43,6 +43,7 @@ pub fn budget(name: &str, project: Option<&str>, period: Period, limit: Money) -
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: vec![0.5, 1.0],
+        policy: Default::default(),
         provider: None,
         models: None,
     }
@@ -88,6 +89,8 @@ pub async fn harness_with(
         projects: PROJECTS.iter().map(|(p, k)| (p.to_string(), vec![Secret::new(*k)])).collect(),
         budgets,
         admin_token: Secret::new(ADMIN),
+        scoped_tokens: Default::default(),
+        workflow: Default::default(),
         tracker: Tracker {
             poll_min_ms: 50,
             poll_max_ms: 500,

@@ -21,6 +21,7 @@ COUNTERS = {
     "batchcost_batches_submitted_total",
     "batchcost_batches_settled_total",
     "batchcost_submissions_rejected_total",
+    "batchcost_notifications_total",
 }
 GAUGES = {
     "batchcost_budget_limit_usd",
@@ -33,6 +34,8 @@ GAUGES = {
     "batchcost_oldest_batch_age_seconds",
     "batchcost_last_settlement_timestamp_seconds",
     "batchcost_build_info",
+    "batchcost_notifications_pending",
+    "batchcost_budget_possible_overshoot_usd",
     "batchcost_upstream_up",
     "batchcost_upstream_last_success_timestamp_seconds",
 }

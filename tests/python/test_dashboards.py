@@ -28,6 +28,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 UNITS = {
     "currencyUSD", "s", "percentunit", "count:tokens", "count:tokens/h", "count:batches",
     "count:batches/h", "count:requests", "count:refusals/min", "reqpm", "none",
+    "count:refusals/h", "count:notifications", "count:notifications/h",
 }
 SEVERITIES = {"page", "ticket", "info"}
 
@@ -181,7 +182,7 @@ def test_alerts_have_severity_summary_description_and_a_runbook_in_the_docs():
     headings = set(re.findall(r"^### (\w+)$", docs, re.M))
     names = [a["alert"] for a in alerts()]
     assert len(names) == len(set(names))
-    assert len(names) == 10
+    assert len(names) == 12
     for a in alerts():
         name = a["alert"]
         assert name.startswith("Batchcost"), name

@@ -18,7 +18,31 @@ from gateway_stack import BIN, Proc, gateway, write_config
 PROVIDER = "sk-ant-PROVIDER-7f3a9c1e5b2d4680-secret"
 KEYS = {"ALPHA_KEY": "sk-proj-ALPHA-2b8e6d4f0a1c3957", "BETA_KEY": "sk-proj-BETA-9d1f3b5a7c2e4068"}
 ADMIN = "adm-TOKEN-5c7e9a1b3d2f4860-xyz"
-SECRETS = [PROVIDER, ADMIN, *KEYS.values()]
+METRICS_TOKEN = "met-TOKEN-8a2c4e6f1b3d5079-scrape"
+READ_TOKEN = "rd-TOKEN-3f5b7d9a2c4e6081-finance"
+HOOK_PATH = "/hooks/whk-PATH-6e8a0c2e4b6d8f13-slack"
+HOOK_SECRET = "whsec-SIGN-1d3f5b7a9c2e4068-hmac"
+SECRETS = [PROVIDER, ADMIN, *KEYS.values(), METRICS_TOKEN, READ_TOKEN, HOOK_PATH, HOOK_SECRET]
+
+
+def webhook_receiver():
+    """A local webhook that records what it is sent; returns (url, received list, server)."""
+    import http.server
+    import threading
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.path, dict(self.headers), self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{srv.server_address[1]}{HOOK_PATH}", got, srv
 
 
 def call(url, method="GET", headers=None, body=None):
@@ -44,8 +68,18 @@ def test_no_secret_appears_in_logs_responses_metrics_or_the_ledger(tmp_path):
     db = tmp_path / "ledger.db"
     cfg = tmp_path / "batchcost.toml"
     write_config(cfg, sim.url, {"alpha": ["ALPHA_KEY"], "beta": ["BETA_KEY"]},
-                 [{"name": "alpha-daily", "project": "alpha", "period": "day", "limit_usd": 50.0}], db)
-    env = dict(KEYS, TEST_ADMIN_TOKEN=ADMIN, TEST_PROVIDER_KEY=PROVIDER, RUST_LOG="debug")
+                 [{"name": "alpha-daily", "project": "alpha", "period": "day", "limit_usd": 50.0,
+                   "alert_at": [0.000001]}], db)
+    # Scoped tokens and a signed webhook: their values are secrets too.
+    hook_url, hook_got, hook_srv = webhook_receiver()
+    text = cfg.read_text().replace(
+        'token_env = "TEST_ADMIN_TOKEN"',
+        'token_env = "TEST_ADMIN_TOKEN"\nmetrics_token_env = "TEST_METRICS_TOKEN"\nread_token_env = "TEST_READ_TOKEN"')
+    text += '[[notify]]\nurl_env = "TEST_HOOK_URL"\nformat = "json"\nsecret_env = "TEST_HOOK_SECRET"\n'
+    cfg.write_text(text)
+    env = dict(KEYS, TEST_ADMIN_TOKEN=ADMIN, TEST_PROVIDER_KEY=PROVIDER, RUST_LOG="debug",
+               TEST_METRICS_TOKEN=METRICS_TOKEN, TEST_READ_TOKEN=READ_TOKEN,
+               TEST_HOOK_URL=hook_url, TEST_HOOK_SECRET=HOOK_SECRET)
     gw = gateway(cfg, env)
     seen = []  # every response: status line, headers and body
 
@@ -100,6 +134,22 @@ def test_no_secret_appears_in_logs_responses_metrics_or_the_ledger(tmp_path):
         assert record(call(f"{url}/api/batches/{a.id}", headers=admin))[0] == 200
         status, metrics = record(call(f"{url}/metrics", headers=admin))
         assert status == 200 and b"batchcost_batches_submitted_total" in metrics
+        # Scoped tokens reach their scope, are refused (403) elsewhere, and echo nothing.
+        assert record(call(f"{url}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}))[0] == 200
+        assert record(call(f"{url}/api/budgets", headers={"authorization": f"Bearer {METRICS_TOKEN}"}))[0] == 403
+        assert record(call(f"{url}/api/budgets", headers={"authorization": f"Bearer {READ_TOKEN}"}))[0] == 200
+        assert record(call(f"{url}/metrics", headers={"authorization": f"Bearer {READ_TOKEN}"}))[0] == 403
+        assert record(call(f"{url}/api/approvals/apr_x/approve", "POST",
+                           {"authorization": f"Bearer {READ_TOKEN}"}, b""))[0] == 403
+        # The budget's threshold was crossed: the signed notification arrives.
+        deadline = time.monotonic() + 60
+        while not hook_got:
+            assert time.monotonic() < deadline, "no notification"
+            time.sleep(0.2)
+        path, headers, body = hook_got[0]
+        assert path == HOOK_PATH and json.loads(body)["budget"] == "alpha-daily"
+        assert headers["x-batchcost-signature"].startswith("sha256=")
+        seen.append(body)
         record(call(f"{url}/healthz"))
         record(call(f"{url}/readyz"))
         # Deleting settles first; then the batch is gone upstream.
@@ -109,6 +159,7 @@ def test_no_secret_appears_in_logs_responses_metrics_or_the_ledger(tmp_path):
     finally:
         gw.stop()
         sim.stop()
+        hook_srv.shutdown()
 
     stored = stored_live + b"".join(
         Path(str(db) + s).read_bytes() for s in ("", "-wal", "-shm") if Path(str(db) + s).exists())

@@ -41,6 +41,7 @@ pub fn budget(name: &str, project: Option<&str>, period: Period) -> Budget {
         limit_input_tokens: None,
         limit_output_tokens: None,
         alert_at: vec![],
+        policy: Default::default(),
         provider: None,
         models: None,
     }

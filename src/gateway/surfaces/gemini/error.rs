@@ -36,11 +36,14 @@ impl GoogleError {
         match &self.0 {
             ApiError::InvalidRequest(_) => "INVALID_ARGUMENT",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "PERMISSION_DENIED",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict(_) => "ABORTED",
             ApiError::TooLarge(_) => "INVALID_ARGUMENT",
             ApiError::ClientTimeout(_) => "DEADLINE_EXCEEDED",
             ApiError::BudgetExceeded(_) => "RESOURCE_EXHAUSTED",
+            // Held for an operator's approval: the batch waits, so not a quota refusal.
+            ApiError::ApprovalRequired(_) => "FAILED_PRECONDITION",
             ApiError::Upstream(_) => "UNKNOWN",
             ApiError::UpstreamFailed(UpstreamError::Timeout) => "DEADLINE_EXCEEDED",
             ApiError::UpstreamFailed(_) => "UNAVAILABLE",
