@@ -4,6 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
+mod gemini;
 mod openai;
 pub mod samples;
 
@@ -39,11 +40,12 @@ pub struct DemoArgs {
     pub time_scale: f64,
 }
 
-const PROJECTS: [(&str, &str); 4] = [
+const PROJECTS: [(&str, &str); 5] = [
     ("search", "demo-search-key"),
     ("support", "demo-support-key"),
     ("evals", "demo-evals-key"),
     openai::PROJECT,
+    gemini::PROJECT,
 ];
 
 /// The demo's admin token: `$BATCHCOST_ADMIN_TOKEN`, else a fixed demo value.
@@ -93,6 +95,15 @@ fn settings(args: &DemoArgs, upstream: String, db: &std::path::Path, pricing: Pa
                 name: "openai".into(),
                 kind: "openai".into(),
                 base_url: upstream.clone(),
+                key: Secret::new("demo-provider-key"),
+                timeout_secs: 120,
+                max_attempts: 4,
+            },
+            UpstreamSettings {
+                // The same simulator serves Gemini batch mode under /gemini.
+                name: "gemini".into(),
+                kind: "gemini".into(),
+                base_url: format!("{upstream}/gemini"),
                 key: Secret::new("demo-provider-key"),
                 timeout_secs: 120,
                 max_attempts: 4,
@@ -254,6 +265,20 @@ async fn drive(running: &Running) -> anyhow::Result<String> {
         Err(e) => Submitted {
             project: openai::PROJECT.0,
             title: "feedback triage (OpenAI, gpt-5-mini)",
+            id: None,
+            refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
+        },
+    });
+    subs.push(match gemini::submit(&http, &base).await? {
+        Ok(id) => Submitted {
+            project: gemini::PROJECT.0,
+            title: gemini::TITLE,
+            id: Some(id),
+            refusal: None,
+        },
+        Err(e) => Submitted {
+            project: gemini::PROJECT.0,
+            title: gemini::TITLE,
             id: None,
             refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
         },

@@ -29,10 +29,16 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// The calling project, or 401: "no key" and "a key that matches no project" are told
 /// apart (the second is a typo or a revoked key; the first a client not configured yet).
 pub fn project(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    if presented_key(headers).is_none_or(str::is_empty) {
+    project_by_key(app, presented_key(headers))
+}
+
+/// The project whose key `key` is, or 401 as [`project`] tells them apart (for surfaces
+/// that carry the key elsewhere: Gemini's `x-goog-api-key` and `?key=`).
+pub fn project_by_key(app: &App, key: Option<&str>) -> Result<String, ApiError> {
+    if key.is_none_or(str::is_empty) {
         return Err(ApiError::Unauthenticated(NO_KEY));
     }
-    let found = presented_key(headers).and_then(|key| {
+    let found = key.and_then(|key| {
         let mut hit = None;
         for (name, keys) in &app.settings.projects {
             for k in keys {

@@ -53,7 +53,7 @@ fn surfaces(app: &Arc<App>) -> Router<Arc<App>> {
             router = router.merge(surfaces::anthropic::router(s));
         }
     }
-    router.merge(openai_surfaces(app))
+    router.merge(openai_surfaces(app)).merge(gemini_surfaces(app))
 }
 
 /// Every upstream of kind `openai` under `/NAME`, and the default one (named `openai`,
@@ -70,6 +70,18 @@ fn openai_surfaces(app: &Arc<App>) -> Router<Arc<App>> {
     let root = openai.iter().find(|p| p.name() == OPENAI).or(openai.first());
     if let Some(s) = root.and_then(|p| surfaces::openai::Surface::new(app.clone(), (*p).clone())) {
         router = router.merge(surfaces::openai::router(s));
+    }
+    router
+}
+
+/// Every upstream of kind `gemini` under `/NAME` only: google-genai 3.x calls `/v1/batches`
+/// and `/v1/files` like OpenAI, so Gemini has no root surface.
+fn gemini_surfaces(app: &Arc<App>) -> Router<Arc<App>> {
+    let mut router = Router::new();
+    for p in app.providers.values().filter(|p| p.kind() == ProviderKind::Gemini) {
+        if let Some(s) = surfaces::gemini::Surface::new(app.clone(), p.clone()) {
+            router = router.nest(&format!("/{}", p.name()), surfaces::gemini::router(s));
+        }
     }
     router
 }

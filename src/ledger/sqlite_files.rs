@@ -1,4 +1,4 @@
-//! [`FileLedger`] on SQLite (the `files` table, migration 0005).
+//! [`FileLedger`] on SQLite (the `files` table, migration 0006).
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 
 /// Response headers passed back to clients (a superset over the providers; absent ones
 /// are simply not copied).
-pub const RETURNED_HEADERS: [&str; 7] = [
+pub const RETURNED_HEADERS: [&str; 11] = [
     "content-type",
     "request-id",
     "x-request-id",
@@ -24,6 +24,11 @@ pub const RETURNED_HEADERS: [&str; 7] = [
     "retry-after-ms",
     "x-should-retry",
     "content-disposition",
+    // Gemini's resumable upload protocol.
+    "x-goog-upload-url",
+    "x-goog-upload-status",
+    "x-goog-upload-size-received",
+    "x-goog-upload-chunk-granularity",
 ];
 
 /// What a surface forwards from the caller's request.

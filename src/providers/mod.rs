@@ -224,10 +224,8 @@ pub fn build(
         ProviderKind::OpenAi => {
             Ok(Arc::new(openai::provider::OpenAiProvider::new(up, metrics)?) as Arc<dyn Provider>)
         }
-        other => anyhow::bail!(
-            "upstream.{}: kind `{}` is not served yet by this build (only `anthropic` and `openai` are)",
-            up.name,
-            other.as_str()
-        ),
+        ProviderKind::Gemini => {
+            Ok(Arc::new(gemini::GeminiProvider::new(up, metrics)?) as Arc<dyn Provider>)
+        }
     }
 }

@@ -77,6 +77,7 @@ fn provider_names(provider: &str) -> (String, String) {
     match provider {
         "anthropic" => ("Anthropic".into(), "Claude API Message Batches".into()),
         "openai" => ("OpenAI".into(), "OpenAI Batch API".into()),
+        "gemini" => ("Google".into(), "Gemini API Batch Mode".into()),
         other => (other.to_string(), format!("{other} batch API")),
     }
 }

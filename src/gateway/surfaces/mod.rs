@@ -2,4 +2,5 @@
 //! envelopes and response rewriting, over the provider-neutral submit, track and settle.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
