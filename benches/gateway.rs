@@ -10,156 +10,20 @@
 //! - settlement: a fresh gateway process settling the 100,000-line batch (time, peak RSS),
 //!   and the in-process results parser on its own (lines per second).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use batchcost::pricing::PriceTable;
 use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
-
-const KEY: &str = "bench-provider-key";
-const CLIENT: &str = "bench-client-key";
-const ADMIN: &str = "bench-admin-token";
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Proc {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchcost"));
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn batchcost");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
-        Proc { child, url }
-    }
-
-    fn kb(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A create body of `n` requests of about `bytes_each` bytes.
-fn body(tag: &str, n: usize, bytes_each: usize) -> Vec<u8> {
-    let filler: String =
-        "The quarterly report shows steady growth in every region. ".repeat(bytes_each / 58 + 1);
-    let text = &filler[..bytes_each.min(filler.len())];
-    let mut out = Vec::with_capacity(n * (bytes_each + 200));
-    out.extend_from_slice(b"{\"requests\":[");
-    for i in 0..n {
-        if i > 0 {
-            out.push(b',');
-        }
-        write!(
-            out,
-            r#"{{"custom_id":"{tag}-{i:06}","params":{{"model":"claude-haiku-4-5","max_tokens":256,"messages":[{{"role":"user","content":"{text}"}}]}}}}"#
-        )
-        .unwrap();
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
-
-fn post(
-    http: &reqwest::blocking::Client,
-    url: &str,
-    key: &str,
-    body: Vec<u8>,
-) -> (Duration, serde_json::Value) {
-    let t = Instant::now();
-    let r = http
-        .post(format!("{url}/v1/messages/batches"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .expect("post");
-    let status = r.status();
-    let v: serde_json::Value = r.json().unwrap_or_default();
-    assert!(status.is_success(), "create failed: {status} {v}");
-    (t.elapsed(), v)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
-    let path = dir.join("batchcost.toml");
-    let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"listen = "127.0.0.1:0"
-pricing = "{}"
-timezone = "UTC"
-[storage]
-url = "sqlite://{}"
-[upstream.anthropic]
-base_url = "{upstream}"
-api_key_env = "BENCH_PROVIDER_KEY"
-[admin]
-token_env = "BENCH_ADMIN"
-[tracker]
-poll_min_ms = 100
-poll_max_ms = 500
-[[projects]]
-name = "bench"
-api_key_envs = ["BENCH_CLIENT_KEY"]
-[[budgets]]
-name = "bench-daily"
-project = "bench"
-period = "day"
-limit_usd = 9000000.0
-"#,
-            pricing.display(),
-            dir.join("ledger.db").display()
-        ),
-    )
-    .unwrap();
-    path
-}
+use support::{ADMIN, CLIENT, GATEWAY_ENV, KEY, Proc, body, median, ms, post};
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("BENCH_PROVIDER_KEY", KEY), ("BENCH_ADMIN", ADMIN), ("BENCH_CLIENT_KEY", CLIENT)];
-    let sim = Proc::start(
-        &[
-            "simulate",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            KEY,
-            "--time-scale",
-            "100000",
-            "--rate",
-            "100000",
-        ],
-        &[],
-    );
-    let cfg = config(dir.path(), &sim.url);
+    let env = GATEWAY_ENV;
+    let sim = Proc::simulator();
+    let cfg = support::config(dir.path(), &sim.url, None);
     let gw = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &env);
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
@@ -305,8 +169,4 @@ fn main() {
         results.len() as f64 / 1e6,
         lines as f64 / secs
     );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

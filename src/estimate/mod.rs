@@ -120,9 +120,40 @@ pub fn estimate_file(
     table: &PriceTable,
     opts: &EstimateOptions,
 ) -> Result<Estimate, EstimateError> {
-    let body = std::fs::read(path)
+    let body = read_whole(path)
         .map_err(|source| EstimateError::Io { path: path.display().to_string(), source })?;
     estimate_bytes(&body, table, opts)
+}
+
+/// Files at least this large are read by two threads.
+const PARALLEL_READ: u64 = 32 << 20;
+
+/// Reads a whole file. A large regular file is read as two halves on two threads: the
+/// kernel's copy out of the page cache and the faults of a fresh buffer were a third of
+/// `batchcost estimate` on a 200 MB body, and they split cleanly.
+fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() < PARALLEL_READ {
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        return Ok(buf);
+    }
+    let len = usize::try_from(meta.len()).map_err(std::io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    let (head, tail) = buf.split_at_mut(len / 2);
+    let at = head.len() as u64;
+    std::thread::scope(|s| {
+        let second = s.spawn(|| file.read_exact_at(tail, at));
+        file.read_exact_at(head, 0)?;
+        second.join().unwrap_or_else(|_| Err(std::io::Error::other("file reader panicked")))
+    })?;
+    // Anything appended since the stat (a file still being written) is read too.
+    file.seek(SeekFrom::Start(len as u64))?;
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Worst-case input tokens of one request's `params` (for property tests against the
