@@ -18,8 +18,12 @@ use super::*;
 
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
+#[path = "pg_outbox.rs"]
+mod outbox;
 #[path = "pg_refusals.rs"]
 mod refusals;
+#[path = "pg_workflow.rs"]
+mod workflow;
 
 /// The PostgreSQL ledger.
 pub struct PgLedger {
@@ -657,7 +661,3 @@ impl Ledger for PgLedger {
         Box::pin(refusals::list(&self.pool, f))
     }
 }
-
-/// Approvals, notifications and calibration bounds: not yet ported to PostgreSQL (the
-/// default bodies answer `LedgerError::Unsupported`); see the README's replica section.
-impl super::workflow::WorkflowLedger for PgLedger {}
