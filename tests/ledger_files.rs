@@ -1,9 +1,16 @@
 //! The ledger's files table: ownership, newest-first pages with an `after` cursor that never
-//! crosses projects or providers, idempotent records, deletes.
+//! crosses projects or providers, idempotent records, deletes. Runs on SQLite and on
+//! PostgreSQL (a fresh database per test), since both back the Files API surfaces.
 
+use batchcost::config::Durability;
+use batchcost::ledger;
 use batchcost::ledger::files::{FileRecord, FilesQuery};
-use batchcost::ledger::{Ledger, SqliteLedger};
 use jiff::Timestamp;
+
+#[path = "storage_support/mod.rs"]
+mod storage;
+
+use storage::TestDb;
 
 fn file(provider: &str, id: &str, project: &str, second: i64) -> FileRecord {
     FileRecord {
@@ -25,10 +32,18 @@ fn ids(v: &[FileRecord]) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn files_belong_to_one_project_and_page_newest_first() {
+async fn sqlite_files_belong_to_one_project_and_page_newest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("l.db").display());
-    let ledger = SqliteLedger::open(&url).await.unwrap();
+    files_belong_to_one_project_and_page_newest_first(TestDb::sqlite(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_files_belong_to_one_project_and_page_newest_first() {
+    files_belong_to_one_project_and_page_newest_first(TestDb::postgres()).await;
+}
+
+async fn files_belong_to_one_project_and_page_newest_first(db: TestDb) {
+    let ledger = ledger::open(&db.url, Durability::Normal).await.unwrap();
     let files = ledger.files();
     for (i, id) in ["f1", "f2", "f3", "f4"].iter().enumerate() {
         assert!(files.record_file(&file("openai", id, "search", i as i64)).await.unwrap());

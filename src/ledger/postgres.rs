@@ -18,6 +18,8 @@ use super::*;
 
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
+#[path = "pg_files.rs"]
+mod files_pg;
 #[path = "pg_outbox.rs"]
 mod outbox;
 #[path = "pg_refusals.rs"]
@@ -659,5 +661,9 @@ impl Ledger for PgLedger {
         f: &'a super::BatchFilter,
     ) -> LedgerFuture<'a, Vec<super::Refusal>> {
         Box::pin(refusals::list(&self.pool, f))
+    }
+
+    fn files(&self) -> &dyn super::files::FileLedger {
+        self
     }
 }
