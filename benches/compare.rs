@@ -16,8 +16,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use batchcost::estimate::{EstimateOptions, estimate_bytes};
+use batchcost::estimate::EstimateOptions;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::estimate_bytes;
 use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
 use serde::Deserialize;

@@ -1,6 +1,6 @@
 //! The running token count and content hash of a prompt section, with its cache
-//! breakpoints. A leaf shared by the section visitors (content, JSON, tools) and the
-//! request visitor that owns the sections.
+//! breakpoints. A leaf shared by the front-ends' section visitors (an Anthropic body's
+//! tools, system and messages) and the folder that prices the breakpoints.
 
 use xxhash_rust::xxh3::Xxh3Default;
 

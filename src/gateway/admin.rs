@@ -283,7 +283,7 @@ async fn estimate(
     let est = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || {
-            crate::estimate::estimate_bytes(&body, &app.pricing, &opts)
+            crate::providers::anthropic::estimate::estimate_bytes(&body, &app.pricing, &opts)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
