@@ -104,7 +104,7 @@ pub(super) enum Admitted {
     /// The dedupe key is taken: a client retry (nothing was written).
     Duplicate,
     /// This window could not take its hold (nothing was written).
-    Refused(WindowRef),
+    Refused(Box<WindowRef>),
 }
 
 /// Admission: the dedupe key, then each window in lock order (its row, the conditional
@@ -156,7 +156,7 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
             &[&w.budget, &start, &usd, &inp, &out],
         )?;
         if reserved != 1 {
-            return Ok(Admitted::Refused(w.clone()));
+            return Ok(Admitted::Refused(Box::new(w.clone())));
         }
         exec(
             &tx,
