@@ -88,16 +88,7 @@ async fn a_models_filter_is_charged_only_its_models_at_settlement() {
     let rec = h.wait_settled(&id).await;
 
     // Each model's cost and tokens, from the result lines fetched through the gateway.
-    let text = h
-        .http
-        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
-        .header("x-api-key", "alpha-key")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.results("alpha-key", &id).await;
     let submitted: Timestamp = rec["submitted_at"].as_str().unwrap().parse().unwrap();
     let table = table();
     let mut by_model: BTreeMap<String, (Money, u64, u64)> = BTreeMap::new();
