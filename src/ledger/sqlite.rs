@@ -3,7 +3,7 @@
 //! writes on every create's path and those that end holds run in place on a second
 //! connection, only while the writer connection is held (`sqlite_inplace.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -375,24 +375,6 @@ impl Ledger for SqliteLedger {
         Box::pin(async move {
             let rows: Vec<String> = sqlx::query_scalar(
                 "SELECT upstream_id FROM batches WHERE provider = $1 AND upstream_id IN \
-                 (SELECT value FROM json_each($2))",
-            )
-            .bind(provider)
-            .bind(sql::ids_json(ids))
-            .fetch_all(&self.reader)
-            .await?;
-            Ok(rows.into_iter().collect())
-        })
-    }
-
-    fn upstream_projects<'a>(
-        &'a self,
-        provider: &'a str,
-        ids: &'a [String],
-    ) -> LedgerFuture<'a, HashMap<String, String>> {
-        Box::pin(async move {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id IN \
                  (SELECT value FROM json_each($2))",
             )
             .bind(provider)

@@ -221,7 +221,7 @@ pub(super) fn release(c: &Connection, sub_id: &str, reason: &str) -> Result<bool
         return Ok(false);
     }
     exec(&tx, DEDUPE_FORGET, &[&sub_id])?;
-    close_holds(&tx, sub_id, (0, 0, 0), "released")?;
+    close_holds(&tx, sub_id, None, "released")?;
     tx.commit()?;
     Ok(true)
 }
@@ -229,7 +229,6 @@ pub(super) fn release(c: &Connection, sub_id: &str, reason: &str) -> Result<bool
 /// Settlement: cost, usage per model and every hold moved to spent, exactly once.
 pub(super) fn settle(c: &Connection, sub_id: &str, s: &Settlement) -> Result<bool, LedgerError> {
     let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-    let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
     let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
     // Exactly once: only an in-flight batch can become settled.
     let n = exec(
@@ -269,19 +268,20 @@ pub(super) fn settle(c: &Connection, sub_id: &str, s: &Settlement) -> Result<boo
             ],
         )?;
     }
-    close_holds(&tx, sub_id, (cost, inp, out), "settled")?;
+    close_holds(&tx, sub_id, Some(s), "settled")?;
     tx.commit()?;
     Ok(true)
 }
 
-/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes
-/// `spent` (zero for a release, the batch's actual cost and tokens for a settlement).
-/// Both paths go through here, so a release and a settlement can never disagree on which
-/// windows a batch counted against; windows are changed in lock order.
+/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes what
+/// the batch spent there (nothing for a release; for a settlement, the cost and tokens of
+/// the models the window's budget counts, see [`Settlement::spent_by`]). Both paths go
+/// through here, so a release and a settlement can never disagree on which windows a
+/// batch counted against; windows are changed in lock order.
 fn close_holds(
     c: &Connection,
     sub_id: &str,
-    spent: (i64, i64, i64),
+    settled: Option<&Settlement>,
     state: &str,
 ) -> Result<(), LedgerError> {
     let holds = {
@@ -298,6 +298,12 @@ fn close_holds(
         holds
     };
     for (budget, start, pico, input, output) in &holds {
+        let spent = settled.map(|s| s.spent_by(budget)).unwrap_or_default();
+        let spent = (
+            to_db(spent.cost)?,
+            count_to_db(spent.input_tokens)?,
+            count_to_db(spent.output_tokens)?,
+        );
         exec(
             c,
             "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
