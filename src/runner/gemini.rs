@@ -136,10 +136,29 @@ impl Gemini {
     }
 
     /// The File API's resumable upload: start, then one `upload, finalize` of every byte.
+    /// Named by the content hash and looked for first, so a run killed after its upload
+    /// resends an identical create (see `openai.rs`).
     async fn upload(&self, body: Vec<u8>) -> Result<String, CallError> {
         let hash = xxhash_rust::xxh3::xxh3_128(&body);
         if let Some(f) = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
             return Ok(f.clone());
+        }
+        let name = format!("batchcost-run-{hash:032x}");
+        let path = format!("/{API_VERSION}/files");
+        let listed = self
+            .client
+            .read(|| self.keyed(Method::GET, &path).query(&[("pageSize", "1000")]))
+            .await;
+        let size = body.len().to_string();
+        let found = listed.ok().and_then(|v| {
+            v["files"].as_array()?.iter().find_map(|f| {
+                let same = f["displayName"] == name.as_str() && f["sizeBytes"] == size.as_str();
+                same.then(|| f["name"].as_str().map(str::to_string)).flatten()
+            })
+        });
+        if let Some(f) = found {
+            self.uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, f.clone());
+            return Ok(f);
         }
         let start = self
             .keyed(Method::POST, &format!("/upload/{API_VERSION}/files"))
@@ -147,7 +166,7 @@ impl Gemini {
             .header("x-goog-upload-command", "start")
             .header("x-goog-upload-header-content-length", body.len().to_string())
             .header("x-goog-upload-header-content-type", "application/jsonl")
-            .json(&json!({"file": {"displayName": DISPLAY_NAME}}));
+            .json(&json!({"file": {"displayName": name}}));
         let resp = start.send().await.map_err(|e| CallError::Transport(e.to_string()))?;
         let status = resp.status();
         let url = resp

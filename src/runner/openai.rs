@@ -53,13 +53,39 @@ impl OpenAi {
             .bearer_auth(self.client.key())
     }
 
+    /// The input file of this body: uploaded once, named by its content hash. A run
+    /// killed after its upload finds the file again (the project's files, newest first),
+    /// so the create it resends is identical to the first and the gateway answers it
+    /// with the first batch (or 409 while that create is still in progress) instead of
+    /// creating a second batch of the same requests.
     async fn upload(&self, body: Vec<u8>) -> Result<String, CallError> {
         let hash = xxhash_rust::xxh3::xxh3_128(&body);
         if let Some(id) = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
             return Ok(id.clone());
         }
+        let name = format!("batchcost-run-{hash:032x}.jsonl");
+        let files = self
+            .client
+            .read(|| {
+                self.keyed(Method::GET, FILES_PATH).query(&[
+                    ("purpose", PURPOSE_BATCH),
+                    ("limit", "1000"),
+                    ("order", "desc"),
+                ])
+            })
+            .await;
+        let found = files.ok().and_then(|v| {
+            v["data"].as_array()?.iter().find_map(|f| {
+                let same = f["filename"] == name.as_str() && f["bytes"] == body.len();
+                same.then(|| f["id"].as_str().map(str::to_string)).flatten()
+            })
+        });
+        if let Some(id) = found {
+            self.uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, id.clone());
+            return Ok(id);
+        }
         let file = reqwest::multipart::Part::bytes(body)
-            .file_name("batchcost-run.jsonl")
+            .file_name(name)
             .mime_str("application/jsonl")
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let form =

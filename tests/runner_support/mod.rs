@@ -81,6 +81,15 @@ pub fn results(path: &Path) -> (Vec<String>, HashMap<String, Value>) {
 
 /// Every batch the simulator holds, each with the custom_ids its results list.
 pub async fn upstream_batches(h: &Harness) -> Vec<(Value, Vec<String>)> {
+    upstream_anthropic(h)
+        .await
+        .into_iter()
+        .map(|b| (b.raw, b.lines.into_iter().map(|(id, _)| id).collect()))
+        .collect()
+}
+
+/// Every Anthropic batch the simulator holds, with its result lines once ended.
+pub async fn upstream_anthropic(h: &Harness) -> Vec<UpBatch> {
     let base = h.sim.base_url();
     let mut out = Vec::new();
     let mut after: Option<String> = None;
@@ -98,7 +107,7 @@ pub async fn upstream_batches(h: &Harness) -> Vec<(Value, Vec<String>)> {
         let Some(data) = page["data"].as_array() else { panic!("simulator list: {page}") };
         for b in data {
             let id = b["id"].as_str().unwrap();
-            let mut ids = Vec::new();
+            let mut lines = Vec::new();
             if b["processing_status"] == "ended" {
                 let body = h
                     .http
@@ -113,10 +122,15 @@ pub async fn upstream_batches(h: &Harness) -> Vec<(Value, Vec<String>)> {
                     .unwrap();
                 for l in body.lines().filter(|l| !l.trim().is_empty()) {
                     let v: Value = serde_json::from_str(l).unwrap();
-                    ids.push(v["custom_id"].as_str().unwrap().to_string());
+                    lines.push((v["custom_id"].as_str().unwrap().to_string(), v));
                 }
             }
-            out.push((b.clone(), ids));
+            out.push(UpBatch {
+                id: id.to_string(),
+                created: b["created_at"].as_str().unwrap_or("").to_string(),
+                raw: b.clone(),
+                lines,
+            });
         }
         if page["has_more"] != true {
             break;
@@ -124,6 +138,18 @@ pub async fn upstream_batches(h: &Harness) -> Vec<(Value, Vec<String>)> {
         after = page["last_id"].as_str().map(str::to_string);
     }
     out
+}
+
+/// Each id's upstream answers (starting with `prefix`), oldest batch first.
+pub fn answers_in_order(mut batches: Vec<UpBatch>, prefix: &str) -> HashMap<String, Vec<Value>> {
+    batches.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    let mut by: HashMap<String, Vec<Value>> = HashMap::new();
+    for b in batches {
+        for (id, v) in b.lines.into_iter().filter(|(i, _)| i.starts_with(prefix)) {
+            by.entry(id).or_default().push(v);
+        }
+    }
+    by
 }
 
 /// How many times the upstream received each custom_id (over all its batches).
