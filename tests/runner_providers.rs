@@ -152,3 +152,49 @@ async fn a_gemini_batch_above_the_inline_limit_is_uploaded_as_a_file() {
     assert_eq!(summary(&sum)["cost_usd"].as_str().unwrap(), cost.usd_exact());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openai_and_gemini_plans_over_a_budget_or_with_bad_requests_send_nothing() {
+    use batchcost::config::Period;
+    use batchcost::money::Money;
+    let b = budget("alpha-tiny", Some("alpha"), Period::Day, Money::parse_usd("0.001").unwrap());
+    let h = harness_all(sim_config(), |s| s.budgets.push(b)).await;
+    let openai = write_openai_input(h.dir.path(), "ob", 2_000);
+    let gemini = write_gemini_input(h.dir.path(), "gb", 2_000);
+    for (input, provider) in [(&openai, "openai"), (&gemini, "gemini")] {
+        let o = output(run_cmd(&h, input, &["--yes", "--max-batch-requests", "500"])).await;
+        assert_eq!(o.status.code(), Some(1), "{provider}: {}", text(&o.stderr));
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert!(
+            out.contains(&format!("plan: 2000 requests in 4 batches (at most 500 requests")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("for {provider}")) && out.contains("BREAKS"), "{out}");
+        assert!(
+            err.contains("alpha-tiny")
+                && err.contains("remaining $0.001")
+                && err.contains("nothing was sent"),
+            "{provider}: {err}"
+        );
+    }
+    // A model the gateway has no price for: the gateway's estimator names it.
+    let bad = h.dir.path().join("bad.jsonl");
+    let text_in =
+        std::fs::read_to_string(&openai).unwrap().replacen("gpt-5-mini", "gpt-unknown-9", 1);
+    std::fs::write(&bad, text_in).unwrap();
+    let o = output(run_cmd(&h, &bad, &["--yes"])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("gpt-unknown-9"), "{}", text(&o.stderr));
+    // A Gemini request without a model and no --model: refused before anything is sent.
+    let nomodel = h.dir.path().join("nomodel.jsonl");
+    std::fs::write(&nomodel, "{\"key\":\"a\",\"request\":{\"contents\":[]}}\n").unwrap();
+    let o = output(run_cmd(&h, &nomodel, &["--yes"])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("line 1: request.model: required unless --model"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(h.sim.stats().create_attempts, 0, "nothing was created upstream");
+    h.stop().await;
+}
