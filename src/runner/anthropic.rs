@@ -170,6 +170,11 @@ impl Provider for Anthropic {
         self.client.save(vec![Part::Get(Box::new(rb))], path).await
     }
 
+    fn errored_line(&self, custom_id: &str, kind: &str, message: &str) -> Value {
+        json!({"custom_id": custom_id, "result": {"type": "errored",
+            "error": {"type": "error", "error": {"type": kind, "message": message}}}})
+    }
+
     fn result(&self, line: &[u8]) -> Result<(String, ItemResult), String> {
         let v: Value = serde_json::from_slice(line).map_err(|e| format!("result line: {e}"))?;
         let id = v.get("custom_id").and_then(Value::as_str).ok_or("result line: no custom_id")?;

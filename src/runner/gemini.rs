@@ -326,6 +326,11 @@ impl Provider for Gemini {
         self.client.save(vec![part], path).await
     }
 
+    /// google.rpc `UNKNOWN` (the upstream never answered), the reason in the message.
+    fn errored_line(&self, custom_id: &str, _kind: &str, message: &str) -> Value {
+        json!({"key": custom_id, "error": {"code": 2, "message": message}})
+    }
+
     fn result(&self, line: &[u8]) -> Result<(String, ItemResult), String> {
         let d = Lines.decode(line).map_err(|e| format!("result line: {e}"))?;
         let out = match d.outcome {
@@ -377,6 +382,12 @@ mod tests {
         );
         let bad = br#"{"key":"b","error":{"code":3,"message":"bad"}}"#;
         assert!(matches!(p.result(bad).unwrap().1, ItemResult::Errored { retryable: false, .. }));
+        let never = serde_json::to_vec(&p.errored_line("z", "budget_exceeded", "over")).unwrap();
+        let (id, r) = p.result(&never).unwrap();
+        assert_eq!(id, "z");
+        assert!(
+            matches!(r, ItemResult::Errored { retryable: false, ref message, .. } if message == "over")
+        );
         let ok = br#"{"key":"c","response":{"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":3,"thoughtsTokenCount":4}}}"#;
         assert_eq!(
             p.result(ok).unwrap().1,

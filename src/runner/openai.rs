@@ -287,6 +287,10 @@ impl Provider for OpenAi {
         self.client.save(parts, path).await
     }
 
+    fn errored_line(&self, custom_id: &str, kind: &str, message: &str) -> Value {
+        json!({"custom_id": custom_id, "response": null, "error": {"code": kind, "message": message}})
+    }
+
     fn result(&self, line: &[u8]) -> Result<(String, ItemResult), String> {
         let d = decode(line).map_err(|e| format!("result line: {e}"))?;
         let out = match d.outcome {
@@ -336,6 +340,13 @@ mod tests {
         let exp =
             br#"{"custom_id":"b","response":null,"error":{"code":"batch_expired","message":"m"}}"#;
         assert_eq!(p.result(exp).unwrap().1, ItemResult::Expired);
+        // An item the upstream never answered reads back as a final error of its kind.
+        let never = serde_json::to_vec(&p.errored_line("z", "budget_exceeded", "over")).unwrap();
+        let (id, r) = p.result(&never).unwrap();
+        assert_eq!(id, "z");
+        assert!(
+            matches!(r, ItemResult::Errored { retryable: false, ref kind, .. } if kind == "budget_exceeded")
+        );
         let s = status::from_value(
             &json!({"id": "batch_1", "status": "expired", "created_at": 1_700_000_000,
             "request_counts": {"total": 10, "completed": 6, "failed": 1}}),

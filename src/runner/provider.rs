@@ -125,6 +125,9 @@ pub trait Provider: Send + Sync {
     -> impl Future<Output = Result<(), CallError>> + Send;
     /// The `custom_id` and outcome of one result line.
     fn result(&self, line: &[u8]) -> Result<(String, ItemResult), String>;
+    /// An errored result line in this provider's shape, for an item the upstream never
+    /// answered (its batch refused, or no line for it).
+    fn errored_line(&self, custom_id: &str, kind: &str, message: &str) -> serde_json::Value;
 }
 
 /// Request lines as JSONL, each ending in a newline (an input file's bytes).
