@@ -195,3 +195,33 @@ async fn openai_and_gemini_plans_over_a_budget_or_with_bad_requests_send_nothing
     assert_eq!(h.sim.stats().create_attempts, 0, "nothing was created upstream");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_upstream_is_run_with_the_api_its_surface_serves() {
+    let h = harness_all(sim_config(), |s| {
+        for (name, kind) in [("vertexish", "gemini"), ("togetherish", "openai")] {
+            let mut u = s.upstreams.iter().find(|u| u.kind == kind).unwrap().clone();
+            u.name = name.into();
+            s.upstreams.push(u);
+        }
+    })
+    .await;
+    // pricing.toml has no rows for these upstreams, so the gateway's estimator refuses the
+    // plans; its message shows which API's format it read the lines in (Gemini's pricer,
+    // OpenAI's file checker), and nothing is sent.
+    let g = write_gemini_input(h.dir.path(), "vx", 20);
+    let o = output(run_cmd(&h, &g, &["--yes", "--provider", "vertexish"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("model `gemini-2.5-flash` is not in the price table"), "{err}");
+    let t = write_openai_input(h.dir.path(), "tx", 20);
+    let o = output(run_cmd(&h, &t, &["--yes", "--provider", "togetherish"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("line 1: body.model: model \"gpt-5-mini\" is not in the price table for provider togetherish"),
+        "{err}"
+    );
+    assert_eq!(h.sim.stats().create_attempts, 0);
+    h.stop().await;
+}

@@ -50,13 +50,15 @@ pub async fn run(o: Options) -> Result<(), RunError> {
             if answers(&o, &a).await? {
                 return run_with(&o, a).await;
             }
-            let p = OpenAi::new(client()?, prefix.clone(), name.into());
-            if answers(&o, &p).await? {
-                return run_with(&o, p).await;
-            }
-            let g = gemini(&o, client()?, prefix, name);
+            // Gemini before OpenAI: a Gemini surface also answers `/v1/batches` (its `v1`
+            // API version), an OpenAI one never answers `/v1beta/batches`.
+            let g = gemini(&o, client()?, prefix.clone(), name);
             if answers(&o, &g).await? {
                 return run_with(&o, g).await;
+            }
+            let p = OpenAi::new(client()?, prefix, name.into());
+            if answers(&o, &p).await? {
+                return run_with(&o, p).await;
             }
             Err(RunError::Usage(format!(
                 "--provider {name}: {} serves no Anthropic, OpenAI or Gemini batches under /{name}",
