@@ -63,7 +63,13 @@ struct RawBatch {
 impl RawBatch {
     fn view(self) -> BatchView {
         let phase = if self.processing_status == "ended" { Phase::Ended } else { Phase::Running };
-        BatchView { id: self.id, phase, counts: self.request_counts, created_at: self.created_at }
+        BatchView {
+            id: self.id,
+            phase,
+            counts: self.request_counts,
+            created_at: self.created_at,
+            failure: None,
+        }
     }
 }
 

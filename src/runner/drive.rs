@@ -372,7 +372,10 @@ async fn drive(
             }
             if view.phase == Up::Ended {
                 changed = true;
-                collect::collect(p, input, store, st, k, log).await?;
+                if let Some(f) = &view.failure {
+                    st.batches[k].error = Some(f.reason.clone());
+                }
+                collect::collect(p, input, store, st, k, view.failure.as_ref(), log).await?;
                 let b = &st.batches[k];
                 if b.phase == Phase::Collected {
                     log.line(&format!(

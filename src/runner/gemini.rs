@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::client::{CallError, Client, Part};
 use super::provider::{
-    BatchView, Counts, ItemResult, Limits, Page, Phase, Provider, Tokens, jsonl,
+    BatchView, Counts, Failure, ItemResult, Limits, Page, Phase, Provider, Tokens, jsonl,
 };
 use crate::providers::gemini::client::{API_VERSION, batch_path, create_path, download_path};
 use crate::providers::gemini::results::Lines;
@@ -76,7 +76,7 @@ fn model_of(line: &[u8]) -> Option<String> {
     Some(m.strip_prefix("models/").unwrap_or(m).to_string())
 }
 
-fn view(s: BatchStatus, created_at: String) -> BatchView {
+fn view(s: BatchStatus, created_at: String, failure: Option<Failure>) -> BatchView {
     let c = s.counts;
     let counts = Counts {
         processing: c.processing,
@@ -86,7 +86,7 @@ fn view(s: BatchStatus, created_at: String) -> BatchView {
         expired: c.expired,
     };
     let phase = if s.phase == BatchPhase::Ended { Phase::Ended } else { Phase::Running };
-    BatchView { id: s.id, phase, counts, created_at }
+    BatchView { id: s.id, phase, counts, created_at, failure }
 }
 
 /// An operation (create, get, list item) in the runner's terms, `createTime` as sent.
@@ -94,7 +94,16 @@ fn batch(op: &Value) -> Result<BatchView, CallError> {
     let s = map_operation(op)
         .map_err(|e| CallError::Transport(format!("unreadable batch object: {e}")))?;
     let created = op.pointer("/metadata/createTime").and_then(Value::as_str).unwrap_or("");
-    Ok(view(s, created.to_string()))
+    // A failed batch's operation carries its `error` (a google.rpc.Status).
+    let failure = op.get("error").filter(|e| e.is_object()).map(|e| {
+        let code = e["code"].as_i64().unwrap_or(2);
+        let message: String = e["message"].as_str().unwrap_or("").chars().take(300).collect();
+        Failure {
+            reason: format!("batch failed: {}: {message}", code_name(code)),
+            retryable: RETRYABLE_CODES.contains(&code),
+        }
+    });
+    Ok(view(s, created.to_string(), failure))
 }
 
 impl Gemini {

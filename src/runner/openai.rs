@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::client::{CallError, Client, Part};
 use super::provider::{
-    BatchView, Counts, ItemResult, Limits, Page, Phase, Provider, Tokens, jsonl,
+    BatchView, Counts, Failure, ItemResult, Limits, Page, Phase, Provider, Tokens, jsonl,
 };
 use crate::providers::openai::client::{BATCHES_PATH, FILES_PATH, batch_path, content_path};
 use crate::providers::openai::results::{LineOutcome, decode};
@@ -100,10 +100,12 @@ impl OpenAi {
         Ok(id)
     }
 
-    async fn status(&self, id: &str) -> Result<Status, CallError> {
+    async fn status(&self, id: &str) -> Result<(Status, Value), CallError> {
         let path = batch_path(id);
         let v = self.client.read(|| self.keyed(Method::GET, &path)).await?;
-        status::from_value(&v).map_err(|e| CallError::Transport(format!("batch {id}: {e}")))
+        let s =
+            status::from_value(&v).map_err(|e| CallError::Transport(format!("batch {id}: {e}")))?;
+        Ok((s, v))
     }
 }
 
@@ -120,7 +122,7 @@ struct Line<'a> {
 
 /// A batch object in the runner's terms. Requests not completed or failed in an ended
 /// batch were expired or cancelled (by the batch's status), else errored.
-fn view(s: Status) -> BatchView {
+fn view(s: Status, failure: Option<Failure>) -> BatchView {
     let done = s.completed + s.failed;
     let rest = s.total.saturating_sub(done);
     let mut counts = Counts { succeeded: s.completed, errored: s.failed, ..Counts::default() };
@@ -139,13 +141,30 @@ fn view(s: Status) -> BatchView {
         }
     };
     let created_at = s.created_at.map(|t| t.to_string()).unwrap_or_default();
-    BatchView { id: s.id, phase, counts, created_at }
+    BatchView { id: s.id, phase, counts, created_at, failure }
+}
+
+/// A `failed` batch (its input refused upstream): the first of its `errors`, final, since
+/// the same lines would be refused again.
+fn failure(v: &Value, s: &Status) -> Option<Failure> {
+    if s.status != "failed" {
+        return None;
+    }
+    let e = &status::batch_object(v)["errors"]["data"][0];
+    let text = |k: &str| e[k].as_str().unwrap_or("").chars().take(300).collect::<String>();
+    let what = match (text("code"), text("message")) {
+        (c, m) if c.is_empty() && m.is_empty() => "no reason given".to_string(),
+        (c, m) if c.is_empty() => m,
+        (c, m) => format!("{c}: {m}"),
+    };
+    Some(Failure { reason: format!("batch failed: {what}"), retryable: false })
 }
 
 fn batch(v: &Value) -> Result<BatchView, CallError> {
-    status::from_value(v)
-        .map(view)
-        .map_err(|e| CallError::Transport(format!("unreadable batch object: {e}")))
+    let s = status::from_value(v)
+        .map_err(|e| CallError::Transport(format!("unreadable batch object: {e}")))?;
+    let f = failure(v, &s);
+    Ok(view(s, f))
 }
 
 /// 5xx and 429 answers of the endpoint, and the line errors OpenAI documents as the
@@ -254,7 +273,9 @@ impl Provider for OpenAi {
     }
 
     async fn get(&self, id: &str) -> Result<BatchView, CallError> {
-        self.status(id).await.map(view)
+        let (s, v) = self.status(id).await?;
+        let f = failure(&v, &s);
+        Ok(view(s, f))
     }
 
     async fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, CallError> {
@@ -278,7 +299,7 @@ impl Provider for OpenAi {
 
     /// The output file, then the error file (either may be absent).
     async fn download(&self, id: &str, path: &Path) -> Result<(), CallError> {
-        let s = self.status(id).await?;
+        let (s, _) = self.status(id).await?;
         let parts = [s.output_file_id, s.error_file_id]
             .into_iter()
             .flatten()
@@ -352,11 +373,16 @@ mod tests {
             "request_counts": {"total": 10, "completed": 6, "failed": 1}}),
         )
         .unwrap();
-        let v = view(s);
+        let v = view(s, None);
         assert_eq!(
             (v.phase, v.counts.succeeded, v.counts.errored, v.counts.expired),
             (Phase::Ended, 6, 1, 3)
         );
         assert_eq!(v.counts.total(), 10);
+        let failed = json!({"id": "batch_2", "status": "failed", "request_counts": {"total": 0},
+            "errors": {"object": "list", "data": [{"code": "invalid_json", "message": "line 3", "line": 3}]}});
+        let f = batch(&failed).unwrap().failure.unwrap();
+        assert_eq!(f.reason, "batch failed: invalid_json: line 3");
+        assert!(!f.retryable, "the same lines would fail again");
     }
 }

@@ -47,6 +47,17 @@ pub struct BatchView {
     pub counts: Counts,
     /// The upstream's clock, RFC 3339: only compared with other upstream timestamps.
     pub created_at: String,
+    /// Why the whole batch failed, when it ended that way: the reason of every request
+    /// without a result line.
+    pub failure: Option<Failure>,
+}
+
+/// A batch that failed as a whole (OpenAI `failed`, Gemini `error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// Whether its requests may succeed in another batch (the upstream's trouble).
+    pub retryable: bool,
 }
 
 /// One page of the project's batches, newest first.
