@@ -12,7 +12,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::app::App;
-use crate::budgets::{applicable_to, window_ref};
+use crate::budgets::{applicable_to, selected_models, window_ref};
 use crate::estimate::Estimate;
 use crate::ledger::{
     Admit, BatchRecord, BatchState, Hold, LedgerError, NewSubmission, WindowRef, WindowState,
@@ -412,14 +412,8 @@ pub fn windows_for(
     let mut out = Vec::new();
     for b in applicable_to(&app.settings.budgets, project, provider) {
         let mut w = window_ref(b, &app.settings.timezone, now);
-        if let (Some(models), Some(est)) = (&b.models, est) {
-            let canonical: Vec<String> = models
-                .iter()
-                .map(|m| {
-                    let p = app.pricing.resolve_for(provider, m, now);
-                    p.map_or_else(|| m.clone(), |p| p.model)
-                })
-                .collect();
+        if let (Some(canonical), Some(est)) = (selected_models(b, &app.pricing, provider, now), est)
+        {
             let picked: Vec<_> =
                 est.models.iter().filter(|m| canonical.contains(&m.model)).collect();
             if picked.is_empty() {

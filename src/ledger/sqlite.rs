@@ -1,7 +1,7 @@
 //! SQLite backend: WAL journal, one writer connection (SQLite has one writer anyway, and a
 //! single connection never meets a lock-upgrade deadlock) and a small reader pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -125,14 +125,15 @@ pub(super) async fn migrate(
     Ok((before, after.unwrap_or(0)))
 }
 
-/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes
-/// `spent` (zero for a release, the batch's actual cost and tokens for a settlement).
-/// Both paths go through here, so a release and a settlement can never disagree on which
-/// windows a batch counted against.
+/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes what
+/// the batch spent there (nothing for a release; for a settlement, the cost and tokens of
+/// the models the window's budget counts, see [`Settlement::spent_by`]). Both paths go
+/// through here, so a release and a settlement can never disagree on which windows a
+/// batch counted against.
 async fn close_holds(
     tx: &mut Transaction<'_, Sqlite>,
     sub_id: &str,
-    spent: (i64, i64, i64),
+    settled: Option<&Settlement>,
     state: &str,
 ) -> Result<(), LedgerError> {
     let holds = sqlx::query(
@@ -143,20 +144,22 @@ async fn close_holds(
     .fetch_all(&mut **tx)
     .await?;
     for h in &holds {
+        let budget: String = h.try_get("budget")?;
+        let spent = settled.map(|s| s.spent_by(&budget)).unwrap_or_default();
         sqlx::query(
             "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
              reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
              spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
              spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
         )
-        .bind(h.try_get::<String, _>("budget")?)
+        .bind(&budget)
         .bind(h.try_get::<i64, _>("window_start")?)
         .bind(h.try_get::<i64, _>("hold_pico")?)
         .bind(h.try_get::<i64, _>("hold_input")?)
         .bind(h.try_get::<i64, _>("hold_output")?)
-        .bind(spent.0)
-        .bind(spent.1)
-        .bind(spent.2)
+        .bind(to_db(spent.cost)?)
+        .bind(count_to_db(spent.input_tokens)?)
+        .bind(count_to_db(spent.output_tokens)?)
         .execute(&mut **tx)
         .await?;
     }
@@ -313,7 +316,7 @@ impl Ledger for SqliteLedger {
                 return Ok(false);
             }
             sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
-            close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
+            close_holds(&mut tx, sub_id, None, "released").await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -436,7 +439,6 @@ impl Ledger for SqliteLedger {
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
             let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-            let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
             let mut tx = self.writer.begin().await?;
             // Exactly once: only an in-flight batch can become settled.
             let r = sqlx::query(
@@ -482,7 +484,7 @@ impl Ledger for SqliteLedger {
                 .execute(&mut *tx)
                 .await?;
             }
-            close_holds(&mut tx, sub_id, (cost, inp, out), "settled").await?;
+            close_holds(&mut tx, sub_id, Some(s), "settled").await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -545,24 +547,6 @@ impl Ledger for SqliteLedger {
         Box::pin(async move {
             let rows: Vec<String> = sqlx::query_scalar(
                 "SELECT upstream_id FROM batches WHERE provider = $1 AND upstream_id IN \
-                 (SELECT value FROM json_each($2))",
-            )
-            .bind(provider)
-            .bind(sql::ids_json(ids))
-            .fetch_all(&self.reader)
-            .await?;
-            Ok(rows.into_iter().collect())
-        })
-    }
-
-    fn upstream_projects<'a>(
-        &'a self,
-        provider: &'a str,
-        ids: &'a [String],
-    ) -> LedgerFuture<'a, HashMap<String, String>> {
-        Box::pin(async move {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id IN \
                  (SELECT value FROM json_each($2))",
             )
             .bind(provider)
