@@ -8,54 +8,16 @@
 //! - in process: the streaming checker alone (MB/s) and settlement of 200,000 output lines
 //!   through the OpenAI line decoder (lines/s).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use batchcost::pricing::PriceTable;
 use batchcost::providers::openai::batchfile::{Checker, Limits};
 use batchcost::providers::openai::provider::Lines;
 use batchcost::settle::Tally;
-
-const KEY: &str = "bench-provider-key";
-const CLIENT: &str = "bench-client-key";
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Proc {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchcost"));
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn batchcost");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
-        Proc { child, url }
-    }
-
-    fn kb(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{CLIENT, GATEWAY_ENV, KEY, Proc, Setup, median, ms};
 
 /// A batch input file of `n` chat lines of about `bytes_each` bytes of prompt.
 fn file(tag: &str, n: usize, bytes_each: usize) -> Vec<u8> {
@@ -104,51 +66,6 @@ fn create(http: &reqwest::blocking::Client, url: &str, key: &str, file_id: &str)
     let text = r.text().unwrap_or_default();
     assert!(status.is_success(), "create failed: {status} {text}");
     t.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn config(dir: &std::path::Path, upstream: &str) -> std::path::PathBuf {
-    let path = dir.join("batchcost.toml");
-    let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"listen = "127.0.0.1:0"
-pricing = "{}"
-timezone = "UTC"
-[storage]
-url = "sqlite://{}"
-[upstream.openai]
-base_url = "{upstream}"
-api_key_env = "BENCH_PROVIDER_KEY"
-[admin]
-token_env = "BENCH_ADMIN"
-[tracker]
-poll_min_ms = 60000
-poll_max_ms = 60000
-[[projects]]
-name = "bench"
-api_key_envs = ["BENCH_CLIENT_KEY"]
-[[budgets]]
-name = "bench-daily"
-project = "bench"
-period = "day"
-limit_usd = 9000000.0
-"#,
-            pricing.display(),
-            dir.join("ledger.db").display()
-        ),
-    )
-    .unwrap();
-    path
 }
 
 fn in_process(table: &PriceTable) {
@@ -203,15 +120,10 @@ fn main() {
     in_process(&table);
 
     let dir = tempfile::tempdir().unwrap();
-    let sim = Proc::start(
-        &["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"],
-        &[],
-    );
-    let cfg = config(dir.path(), &sim.url);
-    let gw = Proc::start(
-        &["serve", "--config", cfg.to_str().unwrap()],
-        &[("BENCH_PROVIDER_KEY", KEY), ("BENCH_CLIENT_KEY", CLIENT), ("BENCH_ADMIN", "x")],
-    );
+    let sim = Proc::frozen_simulator();
+    let setup = Setup { poll_ms: (60_000, 60_000), ..Setup::new("openai", &sim.url) };
+    let cfg = support::config_for(dir.path(), &setup);
+    let gw = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV);
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
 

@@ -9,40 +9,12 @@
 //! - admission throughput: 4,000 small (2-request) submissions from 32 clients spread
 //!   round-robin over the replicas, all against one budget window.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "bench-provider-key";
-const CLIENT: &str = "bench-client-key";
-const ADMIN: &str = "bench-admin-token";
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Proc {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchcost"));
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn batchcost");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
-        Proc { child, url }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{ADMIN, GATEWAY_ENV, KEY, Proc, Setup, post_status};
 
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
@@ -67,41 +39,6 @@ fn ledger(kind: &str, dir: &std::path::Path) -> (String, Option<String>) {
     (format!("{server}/{name}"), Some(name))
 }
 
-fn config(dir: &std::path::Path, upstream: &str, url: &str) -> std::path::PathBuf {
-    let path = dir.join("batchcost.toml");
-    let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"listen = "127.0.0.1:0"
-pricing = "{}"
-timezone = "UTC"
-[storage]
-url = "{url}"
-[upstream.anthropic]
-base_url = "{upstream}"
-api_key_env = "BENCH_PROVIDER_KEY"
-[admin]
-token_env = "BENCH_ADMIN"
-[tracker]
-poll_min_ms = 100
-poll_max_ms = 500
-[[projects]]
-name = "bench"
-api_key_envs = ["BENCH_CLIENT_KEY"]
-[[budgets]]
-name = "bench-daily"
-project = "bench"
-period = "day"
-limit_usd = 9000000.0
-"#,
-            pricing.display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn body(tag: &str, n: usize) -> Vec<u8> {
     let requests: Vec<serde_json::Value> = (0..n)
         .map(|i| {
@@ -113,26 +50,16 @@ fn body(tag: &str, n: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "requests": requests })).unwrap()
 }
 
-fn post(http: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u16 {
-    http.post(format!("{url}/v1/messages/batches"))
-        .header("x-api-key", CLIENT)
-        .header("anthropic-version", "2023-06-01")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 fn run(kind: &str, replicas: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (url, drop_db) = ledger(kind, dir.path());
-    let env = [("BENCH_PROVIDER_KEY", KEY), ("BENCH_ADMIN", ADMIN), ("BENCH_CLIENT_KEY", CLIENT)];
-    let sim_args = ["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"];
-    let sim = Proc::start(&sim_args, &[]);
-    let cfg = config(dir.path(), &sim.url, &url);
+    let sim = Proc::frozen_simulator();
+    let cfg = support::config_for(
+        dir.path(),
+        &Setup { storage: Some(&url), ..Setup::new("anthropic", &sim.url) },
+    );
     let gws: Vec<Proc> = (0..replicas)
-        .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &env))
+        .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV))
         .collect();
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
@@ -141,7 +68,7 @@ fn run(kind: &str, replicas: usize) {
     // then all ending at once.
     let big: Vec<Vec<u8>> = (0..20).map(|i| body(&format!("big{i}"), 5_000)).collect();
     for (i, b) in big.into_iter().enumerate() {
-        assert_eq!(post(&http, &gws[i % gws.len()].url, b), 200);
+        assert_eq!(post_status(&http, &gws[i % gws.len()].url, b), 200);
     }
     let lines = 20 * 5_000;
     let t = Instant::now();
@@ -187,7 +114,7 @@ fn run(kind: &str, replicas: usize) {
                     mine.into_iter()
                         .enumerate()
                         .filter(|(i, b)| {
-                            post(http, &gws[(c + i) % gws.len()].url, b.clone()) == 200
+                            post_status(http, &gws[(c + i) % gws.len()].url, b.clone()) == 200
                         })
                         .count()
                 })

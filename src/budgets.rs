@@ -9,6 +9,7 @@ use jiff::{Timestamp, ToSpan};
 
 use crate::config::{Budget, Period};
 use crate::ledger::WindowRef;
+use crate::pricing::PriceTable;
 
 /// The project label of a budget that covers every project.
 pub const ALL_PROJECTS: &str = "all";
@@ -70,6 +71,20 @@ pub fn applicable_to<'a>(
 ) -> impl Iterator<Item = &'a Budget> {
     applicable(budgets, project)
         .filter(move |b| b.provider.as_deref().is_none_or(|p| p == provider))
+}
+
+/// The canonical ids of the models `b`'s `models` filter names, as `provider`'s price rows
+/// resolve them at `at` (a name the table does not know stays as written); `None` for a
+/// budget that counts every model. Admission holds, and settlement charges, only these.
+pub fn selected_models(
+    b: &Budget,
+    pricing: &PriceTable,
+    provider: &str,
+    at: Timestamp,
+) -> Option<Vec<String>> {
+    let canonical =
+        |m: &String| pricing.resolve_for(provider, m, at).map_or_else(|| m.clone(), |p| p.model);
+    b.models.as_ref().map(|ms| ms.iter().map(canonical).collect())
 }
 
 /// `budget`'s window containing `at`, with the limits in force now, as the ledger takes it.

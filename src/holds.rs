@@ -142,14 +142,8 @@ pub async fn apply(
     };
     for w in windows.iter_mut() {
         let Some(b) = budget(w) else { continue };
-        let counted = |model: &str| {
-            b.models.as_ref().is_none_or(|ms| {
-                ms.iter().any(|m| {
-                    let canonical = app.pricing.resolve_for(provider, m, now).map(|p| p.model);
-                    canonical.as_deref().unwrap_or(m) == model
-                })
-            })
-        };
+        let selected = crate::budgets::selected_models(b, &app.pricing, provider, now);
+        let counted = |model: &String| selected.as_ref().is_none_or(|ms| ms.contains(model));
         let usd = held.iter().filter(|(m, _)| counted(m)).map(|(_, h)| *h).sum::<Money>();
         let base = w.hold.unwrap_or(worst);
         w.hold = Some(Hold { usd: usd.min(base.usd), ..base });

@@ -366,7 +366,12 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
         tracing::warn!(upstream_id = %id, "the results carry other custom ids than the submission: wrong batch adopted?");
     }
     let now = app.clock.now();
-    let settlement = Settlement { ended_at: now, settled_at: now, models: tally.finish() };
+    let settlement = Settlement {
+        ended_at: now,
+        settled_at: now,
+        models: tally.finish(),
+        budget_models: budget_models(app, rec),
+    };
     app.failpoints.hit("before_settle_commit").await;
     let recorded = app.ledger.settle(&rec.sub_id, &settlement).await?;
     app.failpoints.hit("after_settle_commit").await;
@@ -393,6 +398,18 @@ pub async fn settle_now(app: &App, rec: &BatchRecord) -> Result<bool, SettleErro
         );
     }
     Ok(recorded)
+}
+
+/// The models each budget with a `models` filter counts, for the budgets covering `rec`:
+/// their windows held only those models' share, and are charged only their spend.
+fn budget_models(app: &App, rec: &BatchRecord) -> HashMap<String, Vec<String>> {
+    crate::budgets::applicable_to(&app.settings.budgets, &rec.project, &rec.provider)
+        .filter_map(|b| {
+            let models =
+                crate::budgets::selected_models(b, &app.pricing, &rec.provider, rec.submitted_at)?;
+            Some((b.name.clone(), models))
+        })
+        .collect()
 }
 
 /// Feeds every line of an ended batch's results to `f`, streaming (never the whole file).

@@ -4,14 +4,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use batchcost::clock::SystemClock;
 use batchcost::config::{Config, Period};
 use batchcost::estimate::EstimateOptions;
 use batchcost::money::Money;
-use batchcost::pricing::PriceTable;
+use batchcost::pricing::{PriceTable, TokenUsage};
 use batchcost::providers::anthropic::estimate::estimate_bytes;
+use batchcost::providers::anthropic::wire::{BatchResult, ResultLine};
 use common::*;
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -69,6 +71,87 @@ async fn model_and_provider_filters_select_what_a_budget_holds() {
     assert_eq!(v["error"]["budget"]["name"], "sonnet-daily");
     assert_eq!(v["error"]["budget"]["requested_usd"], worst(&sonnet_only).usd_exact());
     assert_eq!(h.budget("elsewhere-daily").await["reserved_usd"], "0");
+    h.stop().await;
+}
+
+/// Settlement charges each window what its budget counts: a `models` filter's window the
+/// cost and tokens of its models' lines only, an unfiltered one the whole batch. The batch
+/// and the spend report still carry all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_filter_is_charged_only_its_models_at_settlement() {
+    let mut sonnet = budget("sonnet-daily", None, Period::Day, Money::from_usd(100));
+    sonnet.models = Some(vec!["claude-sonnet-4-6".into()]);
+    let all = budget("all-daily", None, Period::Day, Money::from_usd(100));
+    let h = harness(vec![sonnet, all], Arc::new(SystemClock), sim_config()).await;
+    let (status, v, _) = h.submit("alpha-key", &mixed("x", 12)).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let rec = h.wait_settled(&id).await;
+
+    // Each model's cost and tokens, from the result lines fetched through the gateway.
+    let text = h.results("alpha-key", &id).await;
+    let submitted: Timestamp = rec["submitted_at"].as_str().unwrap().parse().unwrap();
+    let table = table();
+    let mut by_model: BTreeMap<String, (Money, u64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        let l: ResultLine = serde_json::from_str(line).unwrap();
+        if let BatchResult::Succeeded { message } = l.result {
+            let price = table.resolve(&message.model, submitted).unwrap();
+            let usage = TokenUsage::from_anthropic(&message.usage);
+            let m = by_model.entry(price.model.clone()).or_default();
+            m.0 += price.cost(&usage).cost;
+            m.1 += usage.input + usage.cache_write_5m + usage.cache_write_1h + usage.cache_read;
+            m.2 += usage.output;
+        }
+    }
+    assert_eq!(by_model.len(), 2, "both models answered: {by_model:?}");
+    let (s_cost, s_in, s_out) = by_model["claude-sonnet-4-6"];
+    let total: Money = by_model.values().map(|m| m.0).sum();
+    assert!(s_cost > Money::ZERO && total > s_cost);
+
+    let sb = h.budget("sonnet-daily").await;
+    assert_eq!(sb["spent_usd"], s_cost.usd_exact());
+    assert_eq!(sb["reserved_usd"], "0");
+    let ab = h.budget("all-daily").await;
+    assert_eq!(ab["spent_usd"], total.usd_exact());
+    assert_eq!(ab["reserved_usd"], "0");
+    // The token totals follow the same split (read straight from the ledger's windows).
+    let refs: Vec<_> =
+        h.gw.app
+            .settings
+            .budgets
+            .iter()
+            .map(|b| batchcost::budgets::window_ref(b, &h.gw.app.settings.timezone, submitted))
+            .collect();
+    let windows = h.gw.app.ledger.windows(&refs).await.unwrap();
+    let w = |name: &str| windows.iter().find(|w| w.budget == name).unwrap().clone();
+    assert_eq!(
+        (w("sonnet-daily").spent_input_tokens, w("sonnet-daily").spent_output_tokens),
+        (s_in, s_out)
+    );
+    let (all_in, all_out) = by_model.values().fold((0, 0), |a, m| (a.0 + m.1, a.1 + m.2));
+    assert_eq!(
+        (w("all-daily").spent_input_tokens, w("all-daily").spent_output_tokens),
+        (all_in, all_out)
+    );
+
+    // Reports are unchanged: the batch and its models in full.
+    assert_eq!(rec["cost_usd"], total.usd_exact());
+    let today = submitted.to_zoned(h.gw.app.settings.timezone.clone()).date();
+    let (from, to) = (today.yesterday().unwrap(), today.tomorrow().unwrap().tomorrow().unwrap());
+    let report = h.admin(&format!("/api/reports/spend?from={from}&to={to}&group_by=model")).await;
+    assert_eq!(report["totals"]["cost_usd"], total.usd_exact(), "{report}");
+    let rows: BTreeMap<String, Money> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let cost = Money::parse_usd(r["cost_usd"].as_str().unwrap()).unwrap();
+            (r["model"].as_str().unwrap().to_string(), cost)
+        })
+        .collect();
+    let lines: BTreeMap<String, Money> = by_model.iter().map(|(m, c)| (m.clone(), c.0)).collect();
+    assert_eq!(rows, lines);
     h.stop().await;
 }
 

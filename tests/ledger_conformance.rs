@@ -112,6 +112,7 @@ fn settlement(cost: Money) -> Settlement {
             cost,
             list_cost: cost + cost,
         }],
+        budget_models: Default::default(),
     }
 }
 
@@ -144,6 +145,7 @@ conformance!(
     concurrent_admissions_admit_exactly_the_room,
     a_refusal_in_one_window_reserves_nothing_in_any,
     settlement_moves_the_hold_to_spent_exactly_once,
+    a_models_filter_is_charged_only_its_models,
     concurrent_settlements_record_once,
     release_refunds_and_a_retried_body_is_recognised,
     identical_bodies_at_once_admit_one,
@@ -216,6 +218,45 @@ async fn settlement_moves_the_hold_to_spent_exactly_once(kind: Kind) {
     assert_eq!(rec.state, BatchState::Settled);
     assert_eq!(rec.cost, Some(cost));
     assert_eq!(l.model_usage("sub_1").await.unwrap().len(), 1);
+}
+
+/// A mixed-model batch against a budget that counts every model and one whose `models`
+/// filter selects one of them: each window is charged exactly its models' lines.
+async fn a_models_filter_is_charged_only_its_models(kind: Kind) {
+    let s = Store::new(kind).await;
+    let l = s.l();
+    let mut sonnet_only = window("sonnet", 30);
+    sonnet_only.hold = Some(Hold { usd: Money::from_usd(2), input_tokens: 60, output_tokens: 600 });
+    let sub = submission(1, 3, vec![window("daily", 30), sonnet_only.clone()]);
+    assert!(matches!(l.admit(&sub).await.unwrap(), Admit::Admitted));
+    assert!(l.mark_submitted("sub_1", "msgbatch_1", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    let line = |model: &str, usd: &str, input: u64, output: u64| ModelUsage {
+        model: model.into(),
+        tokens: TokenTotals { input, cache_read: 7, output, ..Default::default() },
+        requests: ResultCounts { succeeded: 3, ..Default::default() },
+        cost: Money::parse_usd(usd).unwrap(),
+        list_cost: Money::parse_usd(usd).unwrap(),
+    };
+    let (sonnet, haiku) = (
+        line("claude-sonnet-4-6", "1.000000000007", 40, 300),
+        line("claude-haiku-4-5", "0.333333333333", 15, 120),
+    );
+    let mut settled = settlement(Money::ZERO);
+    settled.models = vec![haiku.clone(), sonnet.clone()];
+    settled.budget_models =
+        [("sonnet".to_string(), vec!["claude-sonnet-4-6".to_string()])].into_iter().collect();
+    assert!(l.settle("sub_1", &settled).await.unwrap());
+    let w = l.windows(&[window("daily", 30), sonnet_only]).await.unwrap();
+    assert_eq!(w[0].spent, sonnet.cost + haiku.cost);
+    assert_eq!(w[0].spent, Money::parse_usd("1.33333333334").unwrap());
+    assert_eq!((w[0].spent_input_tokens, w[0].spent_output_tokens), (40 + 7 + 15 + 7, 420));
+    assert_eq!(w[1].spent, sonnet.cost);
+    assert_eq!((w[1].spent_input_tokens, w[1].spent_output_tokens), (47, 300));
+    assert!(w.iter().all(|w| w.reserved == Money::ZERO && w.reserved_output_tokens == 0));
+    // The batch itself (what reports read) is the whole of it.
+    let rec = l.batch("sub_1").await.unwrap().unwrap();
+    assert_eq!(rec.cost, Some(sonnet.cost + haiku.cost));
+    assert_eq!(l.model_usage("sub_1").await.unwrap(), vec![haiku, sonnet]);
 }
 
 async fn concurrent_settlements_record_once(kind: Kind) {
@@ -421,9 +462,6 @@ async fn batched_reads_answer_in_one_go(kind: Kind) {
         ["msgbatch_0", "msgbatch_2", "msgbatch_9"].iter().map(|s| s.to_string()).collect();
     let known = s.l().known_upstream_ids("anthropic", &ids).await.unwrap();
     assert_eq!(known, HashSet::from(["msgbatch_0".to_string(), "msgbatch_2".to_string()]));
-    let owners = s.l().upstream_projects("anthropic", &ids).await.unwrap();
-    assert_eq!(owners.len(), 2);
-    assert!(owners.values().all(|p| p == "search"));
     assert!(s.l().known_upstream_ids("anthropic", &[]).await.unwrap().is_empty());
     // Ids are the provider's: the same id under another upstream is another batch.
     assert!(s.l().known_upstream_ids("together", &ids).await.unwrap().is_empty());
@@ -536,4 +574,47 @@ async fn an_unversioned_sqlite_ledger_is_adopted_by_migrate() {
         Admit::Duplicate(rec) => assert_eq!(rec.sub_id, "old_1"),
         other => panic!("expected the old batch back, got {other:?}"),
     }
+}
+
+/// On PostgreSQL the writes on the create path commit without waiting for their own WAL
+/// flush (`src/ledger/pg_flush.rs`); they must still be on disk when the call returns,
+/// with everything committed before them. The witness is a row another session commits
+/// with `synchronous_commit = off` just before each call: its WAL position must be
+/// flushed when the call returns (the WAL writer alone takes up to `wal_writer_delay`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_writes_are_on_disk_when_they_return() {
+    use sqlx::{Connection, PgConnection};
+    /// Commits a row without waiting for the flush; the WAL position after it.
+    async fn witness(c: &mut PgConnection) -> String {
+        sqlx::query("INSERT INTO witness VALUES (1)").execute(&mut *c).await.unwrap();
+        sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    }
+    async fn flushed(c: &mut PgConnection, lsn: &str) -> bool {
+        sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn")
+            .bind(lsn)
+            .fetch_one(c)
+            .await
+            .unwrap()
+    }
+    let s = Store::new(Kind::Postgres).await;
+    let mut other = PgConnection::connect(&s._db.url).await.unwrap();
+    sqlx::query("SET synchronous_commit = off").execute(&mut other).await.unwrap();
+    sqlx::query("CREATE TABLE witness (n INT)").execute(&mut other).await.unwrap();
+    let l = s.l();
+    let lsn = witness(&mut other).await;
+    let sub = submission(1, 1, vec![window("daily", 100)]);
+    assert!(matches!(l.admit(&sub).await.unwrap(), Admit::Admitted));
+    assert!(flushed(&mut other, &lsn).await, "admission returned before the WAL was flushed");
+    let lsn = witness(&mut other).await;
+    assert!(l.mark_submitted("sub_1", "msgbatch_1", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    assert!(flushed(&mut other, &lsn).await, "mark_submitted returned before the flush");
+    let lsn = witness(&mut other).await;
+    assert!(l.settle("sub_1", &settlement(Money::from_usd(1))).await.unwrap());
+    assert!(flushed(&mut other, &lsn).await, "settlement returned before the WAL was flushed");
+    let lsn = witness(&mut other).await;
+    l.durable().await.unwrap();
+    assert!(flushed(&mut other, &lsn).await, "durable() returned before the WAL was flushed");
 }

@@ -314,7 +314,12 @@ async fn with_retired_model(f: &Fixture) {
         list_cost: Money::from_picos(100_000_000),
         ..Default::default()
     };
-    let s = Settlement { ended_at: at, settled_at: at, models: vec![usage] };
+    let s = Settlement {
+        ended_at: at,
+        settled_at: at,
+        models: vec![usage],
+        budget_models: Default::default(),
+    };
     assert!(f.ledger.settle("sub_retired", &s).await.unwrap());
 }
 

@@ -57,6 +57,15 @@ impl Proc {
         )
     }
 
+    /// The simulator with upstream time standing still (batches end only when told to
+    /// advance), at its default request rate.
+    pub fn frozen_simulator() -> Proc {
+        Proc::start(
+            &["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"],
+            &[],
+        )
+    }
+
     /// CPU time (user + system) the process has used so far.
     pub fn cpu(&self) -> Duration {
         cpu_of(&format!("/proc/{}/stat", self.child.id()))
@@ -123,6 +132,18 @@ pub fn try_post(
     (t.elapsed(), status, v)
 }
 
+/// Posts a create as `CLIENT`; only the status (0 when no answer came), the body unread.
+pub fn post_status(http: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u16 {
+    http.post(format!("{url}/v1/messages/batches"))
+        .header("x-api-key", CLIENT)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
 /// Posts a create that must succeed.
 pub fn post(
     http: &reqwest::blocking::Client,
@@ -144,6 +165,26 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// What a benchmark's gateway config varies.
+pub struct Setup<'a> {
+    /// The one upstream, `[upstream.NAME]`: `anthropic` or `openai`.
+    pub upstream: &'a str,
+    pub upstream_url: &'a str,
+    /// The ledger's URL; `None`: a SQLite file in the config's directory.
+    pub storage: Option<&'a str>,
+    /// The tracker's `poll_min_ms` and `poll_max_ms`.
+    pub poll_ms: (u64, u64),
+    /// The budget of project `exact`, if any.
+    pub exact_limit_usd: Option<&'a str>,
+}
+
+impl<'a> Setup<'a> {
+    /// Upstream `upstream` at `upstream_url`, a SQLite ledger, polls every 100 to 500 ms.
+    pub fn new(upstream: &'a str, upstream_url: &'a str) -> Self {
+        Setup { upstream, upstream_url, storage: None, poll_ms: (100, 500), exact_limit_usd: None }
+    }
+}
+
 /// The gateway's config: project `bench` with a budget it never reaches, and project
 /// `exact` whose budget (`exact_limit_usd`, if any) fits a known number of submissions.
 pub fn config(
@@ -151,9 +192,14 @@ pub fn config(
     upstream: &str,
     exact_limit_usd: Option<&str>,
 ) -> std::path::PathBuf {
+    config_for(dir, &Setup { exact_limit_usd, ..Setup::new("anthropic", upstream) })
+}
+
+/// [`config`] as `setup` says.
+pub fn config_for(dir: &std::path::Path, setup: &Setup) -> std::path::PathBuf {
     let path = dir.join("batchcost.toml");
     let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
-    let exact = exact_limit_usd.map_or(String::new(), |limit| {
+    let exact = setup.exact_limit_usd.map_or(String::new(), |limit| {
         format!(
             r#"[[projects]]
 name = "exact"
@@ -166,6 +212,12 @@ limit_usd = {limit}
 "#
         )
     });
+    let storage = match setup.storage {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", dir.join("ledger.db").display()),
+    };
+    let (name, upstream, (poll_min, poll_max)) =
+        (setup.upstream, setup.upstream_url, setup.poll_ms);
     std::fs::write(
         &path,
         format!(
@@ -173,15 +225,15 @@ limit_usd = {limit}
 pricing = "{}"
 timezone = "UTC"
 [storage]
-url = "sqlite://{}"
-[upstream.anthropic]
+url = "{storage}"
+[upstream.{name}]
 base_url = "{upstream}"
 api_key_env = "BENCH_PROVIDER_KEY"
 [admin]
 token_env = "BENCH_ADMIN"
 [tracker]
-poll_min_ms = 100
-poll_max_ms = 500
+poll_min_ms = {poll_min}
+poll_max_ms = {poll_max}
 [[projects]]
 name = "bench"
 api_key_envs = ["BENCH_CLIENT_KEY"]
@@ -192,7 +244,6 @@ period = "day"
 limit_usd = 9000000.0
 {exact}"#,
             pricing.display(),
-            dir.join("ledger.db").display()
         ),
     )
     .unwrap();

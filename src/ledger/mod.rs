@@ -39,6 +39,9 @@ pub type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, LedgerError>>;
 pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the in-place SQLite writer (`sqlite_inplace.rs`).
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("ledger value out of range: {0}")]
     Range(String),
     #[error("ledger storage url not supported: {0}")]
@@ -241,23 +244,45 @@ pub struct Settlement {
     pub ended_at: Timestamp,
     pub settled_at: Timestamp,
     pub models: Vec<ModelUsage>,
+    /// Budgets with a `models` filter, by name, with the canonical ids it selects. Their
+    /// windows held only those models' share at admission, so they are charged only those
+    /// models' spend; every other window the batch held is charged all of it.
+    pub budget_models: HashMap<String, Vec<String>>,
+}
+
+/// What one window is charged when a batch settles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub cost: Money,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl Settlement {
+    /// What the window of `budget` is charged: the lines of the models its filter
+    /// selects, or the whole batch.
+    pub fn spent_by(&self, budget: &str) -> Spent {
+        self.spent_on(self.budget_models.get(budget).map(Vec::as_slice))
+    }
+
+    /// The cost and tokens of the lines of `models` (`None`: all of them).
+    pub fn spent_on(&self, models: Option<&[String]>) -> Spent {
+        self.models.iter().filter(|m| models.is_none_or(|ms| ms.contains(&m.model))).fold(
+            Spent::default(),
+            |s, m| Spent {
+                cost: s.cost + m.cost,
+                input_tokens: s.input_tokens + m.tokens.all_input(),
+                output_tokens: s.output_tokens + m.tokens.output,
+            },
+        )
+    }
+
     pub fn cost(&self) -> Money {
         self.models.iter().map(|m| m.cost).sum()
     }
 
     pub fn list_cost(&self) -> Money {
         self.models.iter().map(|m| m.list_cost).sum()
-    }
-
-    pub fn input_tokens(&self) -> u64 {
-        self.models.iter().map(|m| m.tokens.all_input()).sum()
-    }
-
-    pub fn output_tokens(&self) -> u64 {
-        self.models.iter().map(|m| m.tokens.output).sum()
     }
 }
 
@@ -365,14 +390,16 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
         provider: &'a str,
         ids: &'a [String],
     ) -> LedgerFuture<'a, HashSet<String>>;
-    /// The project of each of these upstream ids of `provider` the ledger knows (one query).
-    fn upstream_projects<'a>(
-        &'a self,
-        provider: &'a str,
-        ids: &'a [String],
-    ) -> LedgerFuture<'a, HashMap<String, String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
+    /// Returns once everything this replica has committed or read so far is durable: for
+    /// answering a client from what another request wrote (a retry answered with the first
+    /// attempt's batch). Every write above is durable when it returns; a backend whose
+    /// writes become visible before they are durable (PostgreSQL, see `pg_flush.rs`)
+    /// overrides this.
+    fn durable(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// Settled batches submitted in `[from, to)`, one row per batch and model, in
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.

@@ -5,11 +5,11 @@
 //! `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same batch and never wait on
 //! each other to do it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
@@ -20,6 +20,8 @@ const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
 #[path = "pg_files.rs"]
 mod files_pg;
+#[path = "pg_flush.rs"]
+mod flush;
 #[path = "pg_outbox.rs"]
 mod outbox;
 #[path = "pg_refusals.rs"]
@@ -30,15 +32,23 @@ mod workflow;
 /// The PostgreSQL ledger.
 pub struct PgLedger {
     pool: PgPool,
+    /// Commits without waiting for the WAL flush; every write on it is followed by
+    /// `flush.wait()` before its call returns (see `pg_flush.rs`).
+    fast: PgPool,
+    flush: flush::Flush,
 }
 
 async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
+    connect_with(url.parse()?, max).await
+}
+
+async fn connect_with(opts: PgConnectOptions, max: u32) -> Result<PgPool, LedgerError> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .idle_timeout(Duration::from_secs(60))
-        .connect(url)
+        .connect_with(opts)
         .await?)
 }
 
@@ -91,7 +101,15 @@ impl PgLedger {
             }
             state => state.require_current(Backend::Postgres)?,
         }
-        Ok(PgLedger { pool })
+        let opts: PgConnectOptions = url.parse()?;
+        let fast = connect_with(opts.options([("synchronous_commit", "off")]), 8).await?;
+        Ok(PgLedger { flush: flush::Flush::new(pool.clone()), pool, fast })
+    }
+
+    /// Commits a transaction of the `fast` pool and returns once it is on disk.
+    async fn commit_durably(&self, tx: Transaction<'_, Postgres>) -> Result<(), LedgerError> {
+        tx.commit().await?;
+        self.flush.wait().await
     }
 
     async fn window_state(
@@ -135,27 +153,53 @@ const RESERVE: &str = "INSERT INTO budget_windows AS w (budget, window_start, wi
 async fn close_holds(
     tx: &mut Transaction<'_, Postgres>,
     sub_id: &str,
-    spent: (i64, i64, i64),
+    settled: Option<&Settlement>,
     state: &str,
 ) -> Result<(), LedgerError> {
+    // What the batch spent in all, and apart for each budget whose filter selects some
+    // models (those windows take only that, see `Settlement::spent_by`).
+    let (all, parts): (Spent, Vec<(&str, Spent)>) = match settled {
+        None => (Spent::default(), Vec::new()),
+        Some(s) => (
+            s.spent_on(None),
+            s.budget_models.iter().map(|(b, ms)| (b.as_str(), s.spent_on(Some(ms)))).collect(),
+        ),
+    };
+    let names: Vec<&str> = parts.iter().map(|(b, _)| *b).collect();
+    let mut pico = Vec::with_capacity(parts.len());
+    let (mut inp, mut out) = (Vec::with_capacity(parts.len()), Vec::with_capacity(parts.len()));
+    for (_, spent) in &parts {
+        pico.push(to_db(spent.cost)?);
+        inp.push(count_to_db(spent.input_tokens)?);
+        out.push(count_to_db(spent.output_tokens)?);
+    }
     // One statement: every window the batch held, locked in (budget, window_start) order
     // by the subquery's FOR UPDATE before any is changed.
     sqlx::query(
-        "WITH h AS (SELECT r.budget, r.window_start, r.hold_pico, r.hold_input, r.hold_output \
+        "WITH c AS (SELECT * FROM unnest($5::text[], $6::int8[], $7::int8[], $8::int8[]) \
+         AS c(budget, pico, inp, outp)), \
+         h AS (SELECT r.budget, r.window_start, r.hold_pico, r.hold_input, r.hold_output, \
+         COALESCE(c.pico, $2) AS spent_pico, COALESCE(c.inp, $3) AS spent_input, \
+         COALESCE(c.outp, $4) AS spent_output \
          FROM reservations r JOIN budget_windows w ON w.budget = r.budget \
-         AND w.window_start = r.window_start WHERE r.sub_id = $1 AND r.state = 'held' \
+         AND w.window_start = r.window_start LEFT JOIN c ON c.budget = r.budget \
+         WHERE r.sub_id = $1 AND r.state = 'held' \
          ORDER BY r.budget, r.window_start FOR UPDATE OF w) \
          UPDATE budget_windows w SET reserved_pico = w.reserved_pico - h.hold_pico, \
          reserved_input = w.reserved_input - h.hold_input, \
          reserved_output = w.reserved_output - h.hold_output, \
-         spent_pico = w.spent_pico + $2, spent_input = w.spent_input + $3, \
-         spent_output = w.spent_output + $4 \
+         spent_pico = w.spent_pico + h.spent_pico, spent_input = w.spent_input + h.spent_input, \
+         spent_output = w.spent_output + h.spent_output \
          FROM h WHERE w.budget = h.budget AND w.window_start = h.window_start",
     )
     .bind(sub_id)
-    .bind(spent.0)
-    .bind(spent.1)
-    .bind(spent.2)
+    .bind(to_db(all.cost)?)
+    .bind(count_to_db(all.input_tokens)?)
+    .bind(count_to_db(all.output_tokens)?)
+    .bind(&names)
+    .bind(&pico)
+    .bind(&inp)
+    .bind(&out)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE reservations SET state = $2 WHERE sub_id = $1 AND state = 'held'")
@@ -174,7 +218,7 @@ impl Ledger for PgLedger {
                 count_to_db(s.hold.input_tokens)?,
                 count_to_db(s.hold.output_tokens)?,
             );
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             // The unique key decides: an identical body waits for the first to commit,
             // then inserts nothing and is answered with it.
             let fresh = sqlx::query(sql::DEDUPE_CLAIM)
@@ -269,7 +313,7 @@ impl Ledger for PgLedger {
                     return Ok(Admit::Refused(Box::new(state)));
                 }
             }
-            tx.commit().await?;
+            self.commit_durably(tx).await?;
             Ok(Admit::Admitted)
         })
     }
@@ -288,15 +332,16 @@ impl Ledger for PgLedger {
             .bind(sub_id)
             .bind(upstream_id)
             .bind(ts_to_db(next_poll_at))
-            .execute(&self.pool)
+            .execute(&self.fast)
             .await?;
+            self.flush.wait().await?;
             Ok(r.rows_affected() == 1)
         })
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             let r = sqlx::query(
                 "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
                  lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
@@ -310,8 +355,8 @@ impl Ledger for PgLedger {
                 return Ok(false);
             }
             sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
-            close_holds(&mut tx, sub_id, (0, 0, 0), "released").await?;
-            tx.commit().await?;
+            close_holds(&mut tx, sub_id, None, "released").await?;
+            self.commit_durably(tx).await?;
             Ok(true)
         })
     }
@@ -497,8 +542,7 @@ impl Ledger for PgLedger {
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
             let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-            let (inp, out) = (count_to_db(s.input_tokens())?, count_to_db(s.output_tokens())?);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             // Exactly once: only an in-flight batch can become settled; the row lock makes
             // a concurrent settlement wait and then find it settled.
             let r = sqlx::query(
@@ -544,8 +588,8 @@ impl Ledger for PgLedger {
                 .execute(&mut *tx)
                 .await?;
             }
-            close_holds(&mut tx, sub_id, (cost, inp, out), "settled").await?;
-            tx.commit().await?;
+            close_holds(&mut tx, sub_id, Some(s), "settled").await?;
+            self.commit_durably(tx).await?;
             Ok(true)
         })
     }
@@ -616,28 +660,15 @@ impl Ledger for PgLedger {
         })
     }
 
-    fn upstream_projects<'a>(
-        &'a self,
-        provider: &'a str,
-        ids: &'a [String],
-    ) -> LedgerFuture<'a, HashMap<String, String>> {
-        Box::pin(async move {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT upstream_id, project FROM batches WHERE provider = $1 AND upstream_id = ANY($2)",
-            )
-            .bind(provider)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.into_iter().collect())
-        })
-    }
-
     fn ping(&self) -> LedgerFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
         })
+    }
+
+    fn durable(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(self.flush.wait())
     }
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {

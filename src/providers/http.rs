@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 
+use super::{FetchError, ResultStream};
 use crate::metrics::Metrics;
 
 /// Response headers passed back to clients (a superset over the providers; absent ones
@@ -267,6 +269,63 @@ impl HttpUpstream {
         let h = xxhash_rust::xxh3::xxh3_64(&[n.to_le_bytes(), nanos.to_le_bytes()].concat());
         (h >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// An opened download as one results stream: a non-2xx answer is [`FetchError::Status`],
+/// a body cut off midway [`UpstreamError::Lost`] saying `cut` (what was being read).
+pub fn body_stream(resp: reqwest::Response, cut: &'static str) -> Result<ResultStream, FetchError> {
+    if !resp.status().is_success() {
+        return Err(FetchError::Status(resp.status().as_u16()));
+    }
+    Ok(resp.bytes_stream().map_err(move |_| UpstreamError::Lost(cut.into())).boxed())
+}
+
+/// One page of a list shaped `{"data": [...], "has_more"}` (Anthropic's and OpenAI's).
+#[derive(serde::Deserialize)]
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+/// Pages of the list are read up to this many (100 items each), for orphan matching.
+const LIST_PAGES: usize = 10;
+
+/// The newest items of a paged list (up to [`LIST_PAGES`] pages of 100): each page asks
+/// for the one after the previous page's last item, by its `id`, in the query parameter
+/// `cursor` (Anthropic `after_id`, OpenAI `after`). `get` sends one page's request.
+pub async fn list_pages<T, F, Fut>(
+    cursor: &str,
+    id: impl Fn(&T) -> Option<&str>,
+    get: F,
+) -> Result<Vec<T>, String>
+where
+    T: serde::de::DeserializeOwned,
+    F: Fn(Forward) -> Fut,
+    Fut: std::future::Future<Output = Result<UpstreamReply, UpstreamError>>,
+{
+    let mut after: Option<String> = None;
+    let mut found = Vec::new();
+    for _ in 0..LIST_PAGES {
+        let query = match &after {
+            Some(a) => format!("limit=100&{cursor}={a}"),
+            None => "limit=100".into(),
+        };
+        let reply = get(Forward { query: Some(query), ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?;
+        if !reply.status.is_success() {
+            return Err(format!("upstream answered HTTP {} to list", reply.status.as_u16()));
+        }
+        let page: Page<T> = serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
+        after = page.data.last().and_then(&id).map(str::to_string);
+        found.extend(page.data);
+        if !page.has_more || after.is_none() {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// 429 always means the upstream did nothing with the request.

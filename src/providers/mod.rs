@@ -203,9 +203,15 @@ pub trait Provider: Send + Sync {
     fn decoder(&self) -> &dyn LineDecoder;
     /// The newest upstream batches (up to about a thousand), for orphan matching.
     fn recent<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Candidate>, String>>;
+    /// The upstream's HTTP client: every provider retries by its rules (see [`http`]).
+    fn http(&self) -> &http::HttpUpstream;
     /// Waits before retrying a create whose outcome the batch list proved absent.
-    fn pause<'a>(&'a self, attempt: u32, reply: Option<&'a UpstreamReply>) -> BoxFuture<'a, ()>;
-    fn max_attempts(&self) -> u32;
+    fn pause<'a>(&'a self, attempt: u32, reply: Option<&'a UpstreamReply>) -> BoxFuture<'a, ()> {
+        Box::pin(self.http().pause(attempt, reply))
+    }
+    fn max_attempts(&self) -> u32 {
+        self.http().max_attempts()
+    }
     /// For a surface to reach its own provider's concrete type (`Arc::downcast`).
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }

@@ -23,8 +23,8 @@ impl Sim {
     pub fn new(config: &SimConfig, base_url: String) -> Self {
         let engine = Arc::new(Engine::new(config.engine_settings(base_url)));
         let anthropic = Arc::new(anthropic::Surface::new(engine.clone(), &config.models));
-        let openai = Arc::new(openai::Surface::new(engine.clone(), &config.openai_models));
-        let gemini = Arc::new(gemini::Surface::new(engine.clone(), &config.gemini_models));
+        let openai = Arc::new(openai::new_surface(engine.clone(), &config.openai_models));
+        let gemini = Arc::new(gemini::new_surface(engine.clone(), &config.gemini_models));
         Sim { engine, anthropic, openai, gemini }
     }
 

@@ -139,6 +139,19 @@ impl Harness {
         (status, r.json().await.unwrap(), headers)
     }
 
+    /// A batch's results JSONL, fetched through the gateway as `key`'s project.
+    pub async fn results(&self, key: &str, id: &str) -> String {
+        self.http
+            .get(format!("{}/v1/messages/batches/{id}/results", self.base))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.base))

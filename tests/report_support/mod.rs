@@ -147,7 +147,12 @@ impl Fixture {
         assert!(matches!(self.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
         assert!(self.ledger.mark_submitted(&sub.sub_id, b.id, at).await.unwrap());
         let end = ts(b.ended);
-        let s = Settlement { ended_at: end, settled_at: end, models };
+        let s = Settlement {
+            ended_at: end,
+            settled_at: end,
+            models,
+            budget_models: Default::default(),
+        };
         assert!(self.ledger.settle(&sub.sub_id, &s).await.unwrap());
         s.cost()
     }

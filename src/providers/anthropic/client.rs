@@ -54,8 +54,9 @@ impl AnthropicClient {
         self.http.base_url()
     }
 
-    pub fn max_attempts(&self) -> u32 {
-        self.http.max_attempts()
+    /// The HTTP client (retry pauses and attempts, for the provider seam).
+    pub fn http(&self) -> &HttpUpstream {
+        &self.http
     }
 
     fn request(&self, method: Method, path: &str, fwd: &Forward) -> reqwest::RequestBuilder {
@@ -123,12 +124,6 @@ impl AnthropicClient {
         fwd: &Forward,
     ) -> Result<reqwest::Response, UpstreamError> {
         self.http.stream("results", || self.request(Method::GET, path, fwd)).await
-    }
-
-    /// Waits before attempt `attempt + 1`: backoff with jitter, or the reply's
-    /// `retry-after` when longer.
-    pub async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
-        self.http.pause(attempt, reply).await
     }
 }
 

@@ -11,15 +11,16 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use reqwest::{Method, StatusCode};
 
 use self::client::{AnthropicClient, BATCHES_PATH, batch_path};
-use self::wire::{BatchPage, MessageBatch, ProcessingStatus};
+use self::wire::{MessageBatch, ProcessingStatus};
 use crate::config::UpstreamSettings;
 use crate::metrics::Metrics;
+use crate::providers::http::{HttpUpstream, body_stream, list_pages};
 use crate::providers::{
     BatchCounts, BatchPhase, BatchStatus, Candidate, CreateCall, FetchError, Forward, LineDecoder,
     Provider, ProviderKind, ResultStream, ResultsRef, UpstreamError, UpstreamReply,
@@ -85,30 +86,13 @@ impl AnthropicProvider {
     }
 
     async fn list_recent(&self) -> Result<Vec<Candidate>, String> {
-        let mut after: Option<String> = None;
-        let mut found = Vec::new();
-        for _ in 0..10 {
-            let query = match &after {
-                Some(a) => format!("limit=100&after_id={a}"),
-                None => "limit=100".into(),
-            };
-            let fwd = Forward { query: Some(query), ..Default::default() };
-            let reply = self
-                .client
-                .call("list", Method::GET, BATCHES_PATH, &fwd)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !reply.status.is_success() {
-                return Err(format!("upstream answered HTTP {} to list", reply.status.as_u16()));
-            }
-            let page: BatchPage = serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
-            found.extend(page.data.iter().map(|b| Candidate { status: self.map(b), tag: None }));
-            if !page.has_more {
-                break;
-            }
-            after = page.last_id.clone();
-        }
-        Ok(found)
+        let batches = list_pages(
+            "after_id",
+            |b: &MessageBatch| Some(&b.id),
+            |fwd| async move { self.client.call("list", Method::GET, BATCHES_PATH, &fwd).await },
+        )
+        .await?;
+        Ok(batches.iter().map(|b| Candidate { status: self.map(b), tag: None }).collect())
     }
 }
 
@@ -161,14 +145,7 @@ impl Provider for AnthropicProvider {
                 _ => format!("{}/results", batch_path(&status.id)),
             };
             let resp = self.client.results(&path, &Forward::default()).await?;
-            if !resp.status().is_success() {
-                return Err(FetchError::Status(resp.status().as_u16()));
-            }
-            let s: ResultStream = resp
-                .bytes_stream()
-                .map_err(|_| UpstreamError::Lost("results stream cut".into()))
-                .boxed();
-            Ok(s)
+            body_stream(resp, "results stream cut")
         }
         .boxed()
     }
@@ -181,12 +158,8 @@ impl Provider for AnthropicProvider {
         self.list_recent().boxed()
     }
 
-    fn pause<'a>(&'a self, attempt: u32, reply: Option<&'a UpstreamReply>) -> BoxFuture<'a, ()> {
-        self.client.pause(attempt, reply).boxed()
-    }
-
-    fn max_attempts(&self) -> u32 {
-        self.client.max_attempts()
+    fn http(&self) -> &HttpUpstream {
+        self.client.http()
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

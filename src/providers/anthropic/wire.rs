@@ -181,57 +181,10 @@ pub struct ResultLine {
     pub result: BatchResult,
 }
 
-/// The part of a result line that settlement reads: it skips message content, so a line is
-/// parsed without allocating its text.
-#[derive(Debug, Deserialize)]
-pub struct ResultLineUsage {
-    pub custom_id: String,
-    pub result: ResultUsage,
-}
-
-/// See [`ResultLineUsage`].
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ResultUsage {
-    Succeeded { message: MessageUsage },
-    Errored {},
-    Canceled {},
-    Expired {},
-}
-
-/// See [`ResultLineUsage`].
-#[derive(Debug, Deserialize)]
-pub struct MessageUsage {
-    pub model: String,
-    pub usage: Usage,
-}
-
-/// Result types, in the order metrics and reports list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResultKind {
-    Succeeded,
-    Errored,
-    Canceled,
-    Expired,
-}
-
-impl ResultKind {
-    pub const ALL: [ResultKind; 4] =
-        [ResultKind::Succeeded, ResultKind::Errored, ResultKind::Canceled, ResultKind::Expired];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResultKind::Succeeded => "succeeded",
-            ResultKind::Errored => "errored",
-            ResultKind::Canceled => "canceled",
-            ResultKind::Expired => "expired",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{LineDecoder, Outcome};
 
     #[test]
     fn reads_the_reference_result_lines() {
@@ -243,15 +196,18 @@ mod tests {
         let full: Vec<ResultLine> =
             lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert!(matches!(full[2].result, BatchResult::Expired));
-        let lite: ResultLineUsage = serde_json::from_str(lines[0]).unwrap();
-        match lite.result {
-            ResultUsage::Succeeded { message } => {
+        match &full[0].result {
+            BatchResult::Succeeded { message } => {
                 assert_eq!(message.usage.input_tokens, 12);
                 assert_eq!(message.usage.service_tier.as_deref(), Some("batch"));
             }
             other => panic!("unexpected {other:?}"),
         }
-        let lite: ResultLineUsage = serde_json::from_str(lines[1]).unwrap();
-        assert!(matches!(lite.result, ResultUsage::Errored {}));
+        assert!(matches!(full[1].result, BatchResult::Errored { .. }));
+        // Settlement's decoder (which skips the content) reads the same lines alike.
+        let lite = super::super::results::Lines;
+        let item = lite.decode(lines[0].as_bytes()).unwrap();
+        assert_eq!((item.outcome, item.usage.input), (Outcome::Succeeded, 12));
+        assert_eq!(lite.decode(lines[1].as_bytes()).unwrap().outcome, Outcome::Errored);
     }
 }

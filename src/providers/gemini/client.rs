@@ -70,8 +70,9 @@ impl GeminiClient {
         self.http.base_url()
     }
 
-    pub fn max_attempts(&self) -> u32 {
-        self.http.max_attempts()
+    /// The HTTP client (retry pauses and attempts, for the provider seam).
+    pub fn http(&self) -> &HttpUpstream {
+        &self.http
     }
 
     fn auth(&self, mut headers: HeaderMap, fwd: &Forward) -> HeaderMap {
@@ -157,11 +158,6 @@ impl GeminiClient {
             req = req.header("content-length", n);
         }
         self.http.once("upload_chunk", req).await
-    }
-
-    /// Waits before attempt `attempt + 1`.
-    pub async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
-        self.http.pause(attempt, reply).await
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -26,6 +26,7 @@ use serde_json::Value;
 use self::client::{API_VERSION, GeminiClient, batch_path};
 use crate::config::UpstreamSettings;
 use crate::metrics::Metrics;
+use crate::providers::http::{HttpUpstream, body_stream};
 use crate::providers::{
     BatchCounts, BatchPhase, BatchStatus, Candidate, CreateCall, FetchError, Forward, LineDecoder,
     Provider, ProviderKind, ResultStream, ResultsRef, UpstreamError, UpstreamReply,
@@ -184,13 +185,7 @@ impl GeminiProvider {
             }
             ResultsRef::Paths(files) if !files.is_empty() => {
                 let resp = self.client.download(&files[0]).await?;
-                if !resp.status().is_success() {
-                    return Err(FetchError::Status(resp.status().as_u16()));
-                }
-                Ok(resp
-                    .bytes_stream()
-                    .map_err(|_| UpstreamError::Lost("results stream cut".into()))
-                    .boxed())
+                body_stream(resp, "results stream cut")
             }
             // Ended without results (failed before running anything): nothing to read.
             _ => Ok(futures_util::stream::empty().boxed()),
@@ -253,12 +248,8 @@ impl Provider for GeminiProvider {
         self.list_recent().boxed()
     }
 
-    fn pause<'a>(&'a self, attempt: u32, reply: Option<&'a UpstreamReply>) -> BoxFuture<'a, ()> {
-        self.client.pause(attempt, reply).boxed()
-    }
-
-    fn max_attempts(&self) -> u32 {
-        self.client.max_attempts()
+    fn http(&self) -> &HttpUpstream {
+        self.client.http()
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

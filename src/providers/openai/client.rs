@@ -62,8 +62,9 @@ impl OpenAiClient {
         self.http.base_url()
     }
 
-    pub fn max_attempts(&self) -> u32 {
-        self.http.max_attempts()
+    /// The HTTP client (retry pauses and attempts, for the provider seam).
+    pub fn http(&self) -> &HttpUpstream {
+        &self.http
     }
 
     fn request(&self, method: Method, path: &str, fwd: &Forward) -> reqwest::RequestBuilder {
@@ -126,10 +127,6 @@ impl OpenAiClient {
                     .header("accept", "application/binary")
             })
             .await
-    }
-
-    pub async fn pause(&self, attempt: u32, reply: Option<&UpstreamReply>) {
-        self.http.pause(attempt, reply).await
     }
 }
 

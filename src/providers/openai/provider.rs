@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt};
 use reqwest::{Method, StatusCode};
 
 use super::client::{BATCHES_PATH, OpenAiClient, batch_path, content_path};
@@ -15,6 +15,7 @@ use super::results::{self, LineOutcome};
 use super::status::{self, Phase, Status};
 use crate::config::UpstreamSettings;
 use crate::metrics::Metrics;
+use crate::providers::http::{HttpUpstream, body_stream, list_pages};
 use crate::providers::{
     BatchCounts, BatchPhase, BatchStatus, Candidate, CreateCall, FetchError, Forward, LineDecoder,
     Outcome, Provider, ProviderKind, ResultItem, ResultStream, ResultsRef, UpstreamError,
@@ -41,40 +42,16 @@ impl OpenAiProvider {
     }
 
     async fn list_recent(&self) -> Result<Vec<Candidate>, String> {
-        let mut after: Option<String> = None;
-        let mut found = Vec::new();
-        for _ in 0..10 {
-            let query = match &after {
-                Some(a) => format!("limit=100&after={a}"),
-                None => "limit=100".into(),
-            };
-            let fwd = Forward { query: Some(query), ..Default::default() };
-            let reply = self
-                .client
-                .call("list", Method::GET, BATCHES_PATH, &fwd)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !reply.status.is_success() {
-                return Err(format!("upstream answered HTTP {} to list", reply.status.as_u16()));
-            }
-            let page: serde_json::Value =
-                serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
-            let data = page.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
-            for b in &data {
-                // A batch in a state we cannot read is skipped, not a failed match.
-                if let Ok(s) = status::from_value(b) {
-                    let tag = s.tag.clone();
-                    found.push(Candidate { status: neutral(&s), tag });
-                }
-            }
-            let more = page.get("has_more").and_then(|v| v.as_bool()).unwrap_or(false);
-            after =
-                data.last().and_then(|b| b.get("id")).and_then(|v| v.as_str()).map(String::from);
-            if !more || after.is_none() {
-                break;
-            }
+        fn id(b: &serde_json::Value) -> Option<&str> {
+            b.get("id")?.as_str()
         }
-        Ok(found)
+        let batches = list_pages("after", id, |fwd| async move {
+            self.client.call("list", Method::GET, BATCHES_PATH, &fwd).await
+        })
+        .await?;
+        // A batch in a state we cannot read is skipped, not a failed match.
+        let readable = batches.iter().filter_map(|b| status::from_value(b).ok());
+        Ok(readable.map(|s| Candidate { status: neutral(&s), tag: s.tag.clone() }).collect())
     }
 
     /// Both result files of an ended batch, in order: output, then errors.
@@ -89,26 +66,13 @@ impl OpenAiProvider {
                 None => (p.as_str(), None),
             };
             let id = p.trim_start_matches("/v1/files/").trim_end_matches("/content");
+            let resp = self.client.content(id).await?;
             if let Some(code) = unrun {
-                let resp = self.client.content(id).await?;
-                if !resp.status().is_success() {
-                    return Err(FetchError::Status(resp.status().as_u16()));
-                }
-                let input = resp
-                    .bytes_stream()
-                    .map_err(|_| UpstreamError::Lost("input file stream cut".into()))
-                    .boxed();
-                streams.push(unrun_lines(input, code));
+                streams.push(unrun_lines(body_stream(resp, "input file stream cut")?, code));
                 continue;
             }
-            let resp = self.client.content(id).await?;
-            if !resp.status().is_success() {
-                return Err(FetchError::Status(resp.status().as_u16()));
-            }
             // A file need not end with a newline; the next file must start a new line.
-            let s = resp
-                .bytes_stream()
-                .map_err(|_| UpstreamError::Lost("results stream cut".into()))
+            let s = body_stream(resp, "results stream cut")?
                 .chain(futures_util::stream::once(async { Ok(bytes::Bytes::from_static(b"\n")) }));
             streams.push(s.boxed());
         }
@@ -292,12 +256,8 @@ impl Provider for OpenAiProvider {
         self.list_recent().boxed()
     }
 
-    fn pause<'a>(&'a self, attempt: u32, reply: Option<&'a UpstreamReply>) -> BoxFuture<'a, ()> {
-        self.client.pause(attempt, reply).boxed()
-    }
-
-    fn max_attempts(&self) -> u32 {
-        self.client.max_attempts()
+    fn http(&self) -> &HttpUpstream {
+        self.client.http()
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

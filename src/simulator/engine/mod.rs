@@ -7,10 +7,12 @@
 pub mod batch;
 pub mod body;
 pub mod faults;
+pub mod files;
 pub mod ids;
 pub mod order;
 pub mod registry;
 pub mod stats;
+pub mod surface;
 pub mod time;
 pub mod tokenizer;
 pub mod usage;

@@ -206,7 +206,7 @@ pub fn create(app: &AppState, model: &str, body: &Bytes) -> Result<Operation, Ap
             let id = name.strip_prefix("files/").unwrap_or(&name).to_string();
             let bytes = {
                 let files = app.files();
-                files.by_id.get(&id).map(|s| s.bytes.clone()).ok_or_else(|| not_found(&name))?
+                files.stored.get(&id).map(|s| s.bytes.clone()).ok_or_else(|| not_found(&name))?
             };
             (file_records(model, &name, &bytes)?, Source::File(format!("files/{id}")))
         }

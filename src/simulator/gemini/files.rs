@@ -169,13 +169,12 @@ pub fn chunk(
         )));
     }
     let Some(p) = files.uploads.remove(uid) else { return Err(ApiError::Internal) };
-    let seq = files.next_seq;
-    files.next_seq += 1;
+    let seq = files.stored.reserve();
     let id = match &p.name {
         Some(n) => n.strip_prefix("files/").unwrap_or(n).to_string(),
         None => file_id(app.seed, seq),
     };
-    if files.by_id.contains_key(&id) {
+    if files.stored.contains(&id) {
         return Err(ApiError::InvalidArgument(format!("File files/{id} already exists.")));
     }
     let now = app.clock.now();
@@ -193,8 +192,7 @@ pub fn chunk(
         state: Some(FileState::Active),
         source: Some("UPLOADED".into()),
     };
-    files.order.insert(seq, id.clone());
-    files.by_id.insert(id, Stored { seq, file: file.clone(), bytes: p.received.freeze() });
+    files.stored.insert_at(seq, id, Stored { file: file.clone(), bytes: p.received.freeze() });
     drop(files);
     let body = serde_json::to_vec(&FileEnvelope { file }).unwrap_or_default();
     let mut resp = ([("content-type", "application/json; charset=UTF-8")], body).into_response();
@@ -230,7 +228,7 @@ pub fn get(app: &AppState, version: &str, id: &str) -> Result<File, ApiError> {
     }
     let files = app.files();
     files
-        .by_id
+        .stored
         .get(id)
         .filter(|s| expired(&s.file, now).is_none_or(|e| !e))
         .map(|s| s.file.clone())
@@ -256,18 +254,17 @@ pub fn list(app: &AppState, q: &HashMap<String, String>) -> Result<ListFiles, Ap
     let now = app.clock.now();
     let files = app.files();
     let before = match q.get("pageToken").filter(|t| !t.is_empty()) {
-        None => u64::MAX,
-        Some(t) => files
-            .by_id
-            .get(t)
-            .map(|s| s.seq)
-            .ok_or_else(|| ApiError::InvalidArgument("Invalid page token.".into()))?,
+        None => None,
+        Some(t) => Some(
+            files
+                .stored
+                .seq(t)
+                .ok_or_else(|| ApiError::InvalidArgument("Invalid page token.".into()))?,
+        ),
     };
     let mut out: Vec<&Stored> = files
-        .order
-        .range(..before)
-        .rev()
-        .filter_map(|(_, id)| files.by_id.get(id))
+        .stored
+        .list(before, false)
         .filter(|s| expired(&s.file, now).is_none_or(|e| !e))
         .take(size + 1)
         .collect();
@@ -285,18 +282,14 @@ pub fn delete(app: &AppState, id: &str) -> Result<Value, ApiError> {
         app.files().deleted_results.insert(id.to_string());
         return Ok(json!({}));
     }
-    let mut files = app.files();
-    let seq =
-        files.by_id.get(id).map(|s| s.seq).ok_or_else(|| not_found(&format!("files/{id}")))?;
-    files.by_id.remove(id);
-    files.order.remove(&seq);
+    app.files().stored.remove(id).ok_or_else(|| not_found(&format!("files/{id}")))?;
     Ok(json!({}))
 }
 
 /// `files/{id}:download?alt=media`: only generated (results) files can be downloaded.
 pub fn download(app: &AppState, id: &str) -> Result<Response, ApiError> {
     let Some(batch) = id.strip_prefix("batch-") else {
-        if app.files().by_id.contains_key(id) {
+        if app.files().stored.contains(id) {
             return Err(ApiError::InvalidArgument(
                 "Only generated files can be downloaded; uploaded files cannot.".into(),
             ));

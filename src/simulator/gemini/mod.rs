@@ -25,7 +25,7 @@ use axum::routing::any;
 use bytes::Bytes;
 
 use error::ApiError;
-pub use surface::{AppState, Surface};
+pub use surface::{AppState, Surface, new_surface};
 
 use crate::simulator::engine::body::drain;
 use crate::simulator::engine::faults::Operation;

@@ -1,20 +1,19 @@
-//! The Gemini surface's shared state, a leaf the router, middleware and handlers import.
-//! The locks are never held together.
+//! The Gemini surface's shared state, a leaf the router, middleware and handlers import:
+//! the engine's file-based surface with Gemini's batch metadata, files and upload sessions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
-use jiff::Timestamp;
 use serde_json::Value;
 
 use super::ids::batch_id;
 use super::request::Invalid;
 use crate::providers::gemini::wire::File;
-use crate::simulator::engine::Engine;
-use crate::simulator::engine::registry::{self, Registry};
+use crate::simulator::engine::files::Files;
+use crate::simulator::engine::registry;
 use crate::simulator::engine::usage::Breakpoint;
+use crate::simulator::engine::{Engine, surface};
 
 /// What is kept of one request between create and results.
 #[derive(Debug)]
@@ -67,7 +66,6 @@ pub type Batch = registry::Batch<Record, Meta>;
 /// An uploaded file.
 #[derive(Debug)]
 pub struct Stored {
-    pub seq: u64,
     pub file: File,
     pub bytes: bytes::Bytes,
 }
@@ -85,56 +83,19 @@ pub struct Pending {
 /// Uploaded files and upload sessions.
 #[derive(Debug, Default)]
 pub struct FileStore {
-    pub by_id: HashMap<String, Stored>,
-    pub order: BTreeMap<u64, String>,
-    pub next_seq: u64,
+    pub stored: Files<Stored>,
     pub uploads: HashMap<String, Pending>,
     pub next_upload: u64,
     pub deleted_results: HashSet<String>,
 }
 
-/// The Gemini surface's state.
-#[derive(Debug)]
-pub struct Surface {
-    engine: Arc<Engine>,
-    /// Known model ids (without `models/`).
-    pub models: HashSet<String>,
-    batches: Mutex<Registry<Record, Meta>>,
-    files: Mutex<FileStore>,
-}
+/// The Gemini surface's state: the engine, the known models (without `models/`), the
+/// batches, and the files and upload sessions.
+pub type Surface = surface::Surface<Record, Meta, FileStore>;
 
 pub type AppState = Arc<Surface>;
 
-impl Deref for Surface {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.engine
-    }
-}
-
-impl Surface {
-    pub fn new(engine: Arc<Engine>, models: &[String]) -> Self {
-        let batches = Mutex::new(Registry::new(engine.lifecycle, batch_id));
-        Surface {
-            engine,
-            models: models.iter().cloned().collect(),
-            batches,
-            files: Mutex::new(FileStore::default()),
-        }
-    }
-
-    pub fn batches(&self) -> (MutexGuard<'_, Registry<Record, Meta>>, Timestamp) {
-        let mut reg = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock.now();
-        reg.advance(now);
-        (reg, now)
-    }
-
-    pub fn files(&self) -> MutexGuard<'_, FileStore> {
-        self.files.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn live_batches(&self) -> usize {
-        self.batches().0.live_batches()
-    }
+/// A fresh Gemini surface on `engine`.
+pub fn new_surface(engine: Arc<Engine>, models: &[String]) -> Surface {
+    Surface::new(engine, models, batch_id)
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::ids::file_id;
 use super::results::FileLines;
-use super::store::{Content, not_found};
+use super::store::{Content, FileEntry, not_found};
 use super::surface::AppState;
 use super::upload::{is_batch, parse_batch_file, read_upload};
 use crate::providers::openai::wire::{FileDeleted, FileObject, ListPage};
@@ -49,7 +49,8 @@ pub async fn upload(
     };
     let now = app.clock.now().as_second();
     let mut files = app.files();
-    let id = file_id(app.seed, "upload", files.next_seq);
+    let seq = files.stored.reserve();
+    let id = file_id(app.seed, "upload", seq);
     let expires = match (form.expires_after_secs, batch.is_some()) {
         (Some(s), _) => Some(now + s as i64),
         (None, true) => Some(now + BATCH_FILE_SECS),
@@ -66,7 +67,8 @@ pub async fn upload(
         expires_at: expires,
         status_details: None,
     };
-    files.insert(object.clone(), Content::Upload { bytes: form.content, batch });
+    let content = Content::Upload { bytes: form.content, batch };
+    files.stored.insert_at(seq, object.id.clone(), FileEntry { object: object.clone(), content });
     Ok(Json(object))
 }
 
@@ -86,9 +88,8 @@ pub async fn delete(
 ) -> Result<Json<FileDeleted>, ApiError> {
     let now = app.clock.now();
     let mut files = app.files();
-    let seq = files.get(&id, now)?.seq;
-    files.by_id.remove(&id);
-    files.order.remove(&seq);
+    files.get(&id, now)?;
+    files.stored.remove(&id);
     files.deleted.insert(id.clone());
     Ok(Json(FileDeleted { id, object: "file".into(), deleted: true }))
 }
@@ -123,18 +124,14 @@ pub async fn list(
     let files = app.files();
     let after = match q.get("after") {
         None => None,
-        Some(a) => Some(files.by_id.get(a).map(|e| e.seq).ok_or_else(|| {
+        Some(a) => Some(files.stored.seq(a).ok_or_else(|| {
             ApiError::invalid(format!("Invalid 'after': no file with id '{a}'."), Some("after"))
         })?),
     };
-    let range: Box<dyn Iterator<Item = (&u64, &String)>> = match (asc, after) {
-        (false, None) => Box::new(files.order.iter().rev()),
-        (false, Some(s)) => Box::new(files.order.range(..s).rev()),
-        (true, None) => Box::new(files.order.iter()),
-        (true, Some(s)) => Box::new(files.order.range(s + 1..)),
-    };
-    let mut data: Vec<FileObject> = range
-        .filter_map(|(_, id)| files.get(id, now).ok())
+    let mut data: Vec<FileObject> = files
+        .stored
+        .list(after, asc)
+        .filter(|e| e.live(now))
         .filter(|e| purpose.is_none_or(|p| *p == e.object.purpose))
         .take(limit + 1)
         .map(|e| e.object.clone())

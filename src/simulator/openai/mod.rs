@@ -20,7 +20,7 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
-pub use surface::{AppState, Surface};
+pub use surface::{AppState, Surface, new_surface};
 
 /// OpenAI models the simulator knows (price reference: providers-next.md 2.7, with dated
 /// snapshots); any other is a 404 `model_not_found` line in the error file.

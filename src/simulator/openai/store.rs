@@ -1,7 +1,8 @@
 //! The OpenAI surface's file store, a leaf the state and the handlers import: uploads
-//! (with their checked batch input) and the output and error files batches write.
+//! (with their checked batch input) and the output and error files batches write, in the
+//! engine's [`Files`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use super::error::ApiError;
 use super::results::Kind;
 use super::upload::BatchInput;
 use crate::providers::openai::wire::{FileObject, PURPOSE_BATCH_OUTPUT};
+use crate::simulator::engine::files::Files;
 
 /// The 404 of a file id.
 pub fn not_found(id: &str) -> ApiError {
@@ -29,17 +31,21 @@ pub enum Content {
 /// One stored file.
 #[derive(Debug)]
 pub struct FileEntry {
-    pub seq: u64,
     pub object: FileObject,
     pub content: Content,
+}
+
+impl FileEntry {
+    /// Not past its `expires_at`.
+    pub fn live(&self, now: Timestamp) -> bool {
+        self.object.expires_at.is_none_or(|t| t > now.as_second())
+    }
 }
 
 /// Every file of the simulator's lifetime.
 #[derive(Debug, Default)]
 pub struct FileStore {
-    pub by_id: HashMap<String, FileEntry>,
-    pub order: BTreeMap<u64, String>,
-    pub next_seq: u64,
+    pub stored: Files<FileEntry>,
     /// Generated files deleted by the client: never registered again.
     pub deleted: HashSet<String>,
 }
@@ -55,24 +61,14 @@ pub struct Generated {
 }
 
 impl FileStore {
-    pub fn insert(&mut self, object: FileObject, content: Content) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.order.insert(seq, object.id.clone());
-        self.by_id.insert(object.id.clone(), FileEntry { seq, object, content });
-    }
-
     /// A live (not expired) file.
     pub fn get(&self, id: &str, now: Timestamp) -> Result<&FileEntry, ApiError> {
-        self.by_id
-            .get(id)
-            .filter(|e| e.object.expires_at.is_none_or(|t| t > now.as_second()))
-            .ok_or_else(|| not_found(id))
+        self.stored.get(id).filter(|e| e.live(now)).ok_or_else(|| not_found(id))
     }
 
     /// Whether a generated file still needs registering.
     pub fn wants(&self, id: &str) -> bool {
-        !self.by_id.contains_key(id) && !self.deleted.contains(id)
+        !self.stored.contains(id) && !self.deleted.contains(id)
     }
 
     pub fn register(&mut self, g: Generated, bytes: u64) {
@@ -94,6 +90,7 @@ impl FileStore {
             expires_at: g.expires_at,
             status_details: None,
         };
-        self.insert(object, Content::Generated { batch_id: g.batch_id, kind: g.kind });
+        let content = Content::Generated { batch_id: g.batch_id, kind: g.kind };
+        self.stored.insert(object.id.clone(), FileEntry { object, content });
     }
 }

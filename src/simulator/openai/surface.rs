@@ -1,20 +1,16 @@
 //! The OpenAI surface's shared state, a leaf the router, middleware and handlers import:
-//! the engine, the known models, the batches and the files. The two locks are never held
-//! together (handlers take one, copy what they need, release it, then take the other).
+//! the engine's file-based surface with OpenAI's batch metadata and file store.
 
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-
-use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use super::body::Endpoint;
 use super::ids::batch_id;
 use super::store::FileStore;
 use super::upload::Record;
 use crate::providers::openai::wire::ResponsesUsage;
-use crate::simulator::engine::Engine;
-use crate::simulator::engine::registry::{self, Registry};
+use crate::simulator::engine::registry;
+use crate::simulator::engine::{Engine, surface};
 
 /// What an OpenAI batch keeps beside its records.
 #[derive(Debug)]
@@ -35,50 +31,13 @@ pub struct Meta {
 
 pub type Batch = registry::Batch<Record, Meta>;
 
-/// The OpenAI surface's state.
-#[derive(Debug)]
-pub struct Surface {
-    engine: Arc<Engine>,
-    /// Known model ids; any other is a 404 `model_not_found` line in the error file.
-    pub models: HashSet<String>,
-    batches: Mutex<Registry<Record, Meta>>,
-    files: Mutex<FileStore>,
-}
+/// The OpenAI surface's state: the engine, the known models (any other is a 404
+/// `model_not_found` line in the error file), the batches and the files.
+pub type Surface = surface::Surface<Record, Meta, FileStore>;
 
 pub type AppState = Arc<Surface>;
 
-impl Deref for Surface {
-    type Target = Engine;
-    fn deref(&self) -> &Engine {
-        &self.engine
-    }
-}
-
-impl Surface {
-    pub fn new(engine: Arc<Engine>, models: &[String]) -> Self {
-        let batches = Mutex::new(Registry::new(engine.lifecycle, batch_id));
-        Surface {
-            engine,
-            models: models.iter().cloned().collect(),
-            batches,
-            files: Mutex::new(FileStore::default()),
-        }
-    }
-
-    /// The batches, brought up to the current simulated time.
-    pub fn batches(&self) -> (MutexGuard<'_, Registry<Record, Meta>>, Timestamp) {
-        let mut reg = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock.now();
-        reg.advance(now);
-        (reg, now)
-    }
-
-    pub fn files(&self) -> MutexGuard<'_, FileStore> {
-        self.files.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Batches held (not deleted).
-    pub fn live_batches(&self) -> usize {
-        self.batches().0.live_batches()
-    }
+/// A fresh OpenAI surface on `engine`.
+pub fn new_surface(engine: Arc<Engine>, models: &[String]) -> Surface {
+    Surface::new(engine, models, batch_id)
 }
