@@ -4,6 +4,7 @@
 //! refused by its budget), and a summary of settled costs. `/metrics` stays up until
 //! Ctrl-C; `--exit` stops after the summary.
 
+mod anthropic;
 mod gemini;
 mod openai;
 pub mod samples;
@@ -211,6 +212,21 @@ struct Submitted {
     refusal: Option<String>,
 }
 
+impl Submitted {
+    fn new(project: &'static str, title: &'static str, r: Result<String, String>) -> Self {
+        let (id, refusal) = match r {
+            Ok(id) => (Some(id), None),
+            Err(why) => (None, Some(why)),
+        };
+        Submitted { project, title, id, refusal }
+    }
+}
+
+/// The line for an OpenAI or Gemini error envelope (both put it under `error.message`).
+fn refused(e: Value) -> String {
+    format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))
+}
+
 /// Submits the samples as clients would, waits for settlement, returns the summary text.
 async fn drive(running: &Running) -> anyhow::Result<String> {
     let base = format!("http://{}", running.addr);
@@ -219,70 +235,13 @@ async fn drive(running: &Running) -> anyhow::Result<String> {
     for b in samples::batches() {
         let key =
             PROJECTS.iter().find(|(p, _)| *p == b.project).map(|(_, k)| *k).unwrap_or_default();
-        let resp = http
-            .post(format!("{base}/v1/messages/batches"))
-            .header("x-api-key", key)
-            .header("anthropic-version", "2023-06-01")
-            .json(&b.body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let v: Value = resp.json().await?;
-        if status.is_success() {
-            subs.push(Submitted {
-                project: b.project,
-                title: b.title,
-                id: v["id"].as_str().map(str::to_string),
-                refusal: None,
-            });
-        } else {
-            let e = &v["error"];
-            let why = match e["budget"]["name"].as_str() {
-                Some(name) => format!(
-                    "refused: worst case ${} does not fit `{name}` (limit ${}, spent ${}, reserved ${})",
-                    e["budget"]["requested_usd"].as_str().unwrap_or("?"),
-                    e["budget"]["limit_usd"].as_str().unwrap_or("?"),
-                    e["budget"]["spent_usd"].as_str().unwrap_or("?"),
-                    e["budget"]["reserved_usd"].as_str().unwrap_or("?"),
-                ),
-                None => format!("refused: HTTP {status}: {}", e["message"].as_str().unwrap_or("")),
-            };
-            subs.push(Submitted {
-                project: b.project,
-                title: b.title,
-                id: None,
-                refusal: Some(why),
-            });
-        }
+        let r = anthropic::submit(&http, &base, key, &b.body).await?;
+        subs.push(Submitted::new(b.project, b.title, r));
     }
-    subs.push(match openai::submit(&http, &base).await? {
-        Ok(id) => Submitted {
-            project: openai::PROJECT.0,
-            title: "feedback triage (OpenAI, gpt-5-mini)",
-            id: Some(id),
-            refusal: None,
-        },
-        Err(e) => Submitted {
-            project: openai::PROJECT.0,
-            title: "feedback triage (OpenAI, gpt-5-mini)",
-            id: None,
-            refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
-        },
-    });
-    subs.push(match gemini::submit(&http, &base).await? {
-        Ok(id) => Submitted {
-            project: gemini::PROJECT.0,
-            title: gemini::TITLE,
-            id: Some(id),
-            refusal: None,
-        },
-        Err(e) => Submitted {
-            project: gemini::PROJECT.0,
-            title: gemini::TITLE,
-            id: None,
-            refusal: Some(format!("refused: {}", e["error"]["message"].as_str().unwrap_or("?"))),
-        },
-    });
+    let r = openai::submit(&http, &base).await?.map_err(refused);
+    subs.push(Submitted::new(openai::PROJECT.0, "feedback triage (OpenAI, gpt-5-mini)", r));
+    let r = gemini::submit(&http, &base).await?.map_err(refused);
+    subs.push(Submitted::new(gemini::PROJECT.0, gemini::TITLE, r));
     let token = admin_token();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut records = Vec::new();
