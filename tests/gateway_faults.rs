@@ -83,7 +83,7 @@ fn usd(v: &Value) -> Money {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_on_every_operation_never_duplicate_a_batch_and_every_batch_settles_right() {
     let mut sim = sim_config();
-    sim.faults = Faults {
+    let faults = Faults {
         http_500_rate: 0.1,
         http_529_rate: 0.1,
         http_429_rate: 0.1,
@@ -94,6 +94,7 @@ async fn faults_on_every_operation_never_duplicate_a_batch_and_every_batch_settl
         create_lost_rate: 0.3,
         operations: vec![],
     };
+    sim.faults = faults.clone();
     let budgets = vec![
         budget("alpha-daily", Some("alpha"), Period::Day, Money::from_usd(100)),
         budget("beta-daily", Some("beta"), Period::Day, Money::from_usd(100)),
@@ -115,6 +116,20 @@ async fn faults_on_every_operation_never_duplicate_a_batch_and_every_batch_settl
     for t in tasks {
         accepted.push(t.await.unwrap());
     }
+    // Whether the dice above made a client see a fault is chance (the gateway retries most
+    // of them away), so one more client surely does: every create fails until it retries.
+    h.sim.set_faults(Faults {
+        http_500_rate: 1.0,
+        operations: vec![Operation::Create],
+        ..Faults::default()
+    });
+    let (project, key) = PROJECTS[0];
+    let body = batch_body("f16", "claude-haiku-4-5", 3, 300);
+    let (status, v, _) = h.submit(key, &body).await;
+    assert!(status >= 500, "a create the upstream fails is passed on: {status} {v}");
+    h.sim.set_faults(faults);
+    let (id, tries) = submit_until_ok(&h, key, &body).await;
+    accepted.push((project, id, tries + 1));
     let mut records = Vec::new();
     for (project, id, _) in &accepted {
         let rec = h.wait_settled(id).await;
@@ -127,7 +142,7 @@ async fn faults_on_every_operation_never_duplicate_a_batch_and_every_batch_settl
     assert!(f.http_500 > 0 && f.http_529 > 0 && f.http_429 > 0, "{f:?}");
     assert!(f.slow > 0 && f.cut_results > 0 && f.create_lost > 0, "{f:?}");
     assert!(accepted.iter().any(|(_, _, tries)| *tries > 1), "some client saw a fault");
-    assert_eq!(stats.creates_accepted, 16, "one upstream batch per client request");
+    assert_eq!(stats.creates_accepted, 17, "one upstream batch per client request");
     let mut ids: Vec<String> = accepted.iter().map(|(_, id, _)| id.clone()).collect();
     ids.sort();
     let mut upstream = upstream_ids(&h).await;
