@@ -166,7 +166,14 @@ async fn admit(
     for _ in 0..3 {
         let admitted = match app.ledger.admit(sub).await {
             Ok(a) => a,
-            Err(e) => return (Err(e.into()), false),
+            Err(e) => {
+                // It may have committed all the same (the answer, or the flush after it,
+                // was lost): let recovery release it without waiting for this replica.
+                if let Err(e) = app.ledger.drop_leases(&app.replica_id, Some(&sub.sub_id)).await {
+                    tracing::warn!(sub_id = %sub.sub_id, error = %e, "cannot drop a lease");
+                }
+                return (Err(e.into()), false);
+            }
         };
         match admitted {
             Admit::Refused(w) => {
@@ -371,6 +378,8 @@ async fn answer_duplicate(
     }
     match (rec.state, rec.upstream_id.as_deref()) {
         (BatchState::InFlight | BatchState::Settled, Some(id)) => {
+            // What we read may not be on disk yet: never answer from it before it is.
+            app.ledger.durable().await?;
             tracing::info!(upstream_id = %id, "client retried a create; answering with the first batch");
             let mut reply = retrieve(provider, id, call).await?;
             // Tell the client too (surfaces pass these on): this is the batch its first

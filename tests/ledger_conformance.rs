@@ -575,3 +575,46 @@ async fn an_unversioned_sqlite_ledger_is_adopted_by_migrate() {
         other => panic!("expected the old batch back, got {other:?}"),
     }
 }
+
+/// On PostgreSQL the writes on the create path commit without waiting for their own WAL
+/// flush (`src/ledger/pg_flush.rs`); they must still be on disk when the call returns,
+/// with everything committed before them. The witness is a row another session commits
+/// with `synchronous_commit = off` just before each call: its WAL position must be
+/// flushed when the call returns (the WAL writer alone takes up to `wal_writer_delay`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_writes_are_on_disk_when_they_return() {
+    use sqlx::{Connection, PgConnection};
+    /// Commits a row without waiting for the flush; the WAL position after it.
+    async fn witness(c: &mut PgConnection) -> String {
+        sqlx::query("INSERT INTO witness VALUES (1)").execute(&mut *c).await.unwrap();
+        sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    }
+    async fn flushed(c: &mut PgConnection, lsn: &str) -> bool {
+        sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn")
+            .bind(lsn)
+            .fetch_one(c)
+            .await
+            .unwrap()
+    }
+    let s = Store::new(Kind::Postgres).await;
+    let mut other = PgConnection::connect(&s._db.url).await.unwrap();
+    sqlx::query("SET synchronous_commit = off").execute(&mut other).await.unwrap();
+    sqlx::query("CREATE TABLE witness (n INT)").execute(&mut other).await.unwrap();
+    let l = s.l();
+    let lsn = witness(&mut other).await;
+    let sub = submission(1, 1, vec![window("daily", 100)]);
+    assert!(matches!(l.admit(&sub).await.unwrap(), Admit::Admitted));
+    assert!(flushed(&mut other, &lsn).await, "admission returned before the WAL was flushed");
+    let lsn = witness(&mut other).await;
+    assert!(l.mark_submitted("sub_1", "msgbatch_1", ts("2026-03-10T01:00:01Z")).await.unwrap());
+    assert!(flushed(&mut other, &lsn).await, "mark_submitted returned before the flush");
+    let lsn = witness(&mut other).await;
+    assert!(l.settle("sub_1", &settlement(Money::from_usd(1))).await.unwrap());
+    assert!(flushed(&mut other, &lsn).await, "settlement returned before the WAL was flushed");
+    let lsn = witness(&mut other).await;
+    l.durable().await.unwrap();
+    assert!(flushed(&mut other, &lsn).await, "durable() returned before the WAL was flushed");
+}

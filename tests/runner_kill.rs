@@ -1,7 +1,9 @@
 //! `kill -9` of the runner at random moments, then the same command again: every item
 //! ends with exactly one result, and the upstream received each item exactly once (one
 //! attempt each here), including when the kill fell between "create sent" and "create
-//! answered" (creates are slowed to widen that window, and some answers are lost).
+//! answered" (creates are slowed to widen that window, and some answers are lost). For
+//! Anthropic, and for OpenAI, whose create also uploads the input file: a run killed after
+//! its upload must find that file again, or its re-sent create would make a second batch.
 
 mod runner_support;
 
@@ -78,5 +80,76 @@ async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice(
     }
     eprintln!("{kills} kills; {adopted} creates found after a kill left them unanswered");
     assert!(kills >= RUNS, "only {kills} kills landed inside a run");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openai_runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
+    const RUNS: u64 = 8;
+    const ITEMS: usize = 120;
+    let faults = Faults {
+        slow_rate: 0.5,
+        slow_ms: 150,
+        create_lost_rate: 0.1,
+        operations: vec![Operation::Create],
+        ..Default::default()
+    };
+    let h = harness_all(SimConfig { faults, ..sim_config() }, |_| {}).await;
+    let args = ["--yes", "--provider", "openai", "--max-batch-requests", "40"];
+    let probe = write_openai_input(h.dir.path(), "oprobe", ITEMS);
+    let t = Instant::now();
+    let o = output(run_cmd(&h, &probe, &args)).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let span = t.elapsed().as_millis().max(50) as u64;
+    let dup: Vec<_> = answered(&upstream_openai(&h).await, "oprobe-")
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(dup.is_empty(), "an uninterrupted run submitted items twice: {dup:?}");
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    for r in 0..RUNS {
+        let tag = format!("ok{r}");
+        let input = write_openai_input(h.dir.path(), &tag, ITEMS);
+        for _ in 0..=(next(&mut seed) % 3) {
+            let delay = Duration::from_millis(next(&mut seed) % span);
+            // Each killed run's log, shown if the run goes wrong.
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(h.dir.path().join(format!("{tag}.log")))
+                .unwrap();
+            let mut child = run_cmd(&h, &input, &args)
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(delay).await;
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        let o = output(run_cmd(&h, &input, &args)).await;
+        assert!(o.status.success(), "run {r}: {}", text(&o.stderr));
+        let (order, by) = results(&input.with_extension("jsonl.results.jsonl"));
+        assert_eq!(order.len(), ITEMS, "run {r}");
+        assert!(
+            by.values().all(|v| v["response"]["status_code"] == 200 && v["attempts"] == 1),
+            "run {r}"
+        );
+        let counts = answered(&upstream_openai(&h).await, &format!("{tag}-"));
+        assert_eq!(counts.len(), ITEMS, "run {r}: every item reached the upstream");
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            twice.is_empty(),
+            "run {r}: submitted more than once: {twice:?}\nKILLED RUNS: {}\nFINAL: {}",
+            std::fs::read_to_string(h.dir.path().join(format!("{tag}.log"))).unwrap_or_default(),
+            text(&o.stderr)
+        );
+    }
+    assert!(kills >= RUNS / 2, "only {kills} kills landed inside a run");
     h.stop().await;
 }

@@ -12,15 +12,26 @@ use crate::runner::{Options, Order, RunError};
 /// Arguments of `batchcost run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// JSONL input: one request per line in the provider's shape (Anthropic:
-    /// `{"custom_id", "params"}`), or plain items with `--template`.
+    /// JSONL input: one request per line in the provider's shape (Anthropic
+    /// `{"custom_id", "params"}`, OpenAI `{"custom_id", "method", "url", "body"}`, Gemini
+    /// `{"key", "request"}`), or plain items with `--template`.
     pub file: PathBuf,
     /// The batchcost gateway (or a simulator) to submit through, e.g. http://127.0.0.1:9400.
     #[arg(long)]
     pub gateway: String,
-    /// Batch API to use.
-    #[arg(long, default_value = "anthropic")]
-    pub provider: String,
+    /// Batch API to use: anthropic, openai, gemini, or the name of another upstream of the
+    /// gateway (its kind is whichever API answers under `/NAME`) [default: what the
+    /// input's first line looks like; anthropic with --template].
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Gemini: the batch's model, for requests that do not name one in `request.model`.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Gemini: batches whose inline create body is at most this many bytes are sent as
+    /// inline requests, larger ones as an uploaded file [default: 19000000, under the
+    /// documented 20 MB].
+    #[arg(long)]
+    pub gemini_inline_bytes: Option<u64>,
     /// Environment variable holding the project key.
     #[arg(long, default_value = "BATCHCOST_API_KEY")]
     pub key_env: String,
@@ -33,8 +44,10 @@ pub struct RunArgs {
     /// implies its own project).
     #[arg(long)]
     pub project: Option<String>,
-    /// Request template (JSON: the `params` of each request), `{{field}}` filled from each
-    /// input item; the item's `custom_id` or `id` field names its request.
+    /// Request template (JSON: the `params` of each Anthropic request, the `body` of each
+    /// OpenAI line (or a whole line with `url` and `body`), the `request` of each Gemini
+    /// line), `{{field}}` filled from each input item; the item's `custom_id` or `id`
+    /// field names its request.
     #[arg(long)]
     pub template: Option<PathBuf>,
     /// Results, one JSONL line per input item [default: FILE.results.jsonl].
@@ -55,10 +68,12 @@ pub struct RunArgs {
     /// Attempts per item, the first included (retryable failures only).
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
-    /// Requests per batch, at most the provider's limit (Anthropic: 100,000).
+    /// Requests per batch, at most the provider's documented limit (Anthropic: 100,000;
+    /// OpenAI: 50,000); Gemini documents none, so any number [default: 100,000].
     #[arg(long)]
     pub max_batch_requests: Option<usize>,
-    /// Create-body bytes per batch, at most the provider's limit (Anthropic: 256 MiB).
+    /// Create-body (or input-file) bytes per batch, at most the provider's documented
+    /// limit (Anthropic: 256 MiB; OpenAI: 200 MiB); Gemini's 2 GiB is unconfirmed, so any.
     #[arg(long)]
     pub max_batch_bytes: Option<u64>,
     /// Worst-case cost per batch, USD: batches above it are split.
@@ -127,6 +142,8 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
         file: a.file,
         gateway: a.gateway,
         provider: a.provider,
+        model: a.model,
+        gemini_inline_bytes: a.gemini_inline_bytes,
         key,
         key_env: a.key_env.clone(),
         admin_token,

@@ -244,6 +244,10 @@ async fn spend_report(
 #[derive(Deserialize)]
 struct EstimateQuery {
     project: Option<String>,
+    /// The upstream whose format the body is in (default: Anthropic's).
+    provider: Option<String>,
+    /// Gemini: the batch's model (its create path names it, not the lines).
+    model: Option<String>,
 }
 
 /// `POST /api/estimate[?project=NAME]`: the estimate plus, per budget that would apply,
@@ -275,19 +279,21 @@ async fn estimate(
             )));
         }
     }
-    let q = EstimateQuery { project: caller.or(q.project) };
+    let q = EstimateQuery { project: caller.or(q.project), ..q };
     let body = body::read_limited(&parts.headers, raw, app.settings.limits.max_body_bytes).await?;
     let now = app.clock.now();
     let opts =
         crate::estimate::EstimateOptions::new(now, app.settings.limits.expected_output_fraction);
     let est = {
         let app = app.clone();
+        let (provider, model) = (q.provider.clone(), q.model.clone());
         tokio::task::spawn_blocking(move || {
-            crate::estimate::estimate_bytes(&body, &app.pricing, &opts)
+            let (p, m) = (provider.as_deref(), model.as_deref());
+            super::estimate_kinds::estimate(&app, p, m, &body, &opts)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?
+        .map_err(ApiError::InvalidRequest)?
     };
     let hold = hold_of(&est);
     let project = match &q.project {

@@ -6,6 +6,7 @@ mod approvals;
 pub mod auth;
 pub mod body;
 pub mod error;
+mod estimate_kinds;
 mod listing;
 pub(crate) mod rejections;
 pub mod request_id;

@@ -39,6 +39,9 @@ pub type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, LedgerError>>;
 pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the in-place SQLite writer (`sqlite_inplace.rs`).
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("ledger value out of range: {0}")]
     Range(String),
     #[error("ledger storage url not supported: {0}")]
@@ -389,6 +392,14 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     ) -> LedgerFuture<'a, HashSet<String>>;
     /// Can the ledger answer? For `/readyz`.
     fn ping(&self) -> LedgerFuture<'_, ()>;
+    /// Returns once everything this replica has committed or read so far is durable: for
+    /// answering a client from what another request wrote (a retry answered with the first
+    /// attempt's batch). Every write above is durable when it returns; a backend whose
+    /// writes become visible before they are durable (PostgreSQL, see `pg_flush.rs`)
+    /// overrides this.
+    fn durable(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// Settled batches submitted in `[from, to)`, one row per batch and model, in
     /// submission order, streamed from the database (reports never load a range whole).
     /// Must be called within a Tokio runtime.

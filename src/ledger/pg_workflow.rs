@@ -261,7 +261,10 @@ impl WorkflowLedger for PgLedger {
         sub_id: &'a str,
         bounds: &'a [ModelBound],
     ) -> LedgerFuture<'a, ()> {
-        Box::pin(outbox::record_bounds(&self.pool, sub_id, bounds))
+        // On every create's path, after the client's answer is decided: committed without
+        // waiting for the flush (the next barrier, or the WAL writer, carries it). A
+        // database crash can lose it, which costs calibration one sample, never money.
+        Box::pin(outbox::record_bounds(&self.fast, sub_id, bounds))
     }
     fn calibration_samples<'a>(
         &'a self,

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
@@ -20,6 +20,8 @@ const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
 #[path = "pg_files.rs"]
 mod files_pg;
+#[path = "pg_flush.rs"]
+mod flush;
 #[path = "pg_outbox.rs"]
 mod outbox;
 #[path = "pg_refusals.rs"]
@@ -30,15 +32,23 @@ mod workflow;
 /// The PostgreSQL ledger.
 pub struct PgLedger {
     pool: PgPool,
+    /// Commits without waiting for the WAL flush; every write on it is followed by
+    /// `flush.wait()` before its call returns (see `pg_flush.rs`).
+    fast: PgPool,
+    flush: flush::Flush,
 }
 
 async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
+    connect_with(url.parse()?, max).await
+}
+
+async fn connect_with(opts: PgConnectOptions, max: u32) -> Result<PgPool, LedgerError> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .idle_timeout(Duration::from_secs(60))
-        .connect(url)
+        .connect_with(opts)
         .await?)
 }
 
@@ -91,7 +101,15 @@ impl PgLedger {
             }
             state => state.require_current(Backend::Postgres)?,
         }
-        Ok(PgLedger { pool })
+        let opts: PgConnectOptions = url.parse()?;
+        let fast = connect_with(opts.options([("synchronous_commit", "off")]), 8).await?;
+        Ok(PgLedger { flush: flush::Flush::new(pool.clone()), pool, fast })
+    }
+
+    /// Commits a transaction of the `fast` pool and returns once it is on disk.
+    async fn commit_durably(&self, tx: Transaction<'_, Postgres>) -> Result<(), LedgerError> {
+        tx.commit().await?;
+        self.flush.wait().await
     }
 
     async fn window_state(
@@ -200,7 +218,7 @@ impl Ledger for PgLedger {
                 count_to_db(s.hold.input_tokens)?,
                 count_to_db(s.hold.output_tokens)?,
             );
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             // The unique key decides: an identical body waits for the first to commit,
             // then inserts nothing and is answered with it.
             let fresh = sqlx::query(sql::DEDUPE_CLAIM)
@@ -295,7 +313,7 @@ impl Ledger for PgLedger {
                     return Ok(Admit::Refused(Box::new(state)));
                 }
             }
-            tx.commit().await?;
+            self.commit_durably(tx).await?;
             Ok(Admit::Admitted)
         })
     }
@@ -314,15 +332,16 @@ impl Ledger for PgLedger {
             .bind(sub_id)
             .bind(upstream_id)
             .bind(ts_to_db(next_poll_at))
-            .execute(&self.pool)
+            .execute(&self.fast)
             .await?;
+            self.flush.wait().await?;
             Ok(r.rows_affected() == 1)
         })
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             let r = sqlx::query(
                 "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
                  lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
@@ -337,7 +356,7 @@ impl Ledger for PgLedger {
             }
             sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
             close_holds(&mut tx, sub_id, None, "released").await?;
-            tx.commit().await?;
+            self.commit_durably(tx).await?;
             Ok(true)
         })
     }
@@ -523,7 +542,7 @@ impl Ledger for PgLedger {
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
             let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.fast.begin().await?;
             // Exactly once: only an in-flight batch can become settled; the row lock makes
             // a concurrent settlement wait and then find it settled.
             let r = sqlx::query(
@@ -570,7 +589,7 @@ impl Ledger for PgLedger {
                 .await?;
             }
             close_holds(&mut tx, sub_id, Some(s), "settled").await?;
-            tx.commit().await?;
+            self.commit_durably(tx).await?;
             Ok(true)
         })
     }
@@ -646,6 +665,10 @@ impl Ledger for PgLedger {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
         })
+    }
+
+    fn durable(&self) -> LedgerFuture<'_, ()> {
+        Box::pin(self.flush.wait())
     }
 
     fn spend_rows(&self, from: Timestamp, to: Timestamp) -> SpendStream {

@@ -1,29 +1,38 @@
 //! SQLite backend: WAL journal, one writer connection (SQLite has one writer anyway, and a
-//! single connection never meets a lock-upgrade deadlock) and a small reader pool.
+//! single connection never meets a lock-upgrade deadlock) and a small reader pool. The
+//! writes on every create's path and those that end holds run in place on a second
+//! connection, only while the writer connection is held (`sqlite_inplace.rs`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 
-use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
+use super::rows::{batch_from_row, empty_window, u, usage_from_row, window_from_row};
 use super::*;
 use crate::config::Durability;
 
 use super::sql::{self, BATCH_COLUMNS};
 
+#[path = "sqlite_inplace.rs"]
+mod inplace;
 #[path = "sqlite_refusals.rs"]
 mod refusals;
+
+use inplace::Admitted;
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    inplace: inplace::Writer,
 }
 
 impl SqliteLedger {
@@ -50,6 +59,8 @@ impl SqliteLedger {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A local file does not go away between uses: no ping round trip per acquire.
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         match schema_state(&writer).await? {
@@ -58,23 +69,44 @@ impl SqliteLedger {
             }
             state => state.require_current(Backend::Sqlite)?,
         }
+        let inplace = inplace::Writer::open(opts.get_filename(), memory, durability)?;
         let reader = if memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?
         };
-        Ok(SqliteLedger { writer, reader })
+        Ok(SqliteLedger { writer, reader, inplace })
+    }
+
+    /// Runs `f` in place while holding the writer connection, which comes back for a
+    /// follow-up read that no write can come between.
+    async fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, LedgerError>,
+    ) -> Result<(T, PoolConnection<Sqlite>), LedgerError> {
+        let held = self.writer.acquire().await?;
+        let out = self.inplace.run(f)?;
+        Ok((out, held))
+    }
+
+    /// For the in-place writes of the workflow tables (same rules as [`Self::write`]).
+    pub(super) async fn write_bounds(
+        &self,
+        sub_id: &str,
+        bounds: &[super::workflow::ModelBound],
+    ) -> Result<(), LedgerError> {
+        self.write(|c| inplace::record_bounds(c, sub_id, bounds)).await.map(|_| ())
     }
 
     async fn window_state(
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         w: &WindowRef,
     ) -> Result<WindowState, LedgerError> {
         let row =
             sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
                 .bind(&w.budget)
                 .bind(ts_to_db(w.start))
-                .fetch_optional(&mut **tx)
+                .fetch_optional(conn)
                 .await?;
         Ok(match row {
             Some(r) => window_from_row(&r, w)?,
@@ -125,158 +157,29 @@ pub(super) async fn migrate(
     Ok((before, after.unwrap_or(0)))
 }
 
-/// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes what
-/// the batch spent there (nothing for a release; for a settlement, the cost and tokens of
-/// the models the window's budget counts, see [`Settlement::spent_by`]). Both paths go
-/// through here, so a release and a settlement can never disagree on which windows a
-/// batch counted against.
-async fn close_holds(
-    tx: &mut Transaction<'_, Sqlite>,
-    sub_id: &str,
-    settled: Option<&Settlement>,
-    state: &str,
-) -> Result<(), LedgerError> {
-    let holds = sqlx::query(
-        "SELECT budget, window_start, hold_pico, hold_input, hold_output FROM reservations \
-         WHERE sub_id = $1 AND state = 'held' ORDER BY budget, window_start",
-    )
-    .bind(sub_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for h in &holds {
-        let budget: String = h.try_get("budget")?;
-        let spent = settled.map(|s| s.spent_by(&budget)).unwrap_or_default();
-        sqlx::query(
-            "UPDATE budget_windows SET reserved_pico = reserved_pico - $3, \
-             reserved_input = reserved_input - $4, reserved_output = reserved_output - $5, \
-             spent_pico = spent_pico + $6, spent_input = spent_input + $7, \
-             spent_output = spent_output + $8 WHERE budget = $1 AND window_start = $2",
-        )
-        .bind(&budget)
-        .bind(h.try_get::<i64, _>("window_start")?)
-        .bind(h.try_get::<i64, _>("hold_pico")?)
-        .bind(h.try_get::<i64, _>("hold_input")?)
-        .bind(h.try_get::<i64, _>("hold_output")?)
-        .bind(to_db(spent.cost)?)
-        .bind(count_to_db(spent.input_tokens)?)
-        .bind(count_to_db(spent.output_tokens)?)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("UPDATE reservations SET state = $2 WHERE sub_id = $1 AND state = 'held'")
-        .bind(sub_id)
-        .bind(state)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 impl Ledger for SqliteLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await?;
-            // The unique key decides: a second identical body inserts nothing.
-            let fresh = sqlx::query(sql::DEDUPE_CLAIM)
-                .bind(&s.project)
-                .bind(&s.body_hash)
-                .bind(&s.sub_id)
-                .bind(ts_to_db(s.submitted_at))
-                .bind(ts_to_db(s.dedupe_since))
-                .execute(&mut *tx)
-                .await?;
-            if fresh.rows_affected() != 1 {
-                let row = sqlx::query(&sql::dedupe_batch())
-                    .bind(&s.project)
-                    .bind(&s.body_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.rollback().await?;
-                let row = row
-                    .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
-                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
-            }
-            // Always in one order, on every path that touches windows.
-            for w in sql::lock_order(&s.windows) {
-                // A window may hold less than the whole worst case (models filter, calibrated).
-                let hold = w.hold.unwrap_or(s.hold);
-                let (usd, inp, out) = (
-                    to_db(hold.usd)?,
-                    count_to_db(hold.input_tokens)?,
-                    count_to_db(hold.output_tokens)?,
-                );
-                sqlx::query(
-                    "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
-                     limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
-                     limit_input = excluded.limit_input, limit_output = excluded.limit_output",
-                )
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(ts_to_db(w.end))
-                .bind(&w.project)
-                .bind(w.period.as_str())
-                .bind(w.limit.map(to_db).transpose()?)
-                .bind(opt_count(w.limit_input_tokens)?)
-                .bind(opt_count(w.limit_output_tokens)?)
-                .execute(&mut *tx)
-                .await?;
-                // The decisive step: one conditional statement per window.
-                let reserved = sqlx::query(
-                    "UPDATE budget_windows SET reserved_pico = reserved_pico + $3, \
-                     reserved_input = reserved_input + $4, reserved_output = reserved_output + $5 \
-                     WHERE budget = $1 AND window_start = $2 \
-                     AND (limit_pico IS NULL OR spent_pico + reserved_pico + $3 <= limit_pico) \
-                     AND (limit_input IS NULL OR spent_input + reserved_input + $4 <= limit_input) \
-                     AND (limit_output IS NULL OR spent_output + reserved_output + $5 <= limit_output)",
-                )
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(usd)
-                .bind(inp)
-                .bind(out)
-                .execute(&mut *tx)
-                .await?;
-                if reserved.rows_affected() != 1 {
-                    let state = Self::window_state(&mut tx, w).await?;
-                    tx.rollback().await?;
-                    return Ok(Admit::Refused(Box::new(state)));
+            let (found, mut held) = self.write(|c| inplace::admit(c, s)).await?;
+            match found {
+                Admitted::Yes => Ok(Admit::Admitted),
+                // As they stood: nothing can be written while the writer is held.
+                Admitted::Refused(w) => {
+                    let state = Self::window_state(&mut held, &w).await?;
+                    Ok(Admit::Refused(Box::new(state)))
                 }
-                sqlx::query(
-                    "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
-                     hold_output, state) VALUES ($1, $2, $3, $4, $5, $6, 'held')",
-                )
-                .bind(&s.sub_id)
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .bind(usd)
-                .bind(inp)
-                .bind(out)
-                .execute(&mut *tx)
-                .await?;
+                Admitted::Duplicate => {
+                    let row = sqlx::query(&sql::dedupe_batch())
+                        .bind(&s.project)
+                        .bind(&s.body_hash)
+                        .fetch_optional(&mut *held)
+                        .await?;
+                    let row = row.ok_or_else(|| {
+                        LedgerError::Range("a dedupe key names no batch".to_string())
+                    })?;
+                    Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)))
+                }
             }
-            sqlx::query(
-                "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
-                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
-                 lease_owner, lease_until) \
-                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&s.sub_id)
-            .bind(&s.project)
-            .bind(&s.provider)
-            .bind(ts_to_db(s.submitted_at))
-            .bind(count_to_db(s.request_count)?)
-            .bind(to_db(s.hold.usd)?)
-            .bind(count_to_db(s.hold.input_tokens)?)
-            .bind(count_to_db(s.hold.output_tokens)?)
-            .bind(s.custom_id_fingerprint as i64)
-            .bind(&s.body_hash)
-            .bind(&s.estimate_json)
-            .bind(s.lease.as_ref().map(|l| l.owner.as_str()))
-            .bind(s.lease.as_ref().map(|l| ts_to_db(l.until)))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(Admit::Admitted)
         })
     }
 
@@ -287,39 +190,14 @@ impl Ledger for SqliteLedger {
         next_poll_at: Timestamp,
     ) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
-                 WHERE sub_id = $1 AND state = 'submitting'",
-            )
-            .bind(sub_id)
-            .bind(upstream_id)
-            .bind(ts_to_db(next_poll_at))
-            .execute(&self.writer)
-            .await?;
-            Ok(r.rows_affected() == 1)
+            let next = ts_to_db(next_poll_at);
+            let w = self.write(|c| inplace::mark_submitted(c, sub_id, upstream_id, next)).await?;
+            Ok(w.0)
         })
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let mut tx = self.writer.begin().await?;
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
-                 lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
-            )
-            .bind(sub_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query(sql::DEDUPE_FORGET).bind(sub_id).execute(&mut *tx).await?;
-            close_holds(&mut tx, sub_id, None, "released").await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        Box::pin(async move { Ok(self.write(|c| inplace::release(c, sub_id, reason)).await?.0) })
     }
 
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
@@ -437,57 +315,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-            let mut tx = self.writer.begin().await?;
-            // Exactly once: only an in-flight batch can become settled.
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
-                 ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
-                 next_poll_at = NULL, lease_owner = NULL, lease_until = NULL, settling_by = NULL \
-                 WHERE sub_id = $1 AND state = 'in_flight'",
-            )
-            .bind(sub_id)
-            .bind(cost)
-            .bind(list)
-            .bind(ts_to_db(s.ended_at))
-            .bind(ts_to_db(s.settled_at))
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            for m in &s.models {
-                let t = &m.tokens;
-                let q = &m.requests;
-                sqlx::query(
-                    "INSERT INTO batch_usage (sub_id, model, input_tokens, output_tokens, \
-                     cache_write_5m, cache_write_1h, cache_read, web_searches, succeeded, errored, \
-                     canceled, expired, cost_pico, list_cost_pico) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(sub_id)
-                .bind(&m.model)
-                .bind(count_to_db(t.input)?)
-                .bind(count_to_db(t.output)?)
-                .bind(count_to_db(t.cache_write_5m)?)
-                .bind(count_to_db(t.cache_write_1h)?)
-                .bind(count_to_db(t.cache_read)?)
-                .bind(count_to_db(t.web_search_requests)?)
-                .bind(count_to_db(q.succeeded)?)
-                .bind(count_to_db(q.errored)?)
-                .bind(count_to_db(q.canceled)?)
-                .bind(count_to_db(q.expired)?)
-                .bind(to_db(m.cost)?)
-                .bind(to_db(m.list_cost)?)
-                .execute(&mut *tx)
-                .await?;
-            }
-            close_holds(&mut tx, sub_id, Some(s), "settled").await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        Box::pin(async move { Ok(self.write(|c| inplace::settle(c, sub_id, s)).await?.0) })
     }
 
     fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>> {

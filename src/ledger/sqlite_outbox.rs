@@ -167,24 +167,8 @@ impl SqliteLedger {
         sub_id: &str,
         bounds: &[ModelBound],
     ) -> Result<(), LedgerError> {
-        let mut tx = self.writer.begin().await?;
-        for b in bounds {
-            sqlx::query(
-                "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
-                 worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (sub_id, model) DO NOTHING",
-            )
-            .bind(sub_id)
-            .bind(&b.model)
-            .bind(count_to_db(b.input_upper)?)
-            .bind(count_to_db(b.output_worst)?)
-            .bind(to_db(b.worst)?)
-            .bind(to_db(b.worst_output)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        // On every create's path: in place (see `sqlite_inplace.rs`).
+        self.write_bounds(sub_id, bounds).await
     }
 
     /// The newest `limit` settled batches of `project` with `model`, bounds and usage.

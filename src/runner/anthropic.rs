@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use futures_util::StreamExt;
-use reqwest::Method;
+use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
-use super::client::{CallError, Client, status_error};
+use super::client::{CallError, Client, Part};
 use super::provider::{BatchView, Counts, ItemResult, Limits, Page, Phase, Provider, Tokens};
 
 /// 100,000 requests or 256 MB per batch (batch-apis.md).
@@ -17,11 +15,32 @@ pub const LIMITS: Limits = Limits { max_requests: 100_000, max_bytes: 256 * 1024
 const BODY_HEAD: &[u8] = b"{\"requests\":[";
 const BODY_TAIL: &[u8] = b"]}";
 
+/// The API version every call names (the one the gateway and the simulator serve).
+const VERSION: &str = "2023-06-01";
+
+/// Error types worth retrying: the upstream's trouble, not the request's.
+const RETRYABLE: &[&str] = &["overloaded_error", "api_error", "rate_limit_error", "timeout_error"];
+
+/// Whether an errored result of this type may succeed on another attempt.
+pub fn retryable(kind: &str) -> bool {
+    RETRYABLE.contains(&kind)
+}
+
 pub struct Anthropic {
     pub client: Client,
     /// `""` for the gateway's default Anthropic upstream (served at the root), `/NAME`
     /// for another upstream of that kind.
     pub prefix: String,
+}
+
+impl Anthropic {
+    /// A request with the project key as Anthropic's clients send it.
+    fn keyed(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, &format!("{}{path}", self.prefix))
+            .header("x-api-key", self.client.key())
+            .header("anthropic-version", VERSION)
+    }
 }
 
 #[derive(Deserialize)]
@@ -44,7 +63,13 @@ struct RawBatch {
 impl RawBatch {
     fn view(self) -> BatchView {
         let phase = if self.processing_status == "ended" { Phase::Ended } else { Phase::Running };
-        BatchView { id: self.id, phase, counts: self.request_counts, created_at: self.created_at }
+        BatchView {
+            id: self.id,
+            phase,
+            counts: self.request_counts,
+            created_at: self.created_at,
+            failure: None,
+        }
     }
 }
 
@@ -105,9 +130,17 @@ impl Provider for Anthropic {
         (1, (BODY_HEAD.len() + BODY_TAIL.len()) as u64 - 1)
     }
 
+    fn estimate_query(&self, _: &[&[u8]]) -> Vec<(&'static str, String)> {
+        // The estimator reads Anthropic bodies by default; another upstream of this kind
+        // is named so its prices and budgets apply.
+        match self.prefix.strip_prefix('/') {
+            Some(name) => vec![("provider", name.to_string())],
+            None => Vec::new(),
+        }
+    }
+
     async fn create(&self, body: Vec<u8>) -> Result<BatchView, CallError> {
         let rb = self
-            .client
             .keyed(Method::POST, "/v1/messages/batches")
             .header("content-type", "application/json")
             .body(body);
@@ -115,17 +148,16 @@ impl Provider for Anthropic {
     }
 
     async fn get(&self, id: &str) -> Result<BatchView, CallError> {
-        let path = format!("{}/v1/messages/batches/{id}", self.prefix);
-        batch(self.client.read(|| self.client.keyed(Method::GET, &path)).await?)
+        let path = format!("/v1/messages/batches/{id}");
+        batch(self.client.read(|| self.keyed(Method::GET, &path)).await?)
     }
 
     async fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, CallError> {
         let limit = limit.to_string();
-        let path = format!("{}/v1/messages/batches", self.prefix);
         let v = self
             .client
             .read(|| {
-                let rb = self.client.keyed(Method::GET, &path);
+                let rb = self.keyed(Method::GET, "/v1/messages/batches");
                 match after {
                     Some(a) => rb.query(&[("limit", limit.as_str()), ("after_id", a)]),
                     None => rb.query(&[("limit", limit.as_str())]),
@@ -140,33 +172,13 @@ impl Provider for Anthropic {
     }
 
     async fn download(&self, id: &str, path: &Path) -> Result<(), CallError> {
-        let rb = self
-            .client
-            .keyed(Method::GET, &format!("{}/v1/messages/batches/{id}/results", self.prefix));
-        let resp = rb.send().await.map_err(|e| CallError::Transport(e.to_string()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.json().await.unwrap_or(Value::Null);
-            return Err(status_error(status, body));
-        }
-        let io = |e: std::io::Error| CallError::Transport(format!("{}: {e}", path.display()));
-        let tmp = path.with_extension("part");
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
-        let mut stream = resp.bytes_stream();
-        let mut last = b'\n';
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CallError::Transport(format!("results cut: {e}")))?;
-            if let Some(b) = chunk.last() {
-                last = *b;
-            }
-            file.write_all(&chunk).await.map_err(io)?;
-        }
-        if last != b'\n' {
-            file.write_all(b"\n").await.map_err(io)?;
-        }
-        file.sync_all().await.map_err(io)?;
-        drop(file);
-        tokio::fs::rename(&tmp, path).await.map_err(io)
+        let rb = self.keyed(Method::GET, &format!("/v1/messages/batches/{id}/results"));
+        self.client.save(vec![Part::Get(Box::new(rb))], path).await
+    }
+
+    fn errored_line(&self, custom_id: &str, kind: &str, message: &str) -> Value {
+        json!({"custom_id": custom_id, "result": {"type": "errored",
+            "error": {"type": "error", "error": {"type": kind, "message": message}}}})
     }
 
     fn result(&self, line: &[u8]) -> Result<(String, ItemResult), String> {
@@ -179,8 +191,10 @@ impl Provider for Anthropic {
                 // `{"type":"error","error":{"type":..,"message":..}}`, or the bare inner object.
                 let e = &r["error"];
                 let inner = if e.get("error").is_some() { &e["error"] } else { e };
+                let kind = inner["type"].as_str().unwrap_or("unknown").to_string();
                 ItemResult::Errored {
-                    kind: inner["type"].as_str().unwrap_or("unknown").to_string(),
+                    retryable: retryable(&kind),
+                    kind,
                     message: inner["message"].as_str().unwrap_or("").chars().take(300).collect(),
                 }
             }

@@ -1,11 +1,16 @@
-//! HTTP to the gateway (or straight to the simulator): the project key on every call, the
-//! admin token only where `/api/*` still needs it. Reads are retried on transient
-//! failures; creates are not retried here (the submit step decides, see `submit.rs`).
+//! Provider-neutral HTTP to the gateway (or straight to the simulator): requests, the
+//! service's own API with the admin token only where `/api/*` still needs it, JSON answers
+//! and error envelopes of every provider, and downloads saved whole. Reads are retried on
+//! transient failures; creates are not retried here (the submit step decides, see
+//! `submit.rs`). Paths and auth headers of each batch API are in its provider module.
 
+use std::path::Path;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 use crate::config::Secret;
 
@@ -68,12 +73,21 @@ impl Client {
         })
     }
 
-    /// A request with the project key (as `x-api-key`, which every surface accepts).
-    pub fn keyed(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-api-key", self.key.expose())
-            .header("anthropic-version", "2023-06-01")
+    /// A request to `path` on the server, without credentials: each provider adds the
+    /// project key the way its clients send it (see `anthropic.rs`, `openai.rs`,
+    /// `gemini.rs`).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// A request to an absolute URL the server handed out (an upload URL).
+    pub fn request_url(&self, method: Method, url: &str) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// The project key, for the provider's own header.
+    pub fn key(&self) -> &str {
+        self.key.expose()
     }
 
     /// A request to the service's own API: the admin token when one was given, else the
@@ -135,13 +149,79 @@ impl Client {
     }
 }
 
+/// What one results file is made of, in order.
+pub enum Part {
+    /// A download, streamed.
+    Get(Box<RequestBuilder>),
+    /// Bytes already in hand (results inside a batch object).
+    Bytes(Vec<u8>),
+}
+
+impl Client {
+    /// Writes `parts` one after another into `path`, each ending in a newline, whole or
+    /// not at all (a temporary file renamed into place).
+    pub async fn save(&self, parts: Vec<Part>, path: &Path) -> Result<(), CallError> {
+        let io = |e: std::io::Error| CallError::Transport(format!("{}: {e}", path.display()));
+        let tmp = path.with_extension("part");
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        for part in parts {
+            let mut last = b'\n';
+            match part {
+                Part::Bytes(b) => {
+                    if let Some(l) = b.last() {
+                        last = *l;
+                    }
+                    file.write_all(&b).await.map_err(io)?;
+                }
+                Part::Get(rb) => {
+                    let rb = *rb;
+                    let resp = rb.send().await.map_err(|e| CallError::Transport(short(&e)))?;
+                    let status = resp.status();
+                    if !status.is_success() {
+                        let body = resp.json().await.unwrap_or(Value::Null);
+                        return Err(status_error(status, body));
+                    }
+                    let mut stream = resp.bytes_stream();
+                    while let Some(chunk) = stream.next().await {
+                        let chunk =
+                            chunk.map_err(|e| CallError::Transport(format!("results cut: {e}")))?;
+                        if let Some(b) = chunk.last() {
+                            last = *b;
+                        }
+                        file.write_all(&chunk).await.map_err(io)?;
+                    }
+                }
+            }
+            if last != b'\n' {
+                file.write_all(b"\n").await.map_err(io)?;
+            }
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        tokio::fs::rename(&tmp, path).await.map_err(io)
+    }
+}
+
 /// 200 ms doubling, capped at 10 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((200u64 << attempt.min(6)).min(10_000))
 }
 
-pub fn status_error(status: StatusCode, body: Value) -> CallError {
-    // Anthropic's envelope, OpenAI's and Google's.
+/// Google's envelope carries the gateway's budget refusal in `error.details`.
+const GOOGLE_BUDGET_DETAIL: &str = "type.googleapis.com/batchcost.BudgetRefusal";
+
+pub fn status_error(status: StatusCode, mut body: Value) -> CallError {
+    // Anthropic's envelope, OpenAI's and Google's; a budget refusal reads the same in all
+    // three (`budget_exceeded_error` with the figures in `error.budget`).
+    let google_budget = body
+        .pointer("/error/details")
+        .and_then(Value::as_array)
+        .and_then(|d| d.iter().find(|x| x["@type"] == GOOGLE_BUDGET_DETAIL))
+        .cloned();
+    if let (Some(b), Some(e)) = (google_budget, body.get_mut("error")) {
+        e["budget"] = b;
+        e["type"] = Value::String("budget_exceeded_error".into());
+    }
     let err = body.get("error").cloned().unwrap_or(Value::Null);
     let kind = err
         .get("type")

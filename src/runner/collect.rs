@@ -8,16 +8,19 @@ use std::io::BufRead;
 
 use super::input::Input;
 use super::progress::Log;
-use super::provider::{ItemResult, Provider, Tokens};
+use super::provider::{Failure, ItemResult, Provider, Tokens};
 use super::retry::classify;
 use super::state::{Outcome, Phase, State, Store};
 
+/// `failure`: why the batch failed as a whole, if it did (the reason of its requests
+/// without a result line; retried only if the failure is the upstream's trouble).
 pub async fn collect(
     p: &impl Provider,
     input: &Input,
     store: &Store,
     st: &mut State,
     k: usize,
+    failure: Option<&Failure>,
     log: &Log,
 ) -> anyhow::Result<()> {
     let seq = st.batches[k].seq;
@@ -49,6 +52,7 @@ pub async fn collect(
             _ => strangers += 1,
         }
     }
+    // An adopted batch must prove it is ours by its results, even one that failed whole.
     if st.batches[k].adopted && (strangers > 0 || seen.len() != members.len()) {
         return not_ours(store, st, k, log);
     }
@@ -74,8 +78,11 @@ pub async fn collect(
         if !seen.contains(&i) {
             let it = &mut st.items[i as usize];
             it.attempts = attempt;
-            it.outcome = Outcome::Retry;
-            it.reason = Some("no result line for this request".into());
+            (it.outcome, it.reason) = match failure {
+                Some(f) if !f.retryable => (Outcome::Failed, Some(f.reason.clone())),
+                Some(f) => (Outcome::Retry, Some(f.reason.clone())),
+                None => (Outcome::Retry, Some("no result line for this request".into())),
+            };
             it.batch = None;
         }
     }

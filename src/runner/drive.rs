@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::anthropic::Anthropic;
 use super::client::{CallError, Client};
+use super::gemini::Gemini;
 use super::input::{self, Input};
 use super::ledger::{self, Access};
+use super::openai::OpenAi;
 use super::plan::{self, PlanError, Preview};
 use super::progress::{Log, Snapshot};
 use super::provider::{Limits, Phase as Up, Provider};
@@ -16,56 +18,137 @@ use super::{Options, RunError, collect, output, retry, split, submit, summary};
 
 /// Runs (or resumes) the batch job `o` describes.
 pub async fn run(o: Options) -> Result<(), RunError> {
-    let client = Client::new(&o.gateway, o.key.clone(), o.admin_token.clone())?;
-    match o.provider.as_str() {
-        "anthropic" => run_with(&o, Anthropic { client, prefix: String::new() }).await,
-        "openai" | "gemini" => Err(RunError::Usage(format!(
-            "--provider {}: the runner speaks only the Anthropic wire format so far (the only surface the gateway serves)",
-            o.provider
-        ))),
-        // Another upstream of Anthropic's kind, served under `/NAME`.
+    let client = || client_of(&o).map_err(RunError::Failed);
+    let kind = match o.provider.as_deref() {
+        Some(k) => k.to_string(),
+        None => detect(&o),
+    };
+    match kind.as_str() {
+        "anthropic" => run_with(&o, Anthropic { client: client()?, prefix: String::new() }).await,
+        // The gateway serves every upstream under `/NAME` (OpenAI's also at the root); the
+        // simulator serves each API at its root.
+        "openai" => {
+            let mut p = OpenAi::new(client()?, "/openai".into(), "openai".into());
+            if !answers(&o, &p).await? {
+                p.prefix = String::new();
+            }
+            run_with(&o, p).await
+        }
+        "gemini" => {
+            let mut p = gemini(&o, client()?, "/gemini".into(), "gemini");
+            if !answers(&o, &p).await? {
+                p.prefix = String::new();
+            }
+            run_with(&o, p).await
+        }
+        // Another upstream, served under `/NAME`: its kind is whichever API answers there.
         name if !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             let prefix = format!("/{name}");
-            run_with(&o, Anthropic { client, prefix }).await
+            let a = Anthropic { client: client()?, prefix: prefix.clone() };
+            if answers(&o, &a).await? {
+                return run_with(&o, a).await;
+            }
+            // Gemini before OpenAI: a Gemini surface also answers `/v1/batches` (its `v1`
+            // API version), an OpenAI one never answers `/v1beta/batches`.
+            let g = gemini(&o, client()?, prefix.clone(), name);
+            if answers(&o, &g).await? {
+                return run_with(&o, g).await;
+            }
+            let p = OpenAi::new(client()?, prefix, name.into());
+            if answers(&o, &p).await? {
+                return run_with(&o, p).await;
+            }
+            Err(RunError::Usage(format!(
+                "--provider {name}: {} serves no Anthropic, OpenAI or Gemini batches under /{name}",
+                o.gateway
+            )))
         }
         other => Err(RunError::Usage(format!(
-            "--provider `{other}`: expected anthropic or an upstream name"
+            "--provider `{other}`: expected anthropic, openai, gemini or an upstream name"
         ))),
     }
 }
 
-/// One cheap read before anything else: a wrong key or provider name is told at once.
-async fn probe(o: &Options, p: &impl Provider) -> Result<(), RunError> {
+fn gemini(o: &Options, client: Client, prefix: String, name: &str) -> Gemini {
+    let mut g = Gemini::new(client, prefix, name.into(), o.model.clone());
+    if let Some(n) = o.gemini_inline_bytes {
+        g.inline_max = n;
+    }
+    g
+}
+
+/// The provider the input's first request looks like (`--provider` not given): Anthropic
+/// `params`, an OpenAI batch line (`method`, `url`, `body`), Gemini `request`; Anthropic
+/// for templated items and anything else (its message then says what it expected).
+fn detect(o: &Options) -> String {
+    use std::io::BufRead;
+    if o.template.is_some() {
+        return "anthropic".into();
+    }
+    let first = std::fs::File::open(&o.file).ok().and_then(|f| {
+        std::io::BufReader::new(f).lines().map_while(Result::ok).find(|l| !l.trim().is_empty())
+    });
+    let v: serde_json::Value =
+        first.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+    let kind = if v.get("params").is_some() {
+        "anthropic"
+    } else if v.get("body").is_some() && v.get("url").is_some() {
+        "openai"
+    } else if v.get("request").is_some() {
+        "gemini"
+    } else {
+        "anthropic"
+    };
+    kind.into()
+}
+
+/// Whether the provider's batches API answers at its prefix (404: not there).
+async fn answers(o: &Options, p: &impl Provider) -> Result<bool, RunError> {
     match p.list(None, 1).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(CallError::Status { status: 404, .. }) => Ok(false),
         Err(e @ CallError::Status { status: 401 | 403, .. }) => Err(RunError::Usage(format!(
             "{}: the gateway refused the project key from ${}: {e}",
             o.gateway, o.key_env
-        ))),
-        Err(CallError::Status { status: 404, .. }) => Err(RunError::Usage(format!(
-            "--provider {}: {} serves no Anthropic-compatible batches there",
-            o.provider, o.gateway
         ))),
         Err(e) => Err(RunError::Failed(anyhow::anyhow!("{}: {e}", o.gateway))),
     }
 }
 
+/// One cheap read before anything else: a wrong key or provider name is told at once.
+async fn probe(o: &Options, p: &impl Provider) -> Result<(), RunError> {
+    if answers(o, p).await? {
+        return Ok(());
+    }
+    Err(RunError::Usage(format!(
+        "--provider {}: {} serves no {} batches there",
+        p.name(),
+        o.gateway,
+        p.name()
+    )))
+}
+
+/// The provider's limits, lowered by the flags (or, where the provider's are UNCONFIRMED
+/// defaults, set by them).
 fn limits(o: &Options, p: &impl Provider) -> Limits {
     let l = p.limits();
-    Limits {
-        max_requests: o.max_batch_requests.unwrap_or(l.max_requests).clamp(1, l.max_requests),
-        max_bytes: o.max_batch_bytes.unwrap_or(l.max_bytes).min(l.max_bytes),
+    let (req, bytes) = (o.max_batch_requests.unwrap_or(l.max_requests), o.max_batch_bytes);
+    if p.limits_documented() {
+        Limits {
+            max_requests: req.clamp(1, l.max_requests),
+            max_bytes: bytes.unwrap_or(l.max_bytes).min(l.max_bytes),
+        }
+    } else {
+        Limits { max_requests: req.max(1), max_bytes: bytes.unwrap_or(l.max_bytes) }
     }
 }
 
-fn fingerprint(o: &Options, input: &Input, l: Limits) -> String {
+fn fingerprint(o: &Options, p: &impl Provider, input: &Input, l: Limits) -> String {
     let cap = o.max_batch_usd.map(|m| m.usd_exact()).unwrap_or_default();
-    let text = format!(
-        "{:032x}/{}/{}/{}/{cap}",
-        input.fingerprint, o.provider, l.max_requests, l.max_bytes
-    );
+    let text =
+        format!("{:032x}/{}/{}/{}/{cap}", input.fingerprint, p.name(), l.max_requests, l.max_bytes);
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
@@ -75,7 +158,7 @@ async fn run_with(o: &Options, p: impl Provider) -> Result<(), RunError> {
         input::load(&o.file, o.template.as_deref(), &store.work, &p).map_err(RunError::Usage)?;
     probe(o, &p).await?;
     let lim = limits(o, &p);
-    let fp = fingerprint(o, &input, lim);
+    let fp = fingerprint(o, &p, &input, lim);
     let log = Log::new();
     if o.dry_run {
         // Whatever the state file holds, a dry run only prices and prints.
@@ -289,7 +372,10 @@ async fn drive(
             }
             if view.phase == Up::Ended {
                 changed = true;
-                collect::collect(p, input, store, st, k, log).await?;
+                if let Some(f) = &view.failure {
+                    st.batches[k].error = Some(f.reason.clone());
+                }
+                collect::collect(p, input, store, st, k, view.failure.as_ref(), log).await?;
                 let b = &st.batches[k];
                 if b.phase == Phase::Collected {
                     log.line(&format!(

@@ -10,8 +10,10 @@ mod anthropic;
 mod client;
 mod collect;
 mod drive;
+mod gemini;
 mod input;
 mod ledger;
+mod openai;
 mod output;
 mod plan;
 mod plan_text;
@@ -36,7 +38,12 @@ pub use output::Order;
 pub struct Options {
     pub file: PathBuf,
     pub gateway: String,
-    pub provider: String,
+    /// `None`: the provider the input looks like.
+    pub provider: Option<String>,
+    /// Gemini: the batch's model when the requests do not name it.
+    pub model: Option<String>,
+    /// Gemini: batches up to this many bytes are sent inline, larger ones as a file.
+    pub gemini_inline_bytes: Option<u64>,
     pub key: crate::config::Secret,
     /// The variable the key came from, for messages.
     pub key_env: String,

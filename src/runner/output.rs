@@ -81,7 +81,7 @@ pub fn write(
                 f.read_exact(&mut buf)?;
                 serde_json::from_slice::<Value>(&buf)?
             }
-            None => missing(&input.ids[i as usize], it.outcome, it.reason.as_deref()),
+            None => missing(p, &input.ids[i as usize], it.outcome, it.reason.as_deref()),
         };
         if let Some(o) = v.as_object_mut() {
             o.insert("attempts".into(), json!(it.attempts));
@@ -95,12 +95,12 @@ pub fn write(
 }
 
 /// The line of an item without a result from the provider (refused, or never answered):
-/// shaped like an errored result so readers need one code path.
-fn missing(id: &str, outcome: Outcome, reason: Option<&str>) -> Value {
+/// shaped like the provider's errored result so readers need one code path.
+fn missing(p: &impl Provider, id: &str, outcome: Outcome, reason: Option<&str>) -> Value {
     let reason = reason.unwrap_or(match outcome {
         Outcome::Pending | Outcome::Retry => "not submitted",
         _ => "no result",
     });
     let kind = reason.split(':').next().unwrap_or("error");
-    json!({"custom_id": id, "result": {"type": "errored", "error": {"type": "error", "error": {"type": kind, "message": reason}}}})
+    p.errored_line(id, kind, reason)
 }

@@ -91,7 +91,8 @@ pub async fn preview(
     while let Some((items, bytes)) = todo.pop() {
         let lines = input.lines(&items).map_err(|e| PlanError::Input(e.to_string()))?;
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        let answer = match estimate(client, provider.body(&refs), project).await {
+        let query = provider.estimate_query(&refs);
+        let answer = match estimate(client, provider.body(&refs), &query, project).await {
             Ok(v) => v,
             Err(CallError::Status { status: 404, .. }) if batches.is_empty() => {
                 let why = "the server has no /api/estimate (not a batchcost gateway?)";
@@ -146,12 +147,16 @@ fn unpriced(todo: Vec<(Vec<u32>, u64)>, items: Vec<u32>, bytes: u64, why: &str) 
 pub async fn estimate(
     client: &Client,
     body: Vec<u8>,
+    query: &[(&'static str, String)],
     project: Option<&str>,
 ) -> Result<Value, CallError> {
     let mut attempt = 0;
     loop {
-        let rb =
-            client.estimate(project).header("content-type", "application/json").body(body.clone());
+        let rb = client
+            .estimate(project)
+            .query(query)
+            .header("content-type", "application/json")
+            .body(body.clone());
         match client.json(rb).await {
             Err(CallError::Status { status: 401 | 403, .. }) if client.estimate_fall_back() => {}
             Err(e) if e.transient() && attempt < 5 => {

@@ -3,20 +3,17 @@
 use super::provider::ItemResult;
 use super::state::{Outcome, State};
 
-/// Error types worth retrying: the upstream's trouble, not the request's. Invalid
-/// requests, authentication and permission errors, unknown models and cancellations
-/// would fail the same way again.
-const RETRYABLE: &[&str] = &["overloaded_error", "api_error", "rate_limit_error", "timeout_error"];
-
 /// The item's outcome and its reason (error type and message) from one result.
 pub fn classify(r: &ItemResult) -> (Outcome, Option<String>) {
     match r {
         ItemResult::Succeeded(_) => (Outcome::Succeeded, None),
-        ItemResult::Errored { kind, message } => {
+        // Each provider says which of its errors are the upstream's trouble rather than
+        // the request's: invalid requests, authentication and permission errors and
+        // unknown models would fail the same way again.
+        ItemResult::Errored { kind, message, retryable } => {
             let reason =
                 if message.is_empty() { kind.clone() } else { format!("{kind}: {message}") };
-            let o =
-                if RETRYABLE.contains(&kind.as_str()) { Outcome::Retry } else { Outcome::Failed };
+            let o = if *retryable { Outcome::Retry } else { Outcome::Failed };
             (o, Some(reason))
         }
         ItemResult::Expired => (Outcome::Retry, Some("expired".into())),
@@ -46,7 +43,11 @@ mod tests {
 
     #[test]
     fn server_trouble_is_retried_and_bad_requests_are_not() {
-        let e = |k: &str| ItemResult::Errored { kind: k.into(), message: String::new() };
+        let e = |k: &str| ItemResult::Errored {
+            kind: k.into(),
+            message: String::new(),
+            retryable: crate::runner::anthropic::retryable(k),
+        };
         assert_eq!(classify(&e("overloaded_error")).0, Outcome::Retry);
         assert_eq!(classify(&e("api_error")).0, Outcome::Retry);
         assert_eq!(classify(&ItemResult::Expired).0, Outcome::Retry);
