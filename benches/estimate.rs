@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use batchcost::estimate::{EstimateOptions, estimate_file};
+use batchcost::estimate::EstimateOptions;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::estimate_file;
 use serde_json::{Value, json};
 
 const ENGLISH: &str = "The quarterly report shows that revenue from the cloud segment grew faster than \

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod approve;
 pub mod budgets;
+mod estimate;
 pub mod run;
 mod simulate;
 
@@ -30,7 +31,7 @@ pub enum Command {
     /// Run the upstream simulator: faithful Anthropic, OpenAI and Gemini batch APIs on loopback.
     Simulate(Box<simulate::SimulateArgs>),
     /// Offline cost preview of a batch body.
-    Estimate(crate::estimate::EstimateArgs),
+    Estimate(estimate::EstimateArgs),
     /// Price table commands.
     #[command(subcommand)]
     Pricing(PricingCommand),
@@ -71,7 +72,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Pricing(PricingCommand::Check(args)) => crate::pricing::run_check(args),
-        Command::Estimate(args) => crate::estimate::run(args),
+        Command::Estimate(args) => estimate::run(args),
         Command::Serve(args) => runtime()?.block_on(crate::gateway::run_serve(args)),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(*args)),

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use batchcost::clock::SystemClock;
 use batchcost::config::{Config, Period};
-use batchcost::estimate::{EstimateOptions, estimate_bytes};
+use batchcost::estimate::EstimateOptions;
 use batchcost::money::Money;
 use batchcost::pricing::{PriceTable, TokenUsage};
+use batchcost::providers::anthropic::estimate::estimate_bytes;
 use batchcost::providers::anthropic::wire::{BatchResult, ResultLine};
 use common::*;
 use jiff::Timestamp;

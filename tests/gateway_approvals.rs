@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use batchcost::clock::ManualClock;
 use batchcost::config::{Budget, Period};
-use batchcost::estimate::{EstimateOptions, estimate_bytes};
+use batchcost::estimate::EstimateOptions;
 use batchcost::money::Money;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::estimate_bytes;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};

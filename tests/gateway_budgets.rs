@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use batchcost::clock::{ManualClock, SystemClock};
 use batchcost::config::{Period, WeekStart};
-use batchcost::estimate::{EstimateOptions, estimate_bytes};
+use batchcost::estimate::EstimateOptions;
 use batchcost::money::Money;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::estimate_bytes;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
 

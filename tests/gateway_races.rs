@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use batchcost::clock::{Clock, ManualClock, SystemClock};
 use batchcost::config::Period;
-use batchcost::estimate::{EstimateOptions, estimate_bytes};
+use batchcost::estimate::EstimateOptions;
 use batchcost::money::Money;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::estimate_bytes;
 use common::*;
 use jiff::Timestamp;
 use serde_json::Value;

@@ -1,15 +1,16 @@
 //! Folds requests, one at a time, into per-model token sums; prices the sums at the end.
 //! Memory is per model plus one hash per custom_id and per cached prefix, never per text.
+//! Provider-neutral: a body front-end (providers/NAME) reduces each request of its wire
+//! format to a [`Request`] and maps a [`Refusal`] onto its own field names.
 
 use std::collections::{HashMap, HashSet};
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
-use super::error::{EstimateError, Problem, RequestAt};
-use super::parse::{BodyFormat, Request};
-use super::prompt::{Mark, Prompt, Ttl};
+use super::error::{Problem, RequestAt};
+use super::tally::{Mark, Ttl};
 use super::tokens::Tokens;
-use super::{Estimate, ModelEstimate};
+use super::{BodyFormat, Estimate, ModelEstimate};
 use crate::pricing::{CostPair, PriceTable, ResolvedPrice, TokenUsage};
 
 /// Shortest prefix the API caches (1,024 tokens on most models; some need 2,048 or 4,096).
@@ -56,6 +57,30 @@ struct Slot {
     buckets: [Bucket; 2],
 }
 
+/// One request as the folder needs it, whatever the wire format it came in.
+pub struct Request<'a> {
+    pub custom_id: &'a str,
+    /// The model as sent (id or alias).
+    pub model: &'a str,
+    pub max_tokens: u64,
+    /// Priced with the US-only inference uplift.
+    pub geo_us: bool,
+    /// Worst-case web searches; `None` without the web search tool.
+    pub web_search: Option<u64>,
+    /// Input tokens of the whole request.
+    pub input: Tokens,
+    /// Cache breakpoints in prefix order: each prefix's size and identity.
+    pub marks: &'a [Mark],
+}
+
+/// Why the folder refused a request: which of its fields, and what is wrong. The front-end
+/// names the field in its own wire format.
+#[derive(Debug)]
+pub enum Refusal {
+    CustomId(Problem),
+    Model(Problem),
+}
+
 pub struct Folder<'t> {
     table: &'t PriceTable,
     at: jiff::Timestamp,
@@ -89,41 +114,39 @@ impl<'t> Folder<'t> {
         }
     }
 
-    pub fn add(&mut self, at: RequestAt, req: Request<'_>) -> Result<(), EstimateError> {
-        let fail =
-            |field: &str, problem| EstimateError::Request { at, field: field.into(), problem };
+    /// Adds one request; `at` is where it sits in the body (for the first user of a
+    /// duplicated custom_id).
+    pub fn add(&mut self, at: RequestAt, req: &Request<'_>) -> Result<(), Refusal> {
         let id = req.custom_id.as_bytes();
         if let Some(&first_index) = self.ids.get(&xxh3_128(id)) {
-            return Err(fail("custom_id", Problem::DuplicateCustomId { first_index }));
+            return Err(Refusal::CustomId(Problem::DuplicateCustomId { first_index }));
         }
         self.ids.insert(xxh3_128(id), at.index);
         self.fingerprint = self.fingerprint.wrapping_add(xxh3_64(id));
-        let p = &req.params;
-        let slot = self.slot(&p.model).ok_or_else(|| {
-            let model = p.model.to_string();
-            let problem = match self.table.first_effective(&p.model) {
+        let slot = self.slot(req.model).ok_or_else(|| {
+            let model = req.model.to_string();
+            Refusal::Model(match self.table.first_effective(req.model) {
                 Some(from) => Problem::NotYetPriced {
                     model,
                     at: self.at.to_zoned(jiff::tz::TimeZone::UTC).date(),
                     from,
                 },
                 None => Problem::UnknownModel { model },
-            };
-            fail("params.model", problem)
+            })
         })?;
         let provider = &self.slots[slot].price.provider;
         if self.provider.is_some_and(|want| want != provider) {
             let problem =
-                Problem::OtherProvider { model: p.model.to_string(), provider: provider.clone() };
-            return Err(fail("params.model", problem));
+                Problem::OtherProvider { model: req.model.to_string(), provider: provider.clone() };
+            return Err(Refusal::Model(problem));
         }
-        let (total, marks) = flatten(&p.prompt);
-        let worst = worst_split(total, &marks);
-        let expected = self.expected_split(slot, total, &marks);
-        let b = &mut self.slots[slot].buckets[usize::from(p.geo_us)];
+        let (total, marks) = (req.input, req.marks);
+        let worst = worst_split(total, marks);
+        let expected = self.expected_split(slot, total, marks);
+        let b = &mut self.slots[slot].buckets[usize::from(req.geo_us)];
         b.requests += 1;
-        b.max_tokens += p.max_tokens;
-        if let Some(n) = p.web_search {
+        b.max_tokens += req.max_tokens;
+        if let Some(n) = req.web_search {
             b.web_worst += n;
             b.web_expected += n.min(1);
         }
@@ -209,34 +232,6 @@ fn split(total: u64, marks: impl Iterator<Item = (u64, Ttl)>, read: u64) -> Spli
     let w1h = last_1h.saturating_sub(read);
     let w5m = last.saturating_sub(read.max(last_1h));
     Split { input: total.saturating_sub(read.max(last)), write_5m: w5m, write_1h: w1h, read: 0 }
-}
-
-/// The request's total and its breakpoints in prefix order (tools, system, messages),
-/// each identified by the hash of everything before it.
-fn flatten(p: &Prompt) -> (Tokens, Vec<Mark>) {
-    let (tools, system) = (p.tools.digest(), p.system.digest());
-    let mut marks: Vec<Mark> = p.tools.marks.clone();
-    let shift = |m: &Mark, by: Tokens, parts: &[u64]| Mark {
-        tokens: m.tokens + by,
-        hash: combine(parts, m.hash),
-        ttl: m.ttl,
-    };
-    marks.extend(p.system.marks.iter().map(|m| shift(m, p.tools.tokens, &[tools])));
-    let before = p.tools.tokens + p.system.tokens;
-    marks.extend(p.messages.marks.iter().map(|m| shift(m, before, &[tools, system])));
-    if let Some(ttl) = p.auto_cache {
-        let end = Mark { tokens: Tokens::default(), hash: p.messages.digest(), ttl };
-        marks.push(shift(&end, before + p.messages.tokens, &[tools, system]));
-    }
-    (p.total(), marks)
-}
-
-fn combine(parts: &[u64], last: u64) -> u64 {
-    let mut bytes = Vec::with_capacity(8 * (parts.len() + 1));
-    for x in parts.iter().chain([&last]) {
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    xxh3_64(&bytes)
 }
 
 fn model_estimate(slot: &Slot, fraction: f64) -> ModelEstimate {

@@ -1,35 +1,29 @@
-//! Worst-case and expected cost of a batch body before it is sent, and the validation the
-//! gateway needs to refuse a bad body with a 400, both in one streaming pass.
+//! Worst-case and expected cost of a batch body before it is sent: the provider-neutral
+//! part. Each provider's body front-end (`providers/NAME/estimate`, the OpenAI batch
+//! file's `providers/openai/batchfile`) walks its own wire format and validates it; this
+//! module gives them the token bounds of text ([`Tokens`]), the running tally of a prompt
+//! section with its cache breakpoints ([`Tally`]), the per-model folding and pricing
+//! ([`fold::Folder`]) and the result every caller reads ([`Estimate`]).
 //!
 //! The worst case is what the gateway reserves: input tokens as a hard upper bound (see
-//! `tokens`), every cache breakpoint's prefix priced as a cache write, `max_tokens` of
-//! output. The expectation is for people: a fitted token estimate, cache hits for prefixes
-//! repeated in the batch, and a fraction of `max_tokens` as output. Details and measured
-//! accuracy: the README (estimating section).
+//! `tokens`), every cache breakpoint's prefix priced as a cache write, the output cap. The
+//! expectation is for people: a fitted token estimate, cache hits for prefixes repeated in
+//! the batch, and a fraction of the cap as output. Details and measured accuracy: the
+//! README (estimating section).
 
-mod content;
-mod ctx;
 mod error;
-mod fold;
-mod json;
-mod media;
-mod parse;
-mod prompt;
-mod report;
-mod scalar;
+pub mod fold;
 mod tally;
 mod tokens;
-mod tools;
 
 use std::path::Path;
 
 pub use error::{EstimateError, MAX_MAX_TOKENS, MAX_REQUESTS, Problem, RequestAt};
-pub use parse::BodyFormat;
-pub use report::{EstimateArgs, OutputFormat, render_table, run};
-/// Token bounds of text, for other providers' body front-ends (providers/openai).
+pub use tally::{Mark, Tally, Ttl, WebSearch};
+/// Token bounds of text, for every provider's body front-end.
 pub use tokens::Tokens;
 
-use crate::pricing::{CostPair, PriceTable};
+use crate::pricing::CostPair;
 
 /// Output assumed when nothing better is known: half of `max_tokens`. Real outputs are
 /// often shorter, but `max_tokens` is usually set with some room; compare with
@@ -99,32 +93,21 @@ pub struct ModelEstimate {
     pub expected: CostPair,
 }
 
-/// Estimates a body in either format (detected from its first key).
-pub fn estimate_bytes(
-    body: &[u8],
-    table: &PriceTable,
-    opts: &EstimateOptions,
-) -> Result<Estimate, EstimateError> {
-    let f = opts.expected_output_fraction;
-    if !(0.0..=1.0).contains(&f) {
-        return Err(EstimateError::Options(f));
-    }
-    let mut folder = fold::Folder::new(table, opts.at, f);
-    folder.provider = opts.provider;
-    let format = parse::walk(body, &mut |at, req| folder.add(at, req))?;
-    Ok(folder.finish(format))
+/// The two body formats: a JSON object with a `requests` array, or one request per line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// `{"requests": [...]}`, what the SDKs send.
+    Json,
+    /// One request object per line.
+    Jsonl,
 }
 
-/// Estimates a body file. It is read whole: bodies are at most 256 MB and the walk
-/// borrows every string from the buffer instead of copying it.
-pub fn estimate_file(
-    path: &Path,
-    table: &PriceTable,
-    opts: &EstimateOptions,
-) -> Result<Estimate, EstimateError> {
-    let body = read_whole(path)
-        .map_err(|source| EstimateError::Io { path: path.display().to_string(), source })?;
-    estimate_bytes(&body, table, opts)
+/// Reads a body file for a front-end. It is read whole: bodies are at most 256 MB and the
+/// walks borrow every string from the buffer instead of copying it.
+pub fn read_body(path: &Path) -> Result<Vec<u8>, EstimateError> {
+    read_whole(path)
+        .map_err(|source| EstimateError::Io { path: path.display().to_string(), source })
 }
 
 /// Files at least this large are read by two threads.
@@ -158,12 +141,6 @@ fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Worst-case input tokens of one request's `params` (for property tests against the
-/// simulator's token model).
-pub fn request_input_upper_bound(params_json: &[u8]) -> Result<u64, EstimateError> {
-    Ok(parse::parse_params(params_json)?.prompt.total().upper)
-}
-
 fn u64_string<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -177,10 +154,3 @@ fn cost_json<S: serde::Serializer>(c: &CostPair, s: S) -> Result<S::Ok, S::Error
     st.serialize_field("list_cost_usd", &c.list_cost.usd_exact())?;
     st.end()
 }
-
-#[cfg(test)]
-mod tests_cost;
-#[cfg(test)]
-mod tests_validation;
-#[cfg(test)]
-mod testutil;

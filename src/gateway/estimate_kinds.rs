@@ -22,7 +22,7 @@ pub fn estimate(
     opts: &EstimateOptions,
 ) -> Result<Estimate, String> {
     let Some(name) = provider else {
-        return crate::estimate::estimate_bytes(body, &app.pricing, opts)
+        return crate::providers::anthropic::estimate::estimate_bytes(body, &app.pricing, opts)
             .map_err(|e| e.to_string());
     };
     let up = app.provider(name).ok_or_else(|| {
@@ -30,7 +30,8 @@ pub fn estimate(
     })?;
     match up.kind() {
         ProviderKind::Anthropic => {
-            crate::estimate::estimate_bytes(body, &app.pricing, opts).map_err(|e| e.to_string())
+            crate::providers::anthropic::estimate::estimate_bytes(body, &app.pricing, opts)
+                .map_err(|e| e.to_string())
         }
         ProviderKind::OpenAi => openai(app, name, body, opts),
         ProviderKind::Gemini => gemini(app, name, model, body, opts),

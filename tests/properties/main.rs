@@ -13,8 +13,9 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::path::Path;
 
-use batchcost::estimate::{EstimateOptions, estimate_bytes, request_input_upper_bound};
+use batchcost::estimate::EstimateOptions;
 use batchcost::pricing::PriceTable;
+use batchcost::providers::anthropic::estimate::{estimate_bytes, request_input_upper_bound};
 use batchcost::providers::anthropic::results::Lines;
 use batchcost::settle::Tally;
 use batchcost::simulator::DEFAULT_MODELS;

@@ -1,8 +1,9 @@
 //! Anthropic Message Batches API: wire types (shared with the simulator), the upstream
-//! client, status and usage mapping, result-line decoding and orphan listing, behind the
-//! neutral [`Provider`] seam.
+//! client, status and usage mapping, result-line decoding, orphan listing and the
+//! estimator's body front-end (`estimate`), behind the neutral [`Provider`] seam.
 
 pub mod client;
+pub mod estimate;
 pub mod results;
 pub mod usage;
 pub mod wire;

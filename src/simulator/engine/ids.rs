@@ -47,12 +47,20 @@ pub fn unit_from(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Fixed-width base62 rendering, so ids have a stable length like the real ones.
+/// Fixed-width base62 rendering, so ids have a stable length like the real ones (the
+/// lowest `width` digits). Ten digits at a time in `u64` (62^10 < 2^64): one 128-bit
+/// division per ten digits instead of one per digit, which made ids a third of a
+/// results line's cost.
 pub fn base62(mut n: u128, width: usize) -> String {
+    const TEN: u128 = 62u128.pow(10);
     let mut out = vec![b'0'; width];
-    for slot in out.iter_mut().rev() {
-        *slot = ALPHABET[(n % 62) as usize];
-        n /= 62;
+    for block in out.rchunks_mut(10) {
+        let mut low = (n % TEN) as u64;
+        n /= TEN;
+        for slot in block.iter_mut().rev() {
+            *slot = ALPHABET[(low % 62) as usize];
+            low /= 62;
+        }
     }
     String::from_utf8(out).unwrap_or_default()
 }
@@ -66,6 +74,25 @@ mod tests {
         let ab = Key::new(0, "t").str("ab").str("c").hash64();
         let a_bc = Key::new(0, "t").str("a").str("bc").hash64();
         assert_ne!(ab, a_bc);
+    }
+
+    #[test]
+    fn base62_renders_the_lowest_digits_like_one_digit_at_a_time() {
+        fn naive(mut n: u128, width: usize) -> String {
+            let mut out = vec![b'0'; width];
+            for slot in out.iter_mut().rev() {
+                *slot = ALPHABET[(n % 62) as usize];
+                n /= 62;
+            }
+            String::from_utf8(out).unwrap()
+        }
+        let mut values = vec![0, 1, 61, 62, u128::from(u64::MAX), u128::MAX, 62u128.pow(10) - 1];
+        values.extend((0..200).map(|i| Key::new(9, "b62").u64(i).hash128()));
+        for n in values {
+            for width in [1, 9, 10, 11, 20, 22, 24, 30] {
+                assert_eq!(base62(n, width), naive(n, width), "{n} width {width}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! many creates reached it, how many faults it injected), via [`super::SimHandle::stats`]
 //! or `GET /_sim/stats`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +21,10 @@ pub struct Stats {
     by_op: [AtomicU64; 9],
     pub faults: FaultCounters,
     /// Retrieve calls per batch id: how many poll streams a batch had (one per gateway,
-    /// however many replicas share its ledger).
-    retrieves: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// however many replicas share its ledger). A hash map, counted in place: an ordered
+    /// map keyed by a fresh `String` per call made every retrieve cost a dozen string
+    /// compares and an allocation with 100,000 batches held.
+    retrieves: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// Faults injected so far, by kind.
@@ -57,7 +59,12 @@ impl Stats {
 
     pub fn retrieved(&self, id: &str) {
         let mut m = self.retrieves.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(id.to_string()).or_default() += 1;
+        match m.get_mut(id) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(id.to_string(), 1);
+            }
+        }
     }
 
     pub fn snapshot(&self, live_batches: u64) -> SimStats {
@@ -83,7 +90,13 @@ impl Stats {
                 cut_results: get(&self.faults.cut_results),
                 create_lost: get(&self.faults.create_lost),
             },
-            retrieves_by_batch: self.retrieves.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            retrieves_by_batch: self
+                .retrieves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(id, n)| (id.clone(), *n))
+                .collect(),
         }
     }
 }

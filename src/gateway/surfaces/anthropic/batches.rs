@@ -11,12 +11,13 @@ use serde_json::Value;
 
 use super::surface::{Surface, batch_reply, forward, json, owned};
 use crate::app::App;
-use crate::estimate::{BodyFormat, Estimate, EstimateOptions, estimate_bytes};
+use crate::estimate::{BodyFormat, Estimate, EstimateOptions};
 use crate::gateway::error::ApiError;
 use crate::gateway::{auth, body};
 use crate::ledger::{BatchRecord, BatchState};
 use crate::metrics::{RejectReason, UNKNOWN_PROJECT};
 use crate::providers::anthropic::client::{BATCHES_PATH, UpstreamReply, batch_path};
+use crate::providers::anthropic::estimate::estimate_bytes;
 use crate::providers::anthropic::wire::MessageBatch;
 use crate::providers::{BatchPhase, CreateCall};
 use crate::submit::{Priced, submit};

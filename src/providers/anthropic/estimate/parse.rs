@@ -11,19 +11,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub use super::ctx::Ctx;
-use super::error::{EstimateError, MAX_REQUESTS, Problem, RequestAt};
 use super::prompt::{Params, ParamsSeed};
 use super::scalar::{Path, Scalar, reject_scalars};
-
-/// The two body formats the gateway and `batchcost estimate` accept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyFormat {
-    /// `{"requests": [...]}`, what the SDKs send.
-    Json,
-    /// One `{"custom_id", "params"}` object per line.
-    Jsonl,
-}
+use crate::estimate::{BodyFormat, EstimateError, MAX_REQUESTS, Problem, RequestAt};
 
 /// One request, borrowed from the body for the time of the sink call.
 pub struct Request<'a> {
@@ -215,8 +205,8 @@ impl<'de> Visitor<'de> for RequestsSeed<'_, '_, '_> {
 }
 
 /// One `{"custom_id", "params"}` object.
-struct RequestSeed<'c> {
-    ctx: &'c Ctx,
+pub(super) struct RequestSeed<'c> {
+    pub ctx: &'c Ctx,
 }
 
 impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de;
 
-use super::error::{EstimateError, Problem, RequestAt};
+use crate::estimate::{EstimateError, Problem, RequestAt};
 
 /// Shared by the visitors of one walk: where we are, and the first typed problem found.
 pub struct Ctx {

@@ -8,12 +8,12 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::ctx::Ctx;
-use super::error::Problem;
 use super::json::{CacheSeed, JsonSeed};
 use super::media;
 use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
-use super::tally::Tally;
-use super::tokens::Tokens;
+use crate::estimate::Problem;
+use crate::estimate::Tally;
+use crate::estimate::Tokens;
 
 /// Role markers and turn separators of one message.
 pub(super) const MESSAGE_OVERHEAD: Tokens = Tokens::fixed(8, 3);

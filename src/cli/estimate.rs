@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use super::{DEFAULT_EXPECTED_OUTPUT_FRACTION, Estimate, EstimateOptions, estimate_file};
 use crate::error::CliError;
+use crate::estimate::{DEFAULT_EXPECTED_OUTPUT_FRACTION, Estimate, EstimateOptions};
 use crate::money::Money;
 use crate::pricing::PriceTable;
+use crate::providers::anthropic::estimate::estimate_file;
 
 /// Arguments of `batchcost estimate`.
 #[derive(Debug, clap::Args)]
@@ -96,7 +97,8 @@ pub fn render_table(e: &Estimate, fraction: f64) -> String {
             usd(m.expected.list_cost),
         ]);
     }
-    let sum = |f: fn(&super::ModelEstimate) -> u64| thousands(e.models.iter().map(f).sum());
+    let sum =
+        |f: fn(&crate::estimate::ModelEstimate) -> u64| thousands(e.models.iter().map(f).sum());
     rows.push([
         "total".into(),
         thousands(e.requests),

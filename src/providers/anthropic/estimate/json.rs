@@ -7,8 +7,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::ctx::Ctx;
 use super::scalar::{Path, Scalar, reject_scalars, type_error};
-use super::tally::{Tally, Ttl};
-use super::tokens::Tokens;
+use crate::estimate::Tokens;
+use crate::estimate::{Tally, Ttl};
 
 /// `cache_control`: `{"type": "ephemeral", "ttl": "5m" | "1h"}` or null.
 pub struct CacheSeed<'c, 'p> {

@@ -9,8 +9,8 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use super::ctx::Ctx;
 use super::json::{CacheSeed, JsonSeed};
 use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
-use super::tally::{Tally, WebSearch};
-use super::tokens::Tokens;
+use crate::estimate::Tokens;
+use crate::estimate::{Tally, WebSearch};
 
 /// The tool-use system prompt Anthropic adds when `tools` is non-empty: documented from
 /// 159 to 530 tokens (Claude 3), reported up to ~935 for later models.

@@ -9,12 +9,12 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::content::{MessagesSeed, SystemSeed};
 use super::ctx::Ctx;
-use super::error::{MAX_MAX_TOKENS, Problem};
 use super::json::{CacheSeed, JsonSeed};
 use super::scalar::{Path, Scalar, reject_scalars, show};
-pub use super::tally::{Mark, Tally, Ttl, WebSearch};
-use super::tokens::Tokens;
 use super::tools::ToolsSeed;
+use crate::estimate::Tokens;
+use crate::estimate::{MAX_MAX_TOKENS, Problem};
+pub use crate::estimate::{Tally, Ttl, WebSearch};
 
 /// Framing of every request (start of prompt, assistant turn), at most / typically.
 pub const REQUEST_OVERHEAD: Tokens = Tokens::fixed(16, 4);

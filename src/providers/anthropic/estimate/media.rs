@@ -11,7 +11,7 @@
 //! 2,100 to 2,500 tokens a page; the bound allows 3,000 text tokens (the top of the
 //! documented 1,500-3,000 range) plus a full high-resolution page image.
 
-use super::tokens::Tokens;
+use crate::estimate::Tokens;
 
 /// Per image block, beyond its pixels (measured: +3 or +4).
 const IMAGE_OVERHEAD: u64 = 8;
@@ -224,7 +224,7 @@ fn skip_ws(s: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimate::testutil::{b64, png};
+    use crate::providers::anthropic::estimate::testutil::{b64, png};
 
     #[test]
     fn image_tokens_follow_the_area_formula_and_the_caps() {

@@ -8,6 +8,7 @@ use super::prompt::REQUEST_OVERHEAD;
 use super::testutil::{b64, png, table};
 use super::tools::{TOOL_OVERHEAD, TOOLS_PROMPT, WEB_SEARCHES_UNCAPPED};
 use super::*;
+use crate::estimate::BodyFormat;
 use crate::money::Money;
 
 fn upper(params: &Value) -> u64 {

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::testutil::table;
 use super::*;
+use crate::estimate::MAX_REQUESTS;
 
 fn err(body: &str) -> String {
     let opts = EstimateOptions::new(

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::ctx::Ctx;
-use super::error::Problem;
+use crate::estimate::Problem;
 
 /// A field path inside one request, kept as a chain on the stack so descending costs
 /// nothing until a message needs it.
@@ -106,24 +106,24 @@ macro_rules! reject_scalars {
     () => {
         reject_scalars!(no_str);
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Str(v.into()))
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Str(v.into()))
         }
     };
     (no_str) => {
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Null)
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Null)
         }
         fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Bool(v))
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Bool(v))
         }
         fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Int(v.into()))
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Int(v.into()))
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Int(v.into()))
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Int(v.into()))
         }
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            self.wrong(crate::estimate::scalar::Scalar::Float(v))
+            self.wrong(crate::providers::anthropic::estimate::scalar::Scalar::Float(v))
         }
     };
 }
@@ -145,9 +145,11 @@ macro_rules! seed {
         impl $seed<'_, '_, '_> {
             fn wrong<E: serde::de::Error>(
                 self,
-                got: crate::estimate::scalar::Scalar,
+                got: crate::providers::anthropic::estimate::scalar::Scalar,
             ) -> Result<$value, E> {
-                Err(crate::estimate::scalar::type_error(self.ctx, self.path, $expected, &got))
+                Err(crate::providers::anthropic::estimate::scalar::type_error(
+                    self.ctx, self.path, $expected, &got,
+                ))
             }
         }
     };
