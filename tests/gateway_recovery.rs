@@ -72,14 +72,16 @@ async fn same_sized_pending_submissions_each_adopt_their_own_upstream_batch() {
     let bodies: Vec<Value> =
         (0..3).map(|i| batch_body(&format!("p{i}"), "claude-haiku-4-5", 4, 100)).collect();
     // Three rows of four requests, old enough to reconcile; the upstream only ever got the
-    // second and the third, in reverse order.
+    // second and the third, in reverse order. The upstream batches exist before the rows
+    // do: the gateway's own tracker may reconcile a row the moment it is written, and a
+    // row backdated 30 s whose batch was not yet created would rightly be failed.
     let past = Timestamp::now().checked_sub(SignedDuration::from_secs(30)).unwrap();
+    let third = upstream_create(&h, &bodies[2]).await;
+    let second = upstream_create(&h, &bodies[1]).await;
     for (i, body) in bodies.iter().enumerate() {
         let at = past.checked_add(SignedDuration::from_millis(i as i64)).unwrap();
         pending(&app, &format!("sub_p{i}"), PROJECTS[i % 2].0, body, at).await;
     }
-    let third = upstream_create(&h, &bodies[2]).await;
-    let second = upstream_create(&h, &bodies[1]).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !app.ledger.batches_in_state(BatchState::Submitting).await.unwrap().is_empty() {
         assert!(Instant::now() < deadline, "pending rows never resolved");
