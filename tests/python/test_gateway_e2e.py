@@ -148,7 +148,15 @@ def test_two_projects_costs_agree_to_the_micro_dollar(stack):
     assert Decimal(budgets["beta-daily"]["spent_usd"]) == expected["beta"][1]
     assert Decimal(budgets["all-monthly"]["spent_usd"]) == expected["alpha"][1] + expected["beta"][1]
     assert Decimal(budgets["all-monthly"]["reserved_usd"]) == 0
-    text = admin_get(f"{gw.url}/metrics", ADMIN)
+    # A batch reads as settled once its commit is visible; the settling task counts it in
+    # /metrics after that commit's flush barrier, so a scrape may trail by one flush.
+    deadline = time.monotonic() + 10
+    while True:
+        text = admin_get(f"{gw.url}/metrics", ADMIN)
+        counted = [metric(text, "batchcost_batches_settled_total", {"project": p}) for p in expected]
+        if all(c == 1 for c in counted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     for project, (_, total) in expected.items():
         got = metric(text, "batchcost_cost_usd_total", {"project": project})
         assert abs(Decimal(repr(got)) - total) < Decimal("0.000001"), (project, got, total)
