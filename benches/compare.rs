@@ -228,12 +228,22 @@ fn main() {
 
     // The hold of one small submission, for a budget that fits exactly EXACT of them.
     const EXACT: usize = 200;
+    const LEASE: Duration = Duration::from_secs(3);
     let opts = EstimateOptions::new(jiff::Timestamp::now(), 0.5).for_provider("anthropic");
     let hold = estimate_bytes(&body("x0-0", 2, 100), &table, &opts).unwrap().worst.cost;
     let limit = hold.to_f64_usd() * (EXACT as f64 + 0.5);
 
     let sim = Proc::simulator();
-    let cfg = support::config(dir.path(), &sim.url, Some(&format!("{limit:.12}")));
+    // Three-second leases (the least the config takes): the first gateway is killed holding the big batch's, and the
+    // simulator's clock (100,000x) archives its results 29 upstream days, 25 s, after it
+    // ends. With the default 30 s lease the second gateway would only ever see a 404.
+    let exact_limit = format!("{limit:.12}");
+    let setup = support::Setup {
+        exact_limit_usd: Some(&exact_limit),
+        lease_secs: LEASE.as_secs(),
+        ..support::Setup::new("anthropic", &sim.url)
+    };
+    let cfg = support::config_for(dir.path(), &setup);
     let gw = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV);
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
@@ -336,6 +346,9 @@ fn main() {
     };
     let early = status(&gw.url)["status"] == "settled";
     drop(gw);
+    // Its lease on the batch runs out first, so the clock below times settlement, not
+    // the takeover (the wait is the config's lease length, not a guess at a server).
+    std::thread::sleep(LEASE + Duration::from_millis(200));
     let added = t_gw.saturating_sub(t_direct).as_secs_f64();
     rows.push([
         format!("{requests}-request create, {:.0} MB (s)", size as f64 / 1e6),
@@ -372,7 +385,7 @@ fn main() {
         if r["status"] == "settled" {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(300), "not settled: {r}");
+        assert!(t.elapsed() < Duration::from_secs(20), "not settled in 20 s: {r}");
         std::thread::sleep(Duration::from_millis(5));
     }
     let settle_rate = requests as f64 / t.elapsed().as_secs_f64();

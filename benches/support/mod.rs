@@ -28,7 +28,8 @@ pub struct Proc {
 impl Proc {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchcost"));
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
+        // Its stderr is the bench's: a process that cannot start says why.
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -176,12 +177,22 @@ pub struct Setup<'a> {
     pub poll_ms: (u64, u64),
     /// The budget of project `exact`, if any.
     pub exact_limit_usd: Option<&'a str>,
+    /// `[tracker] lease_secs`: how long a killed gateway's batches wait for another.
+    pub lease_secs: u64,
 }
 
 impl<'a> Setup<'a> {
-    /// Upstream `upstream` at `upstream_url`, a SQLite ledger, polls every 100 to 500 ms.
+    /// Upstream `upstream` at `upstream_url`, a SQLite ledger, polls every 100 to 500 ms,
+    /// 30 s leases.
     pub fn new(upstream: &'a str, upstream_url: &'a str) -> Self {
-        Setup { upstream, upstream_url, storage: None, poll_ms: (100, 500), exact_limit_usd: None }
+        Setup {
+            upstream,
+            upstream_url,
+            storage: None,
+            poll_ms: (100, 500),
+            exact_limit_usd: None,
+            lease_secs: 30,
+        }
     }
 }
 
@@ -216,8 +227,8 @@ limit_usd = {limit}
         Some(url) => url.to_string(),
         None => format!("sqlite://{}", dir.join("ledger.db").display()),
     };
-    let (name, upstream, (poll_min, poll_max)) =
-        (setup.upstream, setup.upstream_url, setup.poll_ms);
+    let (name, upstream, (poll_min, poll_max), lease) =
+        (setup.upstream, setup.upstream_url, setup.poll_ms, setup.lease_secs);
     std::fs::write(
         &path,
         format!(
@@ -234,6 +245,7 @@ token_env = "BENCH_ADMIN"
 [tracker]
 poll_min_ms = {poll_min}
 poll_max_ms = {poll_max}
+lease_secs = {lease}
 [[projects]]
 name = "bench"
 api_key_envs = ["BENCH_CLIENT_KEY"]
