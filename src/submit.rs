@@ -135,15 +135,14 @@ pub async fn submit_as(
             .unwrap_or(Timestamp::MIN),
         // While this replica creates it, no replica's recovery may release it.
         lease: Some(crate::replica::lease(app)),
+        // Kept with the batch in its admission (on every create's path: no extra step).
+        bounds,
     };
     // budgets: holds above a budget's `approval_above_usd` need an approval of this body.
     let approval = crate::approvals::gate(app, &sub, now).await?;
     let (result, admitted) = admit(app, provider, &sub, &call, est, priced.request_id).await;
     crate::approvals::settle_use(app, approval, &sub.sub_id, admitted).await;
     if admitted {
-        if let Err(e) = app.ledger.record_bounds(&sub.sub_id, &bounds).await {
-            tracing::warn!(error = %e, "batch bounds not kept; it will not calibrate holds");
-        }
         if let Err(e) = crate::notify::record_crossings(app).await {
             tracing::warn!(error = %e, "threshold crossings deferred to the notification worker");
         }

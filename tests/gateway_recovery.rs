@@ -39,6 +39,7 @@ async fn pending(app: &App, sub_id: &str, project: &str, body: &Value, at: Times
         estimate_json: String::new(),
         dedupe_since: at,
         lease: None,
+        bounds: Vec::new(),
     };
     assert!(matches!(app.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
 }

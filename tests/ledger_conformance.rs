@@ -94,6 +94,7 @@ fn submission(n: usize, usd: i64, windows: Vec<WindowRef>) -> NewSubmission {
         estimate_json: "{}".into(),
         dedupe_since: ts("2026-03-10T00:50:00Z"),
         lease: None,
+        bounds: Vec::new(),
     }
 }
 

@@ -304,6 +304,7 @@ async fn with_retired_model(f: &Fixture) {
         estimate_json: "{}".into(),
         dedupe_since: at,
         lease: None,
+        bounds: Vec::new(),
     };
     f.ledger.admit(&sub).await.unwrap();
     f.ledger.mark_submitted("sub_retired", "msgbatch_retired", at).await.unwrap();

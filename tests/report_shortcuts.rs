@@ -55,6 +55,7 @@ async fn around_midnight() -> Fixture {
         estimate_json: "{}".into(),
         dedupe_since: at,
         lease: None,
+        bounds: Vec::new(),
     };
     assert!(matches!(f.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
     assert!(f.ledger.mark_submitted("sub_open", "msgbatch_open", at).await.unwrap());

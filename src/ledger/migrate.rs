@@ -33,6 +33,7 @@ const POSTGRES: &[Step] = &[
     (4, "refusals", include_str!("migrations/postgres/0004_refusals.sql")),
     (5, "budgets", include_str!("migrations/postgres/0005_budgets.sql")),
     (6, "files", include_str!("migrations/postgres/0006_files.sql")),
+    (7, "admit_function", include_str!("migrations/postgres/0007_admit_function.sql")),
 ];
 
 /// Which backend's migrations.

@@ -128,6 +128,8 @@ pub struct NewSubmission {
     /// The replica about to create it upstream: no other replica's recovery touches the
     /// submission while this lease lives. `None`: recovery may take it at once.
     pub lease: Option<Lease>,
+    /// Per-model bounds for calibrated holds, kept with the batch in its admission.
+    pub bounds: Vec<workflow::ModelBound>,
 }
 
 /// Outcome of [`Ledger::admit`].

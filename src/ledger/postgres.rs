@@ -12,12 +12,14 @@ use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::rows::{batch_from_row, empty_window, opt_count, u, usage_from_row, window_from_row};
+use super::rows::{batch_from_row, u, usage_from_row};
 use super::sql::{self, BATCH_COLUMNS};
 use super::*;
 
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
+#[path = "pg_admit.rs"]
+mod admit;
 #[path = "pg_files.rs"]
 mod files_pg;
 #[path = "pg_flush.rs"]
@@ -42,12 +44,27 @@ async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
     connect_with(url.parse()?, max).await
 }
 
+/// A pooled connection idle at least this long is pinged before use. sqlx's default pings
+/// on every acquire: a network round trip before each statement, which on the admission
+/// path cost as much as the statements. A connection in steady use is not the one that
+/// went stale (a restarted server, a dropped socket); one that sat idle may be.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
 async fn connect_with(opts: PgConnectOptions, max: u32) -> Result<PgPool, LedgerError> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .idle_timeout(Duration::from_secs(60))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await?)
 }
@@ -111,42 +128,7 @@ impl PgLedger {
         tx.commit().await?;
         self.flush.wait().await
     }
-
-    async fn window_state(
-        tx: &mut Transaction<'_, Postgres>,
-        w: &WindowRef,
-    ) -> Result<WindowState, LedgerError> {
-        let row =
-            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .fetch_optional(&mut **tx)
-                .await?;
-        Ok(match row {
-            Some(r) => window_from_row(&r, w)?,
-            None => empty_window(w),
-        })
-    }
 }
-
-/// Reserves the hold in one window, creating the window row if needed, in one statement
-/// that takes the row lock: one row affected if it fit.
-const RESERVE: &str = "INSERT INTO budget_windows AS w (budget, window_start, window_end, \
-    project, period, limit_pico, limit_input, limit_output, reserved_pico, reserved_input, \
-    reserved_output) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-    WHERE ($6::BIGINT IS NULL OR $9 <= $6) AND ($7::BIGINT IS NULL OR $10 <= $7) \
-    AND ($8::BIGINT IS NULL OR $11 <= $8) \
-    ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
-    limit_input = excluded.limit_input, limit_output = excluded.limit_output, \
-    reserved_pico = w.reserved_pico + excluded.reserved_pico, \
-    reserved_input = w.reserved_input + excluded.reserved_input, \
-    reserved_output = w.reserved_output + excluded.reserved_output \
-    WHERE (excluded.limit_pico IS NULL \
-      OR w.spent_pico + w.reserved_pico + excluded.reserved_pico <= excluded.limit_pico) \
-    AND (excluded.limit_input IS NULL \
-      OR w.spent_input + w.reserved_input + excluded.reserved_input <= excluded.limit_input) \
-    AND (excluded.limit_output IS NULL \
-      OR w.spent_output + w.reserved_output + excluded.reserved_output <= excluded.limit_output)";
 
 /// See the SQLite backend's `close_holds`: both end holds the same way, windows in one
 /// order.
@@ -212,110 +194,7 @@ async fn close_holds(
 
 impl Ledger for PgLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
-        Box::pin(async move {
-            let (usd, inp, out) = (
-                to_db(s.hold.usd)?,
-                count_to_db(s.hold.input_tokens)?,
-                count_to_db(s.hold.output_tokens)?,
-            );
-            let mut tx = self.fast.begin().await?;
-            // The unique key decides: an identical body waits for the first to commit,
-            // then inserts nothing and is answered with it.
-            let fresh = sqlx::query(sql::DEDUPE_CLAIM)
-                .bind(&s.project)
-                .bind(&s.body_hash)
-                .bind(&s.sub_id)
-                .bind(ts_to_db(s.submitted_at))
-                .bind(ts_to_db(s.dedupe_since))
-                .execute(&mut *tx)
-                .await?;
-            if fresh.rows_affected() != 1 {
-                let row = sqlx::query(&sql::dedupe_batch())
-                    .bind(&s.project)
-                    .bind(&s.body_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.rollback().await?;
-                let row = row
-                    .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".to_string()))?;
-                return Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)));
-            }
-            sqlx::query(
-                "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
-                 hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
-                 lease_owner, lease_until) \
-                 VALUES ($1, $2, $3, 'submitting', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&s.sub_id)
-            .bind(&s.project)
-            .bind(&s.provider)
-            .bind(ts_to_db(s.submitted_at))
-            .bind(count_to_db(s.request_count)?)
-            .bind(usd)
-            .bind(inp)
-            .bind(out)
-            .bind(s.custom_id_fingerprint as i64)
-            .bind(&s.body_hash)
-            .bind(&s.estimate_json)
-            .bind(s.lease.as_ref().map(|l| l.owner.as_str()))
-            .bind(s.lease.as_ref().map(|l| ts_to_db(l.until)))
-            .execute(&mut *tx)
-            .await?;
-            let windows = sql::lock_order(&s.windows);
-            // What each window holds: the whole hold, or the part a `models` filter selects.
-            let mut holds = Vec::with_capacity(windows.len());
-            for w in &windows {
-                holds.push(match &w.hold {
-                    Some(h) => {
-                        (to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?)
-                    }
-                    None => (usd, inp, out),
-                });
-            }
-            if !windows.is_empty() {
-                let budgets: Vec<&str> = windows.iter().map(|w| w.budget.as_str()).collect();
-                let starts: Vec<i64> = windows.iter().map(|w| ts_to_db(w.start)).collect();
-                let col = |i: usize| holds.iter().map(|h| [h.0, h.1, h.2][i]).collect::<Vec<i64>>();
-                sqlx::query(
-                    "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, \
-                     hold_input, hold_output, state) SELECT $1, b, s, p, i, o, 'held' \
-                     FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
-                     $6::bigint[]) AS k(b, s, p, i, o)",
-                )
-                .bind(&s.sub_id)
-                .bind(&budgets)
-                .bind(&starts)
-                .bind(col(0))
-                .bind(col(1))
-                .bind(col(2))
-                .execute(&mut *tx)
-                .await?;
-            }
-            // Last, so each window row is locked only for its statement and the commit.
-            for (w, (usd, inp, out)) in windows.into_iter().zip(holds) {
-                let reserved = sqlx::query(RESERVE)
-                    .bind(&w.budget)
-                    .bind(ts_to_db(w.start))
-                    .bind(ts_to_db(w.end))
-                    .bind(&w.project)
-                    .bind(w.period.as_str())
-                    .bind(w.limit.map(to_db).transpose()?)
-                    .bind(opt_count(w.limit_input_tokens)?)
-                    .bind(opt_count(w.limit_output_tokens)?)
-                    .bind(usd)
-                    .bind(inp)
-                    .bind(out)
-                    .execute(&mut *tx)
-                    .await?;
-                if reserved.rows_affected() != 1 {
-                    let state = Self::window_state(&mut tx, w).await?;
-                    tx.rollback().await?;
-                    return Ok(Admit::Refused(Box::new(state)));
-                }
-            }
-            self.commit_durably(tx).await?;
-            Ok(Admit::Admitted)
-        })
+        Box::pin(admit::admit(self, s))
     }
 
     fn mark_submitted<'a>(

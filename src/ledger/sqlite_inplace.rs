@@ -189,6 +189,23 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
             &lease_until,
         ],
     )?;
+    // Its calibration bounds, in the same transaction.
+    for b in &s.bounds {
+        exec(
+            &tx,
+            "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
+             worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (sub_id, model) DO NOTHING",
+            &[
+                &s.sub_id,
+                &b.model,
+                &count_to_db(b.input_upper)?,
+                &count_to_db(b.output_worst)?,
+                &to_db(b.worst)?,
+                &to_db(b.worst_output)?,
+            ],
+        )?;
+    }
     tx.commit()?;
     Ok(Admitted::Yes)
 }

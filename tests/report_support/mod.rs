@@ -143,6 +143,7 @@ impl Fixture {
             estimate_json: "{}".into(),
             dedupe_since: at,
             lease: None,
+            bounds: Vec::new(),
         };
         assert!(matches!(self.ledger.admit(&sub).await.unwrap(), Admit::Admitted));
         assert!(self.ledger.mark_submitted(&sub.sub_id, b.id, at).await.unwrap());
