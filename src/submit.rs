@@ -342,7 +342,12 @@ async fn accepted(app: &App, sub: &NewSubmission, id: &str) -> Result<(), Submit
         .unwrap_or(sub.submitted_at);
     app.ledger.mark_submitted(&sub.sub_id, id, next).await?;
     app.metrics.submitted(&sub.project, &sub.provider);
-    app.wake_tracker.notify_one();
+    // Only a batch already due needs the tracker now: any other is found by its next
+    // round (every `poll_min_ms`, at most 1 s), and a wake per create would run a claim
+    // query per create for nothing.
+    if next <= app.clock.now() {
+        app.wake_tracker.notify_one();
+    }
     tracing::info!(project = %sub.project, provider = %sub.provider, upstream_id = %id, requests = sub.request_count, hold_usd = %sub.hold.usd.usd_exact(), "batch accepted");
     Ok(())
 }

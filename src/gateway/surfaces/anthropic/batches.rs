@@ -59,6 +59,9 @@ async fn create_task(s: Surface, req: Request) -> Result<Response, ApiError> {
     result
 }
 
+/// Bodies up to this size are priced on the async worker that received them.
+const PRICE_IN_PLACE_BYTES: usize = 64 * 1024;
+
 async fn create_batch(
     s: &Surface,
     project: &str,
@@ -71,15 +74,18 @@ async fn create_batch(
     let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
     let now = app.clock.now();
     // Parsing up to 256 MB is CPU work: keep it off the async workers so small requests
-    // arriving meanwhile are still answered at once.
-    let (est, body_hash) = {
+    // arriving meanwhile are still answered at once. A small body is priced in place: the
+    // hand-off to the blocking pool (two thread wake-ups) costs more than its parse.
+    let estimate = move |app: &App, body: &Bytes, name: &'static str| {
+        (price(app, name, body, now), format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body)))
+    };
+    let (est, body_hash) = if body.len() <= PRICE_IN_PLACE_BYTES {
+        estimate(app, &body, price_provider(s))
+    } else {
         let (app, body, name) = (app.clone(), body.clone(), price_provider(s));
-        tokio::task::spawn_blocking(move || {
-            let est = price(&app, name, &body, now);
-            (est, format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body)))
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
+        tokio::task::spawn_blocking(move || estimate(&app, &body, name))
+            .await
+            .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
     };
     let est = est?;
     let call = CreateCall { path: BATCHES_PATH.into(), body, fwd: forward(headers, uri) };
