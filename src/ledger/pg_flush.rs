@@ -21,8 +21,10 @@
 //! it answers from it (a client's retry, see `Ledger::durable`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPool;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
 use super::LedgerError;
@@ -41,29 +43,49 @@ pub(super) struct Flush {
     pool: PgPool,
     /// Tickets handed out so far.
     taken: AtomicU64,
-    /// Every ticket up to this one is durable. Held while a barrier runs, so the callers
+    /// Every ticket up to `done` is durable. Held while a barrier runs, so the callers
     /// that arrive meanwhile queue (in order) for the next one.
-    done: Mutex<u64>,
+    state: Mutex<State>,
 }
+
+struct State {
+    done: u64,
+    /// The barrier's own connection, taken out of the pool: barriers run one at a time,
+    /// and a pooled one costs a round trip more each (sqlx pings a connection as it goes
+    /// back). Dropped when a barrier on it fails; pinged first after an idle spell.
+    conn: Option<(PgConnection, Instant)>,
+}
+
+/// See `PING_IF_IDLE` in `postgres.rs`.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
 impl Flush {
     pub(super) fn new(pool: PgPool) -> Self {
-        Flush { pool, taken: AtomicU64::new(0), done: Mutex::new(0) }
+        Flush { pool, taken: AtomicU64::new(0), state: Mutex::new(State { done: 0, conn: None }) }
     }
 
     /// Returns once everything committed (or read) before the call is on disk.
     pub(super) async fn wait(&self) -> Result<(), LedgerError> {
         let ticket = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut done = self.done.lock().await;
-        if *done >= ticket {
+        let mut state = self.state.lock().await;
+        if state.done >= ticket {
             return Ok(());
         }
         // Every ticket taken by now was taken after its commit returned, and so before the
         // barrier below starts: it covers them all. A failed barrier covers none; the next
         // caller in the queue runs its own.
         let covers = self.taken.load(Ordering::SeqCst);
-        sqlx::query(BARRIER).execute(&self.pool).await?;
-        *done = covers;
+        let mut conn = match state.conn.take() {
+            Some((mut c, used)) if used.elapsed() >= PING_IF_IDLE => match c.ping().await {
+                Ok(()) => c,
+                Err(_) => self.pool.acquire().await?.detach(),
+            },
+            Some((c, _)) => c,
+            None => self.pool.acquire().await?.detach(),
+        };
+        sqlx::query(BARRIER).execute(&mut conn).await?;
+        state.conn = Some((conn, Instant::now()));
+        state.done = covers;
         Ok(())
     }
 }
