@@ -1,21 +1,19 @@
 //! Admission on PostgreSQL: one call of `batchcost_admit` (migration 0007), so the budget
 //! window rows every admission updates are locked for the rest of one statement, not
-//! across several network round trips. The function does what the SQLite backend's
-//! admission does, in the same order; this file only lays the submission out as its
-//! arguments and reads the outcome back.
+//! across several network round trips. The function runs what were separate statements,
+//! in their order; this file only lays the submission out as its arguments and reads the
+//! outcome back.
 
-use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
 
 use super::super::rows::{batch_from_row, empty_window, opt_count, window_from_row};
 use super::super::sql::{self, BATCH_COLUMNS};
-use super::super::{
-    Admit, LedgerError, NewSubmission, WindowRef, WindowState, count_to_db, to_db, ts_to_db,
-};
+use super::super::{Admit, LedgerError, NewSubmission, WindowRef, count_to_db, to_db, ts_to_db};
 use super::PgLedger;
 
-const ADMIT: &str = "SELECT outcome, detail FROM batchcost_admit($1, $2, $3, $4, $5, $6, $7, \
+const ADMIT: &str = "SELECT * FROM batchcost_admit($1, $2, $3, $4, $5, $6, $7, \
     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
     $26, $27, $28, $29, $30)";
 
@@ -23,8 +21,9 @@ const ADMIT: &str = "SELECT outcome, detail FROM batchcost_admit($1, $2, $3, $4,
 /// conditional reserve in lock order, all or nothing; durable before it returns.
 pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, LedgerError> {
     let windows = sql::lock_order(&s.windows);
-    let q: QueryAs<'_, Postgres, (String, Option<String>), PgArguments> = sqlx::query_as(ADMIT);
-    let (outcome, detail) = bind(q, s, &windows)?.fetch_one(&l.fast).await?;
+    let row = bind(sqlx::query(ADMIT), s, &windows)?.fetch_one(&l.fast).await?;
+    let (outcome, detail): (String, Option<String>) =
+        (row.try_get("outcome")?, row.try_get("detail")?);
     match (outcome.as_str(), detail) {
         ("admitted", _) => {
             l.flush.wait().await?;
@@ -40,38 +39,30 @@ pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, Ledg
                     .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".into()))?;
             Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)))
         }
+        // The window as it stood when it refused (the function read it under the lock).
         ("refused", Some(n)) => {
             let w = n
                 .parse::<usize>()
                 .ok()
                 .and_then(|n| windows.get(n.checked_sub(1)?).copied())
                 .ok_or_else(|| LedgerError::Range(format!("admission refused window {n}")))?;
-            Ok(Admit::Refused(Box::new(window_state(l, w).await?)))
+            let state = match row.try_get::<Option<i64>, _>("spent_pico")? {
+                Some(_) => window_from_row(&row, w)?,
+                None => empty_window(w),
+            };
+            Ok(Admit::Refused(Box::new(state)))
         }
         (other, _) => Err(LedgerError::Range(format!("admission answered {other:?}"))),
     }
 }
 
-/// The refusing window as it stands now (the refusal wrote nothing).
-async fn window_state(l: &PgLedger, w: &WindowRef) -> Result<WindowState, LedgerError> {
-    let row = sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
-        .bind(&w.budget)
-        .bind(ts_to_db(w.start))
-        .fetch_optional(&l.fast)
-        .await?;
-    Ok(match row {
-        Some(r) => window_from_row(&r, w)?,
-        None => empty_window(w),
-    })
-}
-
 /// The function's arguments: the submission, then one array element per window (in lock
 /// order) for each window column, then one per model for each bounds column.
 fn bind<'q>(
-    q: QueryAs<'q, Postgres, (String, Option<String>), PgArguments>,
+    q: Query<'q, Postgres, PgArguments>,
     s: &'q NewSubmission,
     windows: &[&WindowRef],
-) -> Result<QueryAs<'q, Postgres, (String, Option<String>), PgArguments>, LedgerError> {
+) -> Result<Query<'q, Postgres, PgArguments>, LedgerError> {
     let mut holds = Vec::with_capacity(windows.len());
     let (mut limit_pico, mut limit_input, mut limit_output) = (vec![], vec![], vec![]);
     for w in windows {

@@ -6,17 +6,19 @@
 -- from one replica or three, queued on those round trips. Here the row is locked for the
 -- rest of one function call, and the call's implicit transaction commits as it returns.
 --
--- The steps and their order are the SQLite backend's and the old statements': the dedupe
--- key first (the unique key makes an identical body wait for the first to commit, then
--- find it taken), then the batch, its reservations and its calibration bounds, and the
--- windows last, in the order the caller gives (its lock order, the one every path uses),
+-- The steps and their order are those of the statements it replaces: the dedupe key
+-- first (the unique key makes an identical body wait for the first to commit, then find
+-- it taken), then the batch, its reservations and its calibration bounds, and the windows
+-- last, in the order the caller gives (its lock order, the one every path uses),
 -- each with its conditional reserve. Arrays carry one element per window or model, in
 -- that order; the limits may be NULL (no limit in that unit). Money is pico-dollars.
 --
 -- outcome: 'admitted'; 'duplicate' with detail = the submission holding the key (nothing
 -- written); 'refused' with detail = the 1-based index of the first window that could not
--- take its hold (everything the call wrote is undone: the block is a subtransaction, so a
--- refusal rolls back without an error reaching the server log or the caller).
+-- take its hold, and that window's figures as they stood when it refused (read while the
+-- failed reserve still held its row lock; all NULL if the row did not exist). Everything
+-- the call wrote is undone: the block is a subtransaction, so a refusal rolls back without
+-- an error reaching the server log or the caller.
 CREATE OR REPLACE FUNCTION batchcost_admit(
     p_sub_id TEXT, p_project TEXT, p_provider TEXT, p_submitted_at BIGINT,
     p_request_count BIGINT, p_hold_pico BIGINT, p_hold_input BIGINT, p_hold_output BIGINT,
@@ -27,8 +29,11 @@ CREATE OR REPLACE FUNCTION batchcost_admit(
     w_hold_pico BIGINT[], w_hold_input BIGINT[], w_hold_output BIGINT[],
     b_model TEXT[], b_input_upper BIGINT[], b_output_worst BIGINT[], b_worst_pico BIGINT[],
     b_worst_output_pico BIGINT[],
-    OUT outcome TEXT, OUT detail TEXT)
+    OUT outcome TEXT, OUT detail TEXT, OUT spent_pico BIGINT, OUT reserved_pico BIGINT,
+    OUT spent_input BIGINT, OUT reserved_input BIGINT, OUT spent_output BIGINT,
+    OUT reserved_output BIGINT)
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 BEGIN
     BEGIN
         INSERT INTO dedupe AS d (project, body_hash, sub_id, submitted_at)
@@ -84,6 +89,12 @@ BEGIN
                    OR w.spent_output + w.reserved_output + excluded.reserved_output
                       <= excluded.limit_output);
             IF NOT FOUND THEN
+                SELECT w.spent_pico, w.reserved_pico, w.spent_input, w.reserved_input,
+                    w.spent_output, w.reserved_output
+                INTO spent_pico, reserved_pico, spent_input, reserved_input, spent_output,
+                    reserved_output
+                FROM budget_windows w
+                WHERE w.budget = w_budget[n] AND w.window_start = w_start[n];
                 RAISE EXCEPTION USING ERRCODE = 'BC001', MESSAGE = n::TEXT;
             END IF;
         END LOOP;
