@@ -133,7 +133,7 @@ pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
             opt_count(w.limit_output_tokens)?,
         );
         exec(
-            &tx,
+            tx,
             "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
              limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
@@ -151,7 +151,7 @@ pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
         )?;
         // The decisive step: one conditional statement per window.
         let reserved = exec(
-            &tx,
+            tx,
             "UPDATE budget_windows SET reserved_pico = reserved_pico + $3, \
              reserved_input = reserved_input + $4, reserved_output = reserved_output + $5 \
              WHERE budget = $1 AND window_start = $2 \
@@ -164,7 +164,7 @@ pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
             return Ok((Admitted::Refused(Box::new(window_state(tx, w)?)), false));
         }
         exec(
-            &tx,
+            tx,
             "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
              hold_output, state) VALUES ($1, $2, $3, $4, $5, $6, 'held')",
             &[&s.sub_id, &w.budget, &start, &usd, &inp, &out],
@@ -173,7 +173,7 @@ pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
     let lease_owner = s.lease.as_ref().map(|l| l.owner.as_str());
     let lease_until = s.lease.as_ref().map(|l| ts_to_db(l.until));
     exec(
-        &tx,
+        tx,
         "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
          hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
          lease_owner, lease_until) \
