@@ -139,41 +139,28 @@ impl Harness {
         (status, r.json().await.unwrap(), headers)
     }
 
+    /// `GET path` on the gateway, as `key`'s project or, with no key, as the admin.
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let req = match key {
+            Some(key) => req.header("x-api-key", key),
+            None => req.bearer_auth(ADMIN),
+        };
+        req.send().await.unwrap()
+    }
+
     /// A batch's results JSONL, fetched through the gateway as `key`'s project.
     pub async fn results(&self, key: &str, id: &str) -> String {
-        self.http
-            .get(format!("{}/v1/messages/batches/{id}/results", self.base))
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        let path = format!("/v1/messages/batches/{id}/results");
+        self.get(&path, Some(key)).await.text().await.unwrap()
     }
 
     pub async fn admin(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(path, None).await.json().await.unwrap()
     }
 
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get("/metrics", None).await.text().await.unwrap()
     }
 
     /// Polls the ledger record until settled (bounded).
