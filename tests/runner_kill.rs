@@ -28,6 +28,18 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Half the creates slowed (a wider window between "create sent" and "create answered"),
+/// and one in ten answers lost.
+fn slow_lossy_creates() -> Faults {
+    Faults {
+        slow_rate: 0.5,
+        slow_ms: 150,
+        create_lost_rate: 0.1,
+        operations: vec![Operation::Create],
+        ..Default::default()
+    }
+}
+
 /// How long one uninterrupted run of `input` takes, so kills land anywhere within a run;
 /// half of it, as a later run may go faster than the probe (less load), and a kill drawn
 /// past its end lands nowhere.
@@ -72,14 +84,12 @@ async fn kill_runs(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
-    let faults = Faults {
-        slow_rate: 0.5,
-        slow_ms: 150,
-        create_lost_rate: 0.1,
-        operations: vec![Operation::Create],
-        ..Default::default()
-    };
-    let h = harness(vec![], Arc::new(SystemClock), SimConfig { faults, ..sim_config() }).await;
+    let h = harness(
+        vec![],
+        Arc::new(SystemClock),
+        SimConfig { faults: slow_lossy_creates(), ..sim_config() },
+    )
+    .await;
     let args = ["--yes", "--max-batch-requests", "40"];
     let probe = write_input(h.dir.path(), "probe", ITEMS, |_| None);
     let span = probe_span(&h, &probe, &args).await;
@@ -114,14 +124,7 @@ async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice(
 async fn openai_runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
     const RUNS: u64 = 8;
     const ITEMS: usize = 120;
-    let faults = Faults {
-        slow_rate: 0.5,
-        slow_ms: 150,
-        create_lost_rate: 0.1,
-        operations: vec![Operation::Create],
-        ..Default::default()
-    };
-    let h = harness_all(SimConfig { faults, ..sim_config() }, |_| {}).await;
+    let h = harness_all(SimConfig { faults: slow_lossy_creates(), ..sim_config() }, |_| {}).await;
     let args = ["--yes", "--provider", "openai", "--max-batch-requests", "40"];
     let probe = write_openai_input(h.dir.path(), "oprobe", ITEMS);
     let span = probe_span(&h, &probe, &args).await;
