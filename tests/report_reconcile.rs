@@ -19,13 +19,13 @@ use batchcost::config::Period;
 use batchcost::money::Money;
 use batchcost::pricing::{PriceTable, TokenUsage};
 use batchcost::providers::anthropic::wire::{BatchResult, ResultLine};
-use common::{Harness, batch_body, budget, harness, metric, sim_config};
+use common::{As, Harness, batch_body, budget, harness, metric, sim_config};
 use jiff::{SignedDuration, Timestamp};
 use report_support::{csv_maps, money};
 use serde_json::{Value, json};
 
 async fn get(h: &Harness, path: &str) -> (u16, String) {
-    let r = h.get(path, None).await;
+    let r = h.get(path, As::Admin).await;
     (r.status().as_u16(), r.text().await.unwrap())
 }
 

@@ -120,6 +120,15 @@ pub fn batch_body(tag: &str, model: &str, n: usize, max_tokens: u32) -> Value {
     json!({ "requests": requests })
 }
 
+/// Who a request to the gateway is sent as.
+#[derive(Clone, Copy)]
+pub enum As<'a> {
+    /// The admin token, as a bearer token.
+    Admin,
+    /// A project's API key (or any string, to see it refused).
+    Key(&'a str),
+}
+
 impl Harness {
     pub async fn submit(
         &self,
@@ -139,12 +148,12 @@ impl Harness {
         (status, r.json().await.unwrap(), headers)
     }
 
-    /// `GET path` on the gateway, as `key`'s project or, with no key, as the admin.
-    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+    /// `GET path` on the gateway, sent as `who`.
+    pub async fn get(&self, path: &str, who: As<'_>) -> reqwest::Response {
         let req = self.http.get(format!("{}{path}", self.base));
-        let req = match key {
-            Some(key) => req.header("x-api-key", key),
-            None => req.bearer_auth(ADMIN),
+        let req = match who {
+            As::Key(key) => req.header("x-api-key", key),
+            As::Admin => req.bearer_auth(ADMIN),
         };
         req.send().await.unwrap()
     }
@@ -152,15 +161,15 @@ impl Harness {
     /// A batch's results JSONL, fetched through the gateway as `key`'s project.
     pub async fn results(&self, key: &str, id: &str) -> String {
         let path = format!("/v1/messages/batches/{id}/results");
-        self.get(&path, Some(key)).await.text().await.unwrap()
+        self.get(&path, As::Key(key)).await.text().await.unwrap()
     }
 
     pub async fn admin(&self, path: &str) -> Value {
-        self.get(path, None).await.json().await.unwrap()
+        self.get(path, As::Admin).await.json().await.unwrap()
     }
 
     pub async fn metrics(&self) -> String {
-        self.get("/metrics", None).await.text().await.unwrap()
+        self.get("/metrics", As::Admin).await.text().await.unwrap()
     }
 
     /// Polls the ledger record until settled (bounded).
