@@ -372,6 +372,7 @@ fn main() {
     // once), not at the process start: the tracker's schedule is not settlement speed.
     let gw2 = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV);
     let (c, sim_c) = (gw2.cpu(), sim.cpu());
+    let idle_hwm = gw2.kb("VmHWM:");
     let t = Instant::now();
     let seen = http
         .get(format!("{}/v1/messages/batches/{id}", gw2.url))
@@ -390,6 +391,9 @@ fn main() {
     }
     let settle_rate = requests as f64 / t.elapsed().as_secs_f64();
     let settle_cpu = (gw2.cpu() - c).as_secs_f64();
+    // Flat memory: the peak while settling, against the idle process before it began
+    // (the results file is about 1 KB a line; holding it would show here).
+    let settle_hwm = gw2.kb("VmHWM:");
     let settle_sim_cpu = (sim.cpu() - sim_c).as_secs_f64();
     let results = http
         .get(format!("{}/v1/messages/batches/{id}/results", sim.url))
@@ -428,6 +432,18 @@ fn main() {
             "{:.2}x the typed parse ({:.0}/s)",
             (lines / typed_res) / settle_rate,
             lines / typed_res
+        ),
+    ]);
+    rows.push([
+        "  settling gateway peak RSS".into(),
+        String::new(),
+        format!("{:.0} MB", settle_hwm as f64 / 1024.0),
+        String::new(),
+        format!("+{:.1} MB", settle_hwm.saturating_sub(idle_hwm) as f64 / 1024.0),
+        format!(
+            "idle before {:.0} MB; results {:.0} MB",
+            idle_hwm as f64 / 1024.0,
+            results.len() as f64 / 1e6
         ),
     ]);
     drop(gw2);

@@ -25,13 +25,7 @@ async fn a_settled_batch_costs_exactly_what_its_result_lines_say() {
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let rec = h.wait_settled(&id).await;
-    let results = h
-        .http
-        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
-        .header("x-api-key", "alpha-key")
-        .send()
-        .await
-        .unwrap();
+    let results = h.get(&format!("/v1/messages/batches/{id}/results"), As::Key("alpha-key")).await;
     assert_eq!(results.headers()["content-type"], "application/x-jsonl");
     let text = results.text().await.unwrap();
     let table =
@@ -90,24 +84,12 @@ async fn another_projects_batch_is_a_404_and_keys_are_required() {
         format!("/v1/messages/batches/{id}/results"),
         "/v1/messages/batches/msgbatch_nope".into(),
     ] {
-        let r = h
-            .http
-            .get(format!("{}{path}", h.base))
-            .header("x-api-key", "beta-key")
-            .send()
-            .await
-            .unwrap();
+        let r = h.get(&path, As::Key("beta-key")).await;
         assert_eq!(r.status(), 404, "{path}");
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["error"]["type"], "not_found_error");
     }
-    let r = h
-        .http
-        .get(format!("{}/v1/messages/batches/{id}", h.base))
-        .header("x-api-key", "wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = h.get(&format!("/v1/messages/batches/{id}"), As::Key("wrong")).await;
     assert_eq!(r.status(), 401);
     let r = h.http.get(format!("{}/api/budgets", h.base)).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -121,16 +103,8 @@ async fn another_projects_batch_is_a_404_and_keys_are_required() {
 async fn wait_ended(h: &Harness, key: &str, id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let v: serde_json::Value = h
-            .http
-            .get(format!("{}/v1/messages/batches/{id}", h.base))
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = h.get(&format!("/v1/messages/batches/{id}"), As::Key(key)).await;
+        let v: serde_json::Value = r.json().await.unwrap();
         if v["processing_status"] == "ended" {
             return;
         }
@@ -199,16 +173,9 @@ async fn listing_with_before_id_pages_towards_newer_batches_newest_first() {
     let page = |before: String| {
         let h = &h;
         async move {
-            let v: serde_json::Value = h
-                .http
-                .get(format!("{}/v1/messages/batches?limit=2&before_id={before}", h.base))
-                .header("x-api-key", "alpha-key")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = format!("/v1/messages/batches?limit=2&before_id={before}");
+            let v: serde_json::Value =
+                h.get(&path, As::Key("alpha-key")).await.json().await.unwrap();
             v
         }
     };
@@ -239,16 +206,8 @@ async fn a_list_that_reaches_the_last_upstream_page_says_it_has_no_more() {
     // Upstream, newest first: a3 b2 a2 b1 a1 b0 a0.
     let mut alpha = interleaved(&h, "m", "n").await;
     // Pages of 5 upstream: alpha's 4 batches span both, and the second is the last.
-    let v: serde_json::Value = h
-        .http
-        .get(format!("{}/v1/messages/batches?limit=5", h.base))
-        .header("x-api-key", "alpha-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = h.get("/v1/messages/batches?limit=5", As::Key("alpha-key")).await;
+    let v: serde_json::Value = r.json().await.unwrap();
     let ids: Vec<&str> =
         v["data"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
     alpha.reverse();

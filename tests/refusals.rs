@@ -156,13 +156,7 @@ async fn a_budget_refusal_is_explained_recorded_listed_and_its_fix_works() {
     let today = h.admin("/api/batches?from=2026-03-10&to=2026-03-11&limit=1").await;
     assert_eq!(today["data"].as_array().unwrap().len(), 1);
     assert_eq!(today["has_more"], true);
-    let bad = h
-        .http
-        .get(format!("{}/api/batches?state=lost", h.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let bad = h.get("/api/batches?state=lost", As::Admin).await;
     assert_eq!(bad.status(), 400);
     h.stop().await;
 }
@@ -208,13 +202,7 @@ async fn every_response_has_a_request_id_and_keys_are_told_apart() {
     for path in
         ["/healthz", "/readyz", "/nope", "/api/budgets", "/v1/messages/batches/msgbatch_nope"]
     {
-        let r = h
-            .http
-            .get(format!("{}{path}", h.base))
-            .header("x-api-key", "alpha-key")
-            .send()
-            .await
-            .unwrap();
+        let r = h.get(path, As::Key("alpha-key")).await;
         check(path, &r);
     }
     let r = h.http.delete(format!("{}/healthz", h.base)).send().await.unwrap();

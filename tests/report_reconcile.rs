@@ -19,13 +19,13 @@ use batchcost::config::Period;
 use batchcost::money::Money;
 use batchcost::pricing::{PriceTable, TokenUsage};
 use batchcost::providers::anthropic::wire::{BatchResult, ResultLine};
-use common::{ADMIN, Harness, batch_body, budget, harness, metric, sim_config};
+use common::{As, Harness, batch_body, budget, harness, metric, sim_config};
 use jiff::{SignedDuration, Timestamp};
 use report_support::{csv_maps, money};
 use serde_json::{Value, json};
 
 async fn get(h: &Harness, path: &str) -> (u16, String) {
-    let r = h.http.get(format!("{}{path}", h.base)).bearer_auth(ADMIN).send().await.unwrap();
+    let r = h.get(path, As::Admin).await;
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -51,16 +51,7 @@ async fn settle_all(h: &Harness, clock: &ManualClock, ids: &[String]) {
 async fn cost_from_results(h: &Harness, table: &PriceTable, key: &str, id: &str) -> Money {
     let rec = h.admin(&format!("/api/batches/{id}")).await;
     let submitted: Timestamp = rec["submitted_at"].as_str().unwrap().parse().unwrap();
-    let text = h
-        .http
-        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.results(key, id).await;
     let mut cost = Money::ZERO;
     for line in text.lines() {
         let l: ResultLine = serde_json::from_str(line).unwrap();

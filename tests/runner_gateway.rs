@@ -35,16 +35,8 @@ async fn a_25000_item_run_splits_into_batches_and_writes_every_result_once_at_th
     assert_eq!(s["succeeded"], 25_000);
     assert_eq!(s["batches"], 7, "25,000 at 4,000 per batch is 7 batches");
     // The ledger's own records, found from the gateway's list of the project's batches.
-    let list: Value = h
-        .http
-        .get(format!("{}/v1/messages/batches?limit=100", h.base))
-        .header("x-api-key", PROJECTS[0].1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = h.get("/v1/messages/batches?limit=100", As::Key(PROJECTS[0].1)).await;
+    let list: Value = r.json().await.unwrap();
     let ids: Vec<&str> =
         list["data"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 7);

@@ -7,6 +7,9 @@
 
 mod runner_support;
 
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,24 +28,71 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
-    let faults = Faults {
+/// Half the creates slowed (a wider window between "create sent" and "create answered"),
+/// and one in ten answers lost.
+fn slow_lossy_creates() -> Faults {
+    Faults {
         slow_rate: 0.5,
         slow_ms: 150,
         create_lost_rate: 0.1,
         operations: vec![Operation::Create],
         ..Default::default()
-    };
-    let h = harness(vec![], Arc::new(SystemClock), SimConfig { faults, ..sim_config() }).await;
-    // How long one uninterrupted run takes, so kills land anywhere within a run.
-    let probe = write_input(h.dir.path(), "probe", ITEMS, |_| None);
+    }
+}
+
+/// How long one uninterrupted run of `input` takes, so kills land anywhere within a run;
+/// half of it, as a later run may go faster than the probe (less load), and a kill drawn
+/// past its end lands nowhere.
+async fn probe_span(h: &Harness, input: &Path, args: &[&str]) -> u64 {
     let t = Instant::now();
-    let o = output(run_cmd(&h, &probe, &["--yes", "--max-batch-requests", "40"])).await;
+    let o = output(run_cmd(h, input, args)).await;
     assert!(o.status.success(), "{}", text(&o.stderr));
-    // Half of it: a later run may go faster than the probe (less load), and a kill drawn
-    // past its end lands nowhere.
-    let span = (t.elapsed().as_millis() / 2).max(50) as u64;
+    (t.elapsed().as_millis() / 2).max(50) as u64
+}
+
+/// Starts `batchcost run` on `input` one to three times (as `seed` draws), each killed
+/// (SIGKILL) after a delay drawn below `span` ms unless it has already ended; stderr goes
+/// to the end of `log` if given. Returns how many kills landed inside a run.
+async fn kill_runs(
+    h: &Harness,
+    input: &Path,
+    args: &[&str],
+    log: Option<&Path>,
+    seed: &mut u64,
+    span: u64,
+) -> u64 {
+    let mut kills = 0;
+    for _ in 0..=(next(seed) % 3) {
+        let delay = Duration::from_millis(next(seed) % span);
+        let stderr = match log {
+            Some(path) => {
+                Stdio::from(OpenOptions::new().create(true).append(true).open(path).unwrap())
+            }
+            None => Stdio::null(),
+        };
+        let mut child =
+            run_cmd(h, input, args).stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
+        tokio::time::sleep(delay).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    kills
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
+    let h = harness(
+        vec![],
+        Arc::new(SystemClock),
+        SimConfig { faults: slow_lossy_creates(), ..sim_config() },
+    )
+    .await;
+    let args = ["--yes", "--max-batch-requests", "40"];
+    let probe = write_input(h.dir.path(), "probe", ITEMS, |_| None);
+    let span = probe_span(&h, &probe, &args).await;
 
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut kills = 0;
@@ -50,23 +100,8 @@ async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice(
     for r in 0..RUNS {
         let tag = format!("k{r}");
         let input = write_input(h.dir.path(), &tag, ITEMS, |_| None);
-        let cmd =
-            |input: &std::path::Path| run_cmd(&h, input, &["--yes", "--max-batch-requests", "40"]);
-        for _ in 0..=(next(&mut seed) % 3) {
-            let delay = Duration::from_millis(next(&mut seed) % span);
-            let mut child = cmd(&input)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            tokio::time::sleep(delay).await;
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-            }
-            child.wait().unwrap();
-        }
-        let o = output(cmd(&input)).await;
+        kills += kill_runs(&h, &input, &args, None, &mut seed, span).await;
+        let o = output(run_cmd(&h, &input, &args)).await;
         assert!(o.status.success(), "run {r}: {}", text(&o.stderr));
         adopted += text(&o.stderr).matches("from an earlier run's create").count();
         let (order, by) = results(&input.with_extension("jsonl.results.jsonl"));
@@ -89,22 +124,10 @@ async fn runs_killed_at_random_moments_resume_without_submitting_any_item_twice(
 async fn openai_runs_killed_at_random_moments_resume_without_submitting_any_item_twice() {
     const RUNS: u64 = 8;
     const ITEMS: usize = 120;
-    let faults = Faults {
-        slow_rate: 0.5,
-        slow_ms: 150,
-        create_lost_rate: 0.1,
-        operations: vec![Operation::Create],
-        ..Default::default()
-    };
-    let h = harness_all(SimConfig { faults, ..sim_config() }, |_| {}).await;
+    let h = harness_all(SimConfig { faults: slow_lossy_creates(), ..sim_config() }, |_| {}).await;
     let args = ["--yes", "--provider", "openai", "--max-batch-requests", "40"];
     let probe = write_openai_input(h.dir.path(), "oprobe", ITEMS);
-    let t = Instant::now();
-    let o = output(run_cmd(&h, &probe, &args)).await;
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    // Half of it: a later run may go faster than the probe (less load), and a kill drawn
-    // past its end lands nowhere.
-    let span = (t.elapsed().as_millis() / 2).max(50) as u64;
+    let span = probe_span(&h, &probe, &args).await;
     let dup: Vec<_> = answered(&upstream_openai(&h).await, "oprobe-")
         .into_iter()
         .filter(|(_, n)| *n != 1)
@@ -116,26 +139,9 @@ async fn openai_runs_killed_at_random_moments_resume_without_submitting_any_item
     for r in 0..RUNS {
         let tag = format!("ok{r}");
         let input = write_openai_input(h.dir.path(), &tag, ITEMS);
-        for _ in 0..=(next(&mut seed) % 3) {
-            let delay = Duration::from_millis(next(&mut seed) % span);
-            // Each killed run's log, shown if the run goes wrong.
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(h.dir.path().join(format!("{tag}.log")))
-                .unwrap();
-            let mut child = run_cmd(&h, &input, &args)
-                .stdout(std::process::Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            tokio::time::sleep(delay).await;
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-            }
-            child.wait().unwrap();
-        }
+        // Each killed run's log, shown if the run goes wrong.
+        let log = h.dir.path().join(format!("{tag}.log"));
+        kills += kill_runs(&h, &input, &args, Some(&log), &mut seed, span).await;
         let o = output(run_cmd(&h, &input, &args)).await;
         assert!(o.status.success(), "run {r}: {}", text(&o.stderr));
         let (order, by) = results(&input.with_extension("jsonl.results.jsonl"));
@@ -150,7 +156,7 @@ async fn openai_runs_killed_at_random_moments_resume_without_submitting_any_item
         assert!(
             twice.is_empty(),
             "run {r}: submitted more than once: {twice:?}\nKILLED RUNS: {}\nFINAL: {}",
-            std::fs::read_to_string(h.dir.path().join(format!("{tag}.log"))).unwrap_or_default(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
             text(&o.stderr)
         );
     }

@@ -4,10 +4,14 @@
 
 mod runner_support;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use batchcost::money::Money;
 use runner_support::*;
 use serde_json::Value;
 
-fn summary(path: &std::path::Path) -> Value {
+fn summary(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -16,21 +20,52 @@ fn ours<'b>(batches: &'b [UpBatch], prefix: &str) -> Vec<&'b UpBatch> {
     batches.iter().filter(|b| b.lines.iter().any(|(id, _)| id.starts_with(prefix))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_openai_run_uploads_files_splits_into_batches_and_costs_what_the_ledger_says() {
-    let h = harness_all(sim_config(), |_| {}).await;
-    let n = 3_000;
-    let input = write_openai_input(h.dir.path(), "oa", n);
-    let out = h.dir.path().join("oa.out.jsonl");
-    let sum = h.dir.path().join("oa.summary.json");
-    // No --provider: the lines are OpenAI batch lines.
+/// `batchcost run` on `{tag}.jsonl` with `args`, its results in `{tag}.out.jsonl` and its
+/// summary in `{tag}.summary.json` beside it; the run must succeed. Returns (output, out,
+/// summary).
+async fn run_ok(h: &Harness, input: &Path, args: &[&str]) -> (Output, PathBuf, PathBuf) {
+    let out = input.with_extension("out.jsonl");
+    let sum = input.with_extension("summary.json");
     let o = output({
-        let mut c = run_cmd(&h, &input, &["--yes", "--max-batch-requests", "700"]);
+        let mut c = run_cmd(h, input, args);
         c.arg("--out").arg(&out).arg("--summary-json").arg(&sum);
         c
     })
     .await;
     assert!(o.status.success(), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
+    (o, out, sum)
+}
+
+/// The upstream answered each of the `n` ids starting with `prefix` exactly once.
+fn assert_answered_once(up: &[UpBatch], prefix: &str, n: usize) {
+    let counts = answered(up, prefix);
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|c| *c == 1), "the upstream saw every item once");
+}
+
+/// The ledger's settled (cost, list cost) of these upstream batches.
+async fn ledger_costs_of(h: &Harness, batches: &[&UpBatch]) -> (Money, Money) {
+    let ids: Vec<String> = batches.iter().map(|b| b.id.clone()).collect();
+    ledger_costs(h, &ids).await
+}
+
+/// The summary's cost and list cost are the ledger's for these batches, and not zero;
+/// returns the cost.
+async fn assert_summary_costs_the_ledgers(h: &Harness, batches: &[&UpBatch], s: &Value) -> Money {
+    let (cost, list) = ledger_costs_of(h, batches).await;
+    assert!(cost > Money::ZERO);
+    assert_eq!(s["cost_usd"].as_str().unwrap(), cost.usd_exact());
+    assert_eq!(s["list_cost_usd"].as_str().unwrap(), list.usd_exact());
+    cost
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_openai_run_uploads_files_splits_into_batches_and_costs_what_the_ledger_says() {
+    let h = harness_all(sim_config(), |_| {}).await;
+    let n = 3_000;
+    let input = write_openai_input(h.dir.path(), "oa", n);
+    // No --provider: the lines are OpenAI batch lines.
+    let (o, out, sum) = run_ok(&h, &input, &["--yes", "--max-batch-requests", "700"]).await;
     let stdout = text(&o.stdout);
     assert!(stdout.contains("plan: 3000 requests in 5 batches"), "{stdout}");
     assert!(stdout.contains("for openai"), "{stdout}");
@@ -51,14 +86,8 @@ async fn an_openai_run_uploads_files_splits_into_batches_and_costs_what_the_ledg
     let up = upstream_openai(&h).await;
     let mine = ours(&up, "oa-");
     assert_eq!(mine.len(), 5, "3,000 at 700 per batch is 5 batches");
-    let counts = answered(&up, "oa-");
-    assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|c| *c == 1), "the upstream saw every item once");
-    let ids: Vec<String> = mine.iter().map(|b| b.id.clone()).collect();
-    let (cost, list) = ledger_costs(&h, &ids).await;
-    assert!(cost > batchcost::money::Money::ZERO);
-    assert_eq!(s["cost_usd"].as_str().unwrap(), cost.usd_exact());
-    assert_eq!(s["list_cost_usd"].as_str().unwrap(), list.usd_exact());
+    assert_answered_once(&up, "oa-", n);
+    let cost = assert_summary_costs_the_ledgers(&h, &mine, &s).await;
     assert!(stdout.contains(&format!("${}", cost.usd_exact())), "{stdout}");
     h.stop().await;
 }
@@ -68,27 +97,9 @@ async fn a_gemini_run_of_inline_batches_writes_every_result_once_at_the_ledger_c
     let h = harness_all(sim_config(), |_| {}).await;
     let n = 2_000;
     let input = write_gemini_input(h.dir.path(), "gi", n);
-    let out = h.dir.path().join("gi.out.jsonl");
-    let sum = h.dir.path().join("gi.summary.json");
-    let o = output({
-        let mut c = run_cmd(
-            &h,
-            &input,
-            &[
-                "--yes",
-                "--provider",
-                "gemini",
-                "--max-batch-requests",
-                "500",
-                "--order",
-                "custom-id",
-            ],
-        );
-        c.arg("--out").arg(&out).arg("--summary-json").arg(&sum);
-        c
-    })
-    .await;
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
+    let args =
+        ["--yes", "--provider", "gemini", "--max-batch-requests", "500", "--order", "custom-id"];
+    let (o, out, sum) = run_ok(&h, &input, &args).await;
     assert!(text(&o.stdout).contains("plan: 2000 requests in 4 batches"), "{}", text(&o.stdout));
 
     let (order, by) = results(&out);
@@ -107,14 +118,8 @@ async fn a_gemini_run_of_inline_batches_writes_every_result_once_at_the_ledger_c
         assert!(m["inputConfig"]["fileName"].is_null(), "sent inline: {m}");
         assert!(m["output"]["inlinedResponses"].is_object(), "answered inline: {m}");
     }
-    let counts = answered(&up, "gi-");
-    assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|c| *c == 1), "the upstream saw every item once");
-    let ids: Vec<String> = mine.iter().map(|b| b.id.clone()).collect();
-    let (cost, list) = ledger_costs(&h, &ids).await;
-    assert!(cost > batchcost::money::Money::ZERO);
-    assert_eq!(s["cost_usd"].as_str().unwrap(), cost.usd_exact());
-    assert_eq!(s["list_cost_usd"].as_str().unwrap(), list.usd_exact());
+    assert_answered_once(&up, "gi-", n);
+    assert_summary_costs_the_ledgers(&h, &mine, &s).await;
     h.stop().await;
 }
 
@@ -123,19 +128,8 @@ async fn a_gemini_batch_above_the_inline_limit_is_uploaded_as_a_file() {
     let h = harness_all(sim_config(), |_| {}).await;
     let n = 600;
     let input = write_gemini_input(h.dir.path(), "gf", n);
-    let out = h.dir.path().join("gf.out.jsonl");
-    let sum = h.dir.path().join("gf.summary.json");
-    let o = output({
-        let mut c = run_cmd(
-            &h,
-            &input,
-            &["--yes", "--max-batch-requests", "300", "--gemini-inline-bytes", "1000"],
-        );
-        c.arg("--out").arg(&out).arg("--summary-json").arg(&sum);
-        c
-    })
-    .await;
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
+    let args = ["--yes", "--max-batch-requests", "300", "--gemini-inline-bytes", "1000"];
+    let (_, out, sum) = run_ok(&h, &input, &args).await;
     let (order, _) = results(&out);
     assert_eq!(order.len(), n);
     let up = upstream_gemini(&h).await;
@@ -147,8 +141,7 @@ async fn a_gemini_batch_above_the_inline_limit_is_uploaded_as_a_file() {
         assert!(m["output"]["responsesFile"].is_string(), "results in a file: {m}");
     }
     assert!(answered(&up, "gf-").values().all(|c| *c == 1));
-    let ids: Vec<String> = mine.iter().map(|b| b.id.clone()).collect();
-    let (cost, _) = ledger_costs(&h, &ids).await;
+    let (cost, _) = ledger_costs_of(&h, &mine).await;
     assert_eq!(summary(&sum)["cost_usd"].as_str().unwrap(), cost.usd_exact());
     h.stop().await;
 }
@@ -156,7 +149,6 @@ async fn a_gemini_batch_above_the_inline_limit_is_uploaded_as_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn openai_and_gemini_plans_over_a_budget_or_with_bad_requests_send_nothing() {
     use batchcost::config::Period;
-    use batchcost::money::Money;
     let b = budget("alpha-tiny", Some("alpha"), Period::Day, Money::parse_usd("0.001").unwrap());
     let h = harness_all(sim_config(), |s| s.budgets.push(b)).await;
     let openai = write_openai_input(h.dir.path(), "ob", 2_000);

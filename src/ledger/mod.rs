@@ -44,6 +44,9 @@ pub enum LedgerError {
     Sqlite(#[from] rusqlite::Error),
     #[error("ledger value out of range: {0}")]
     Range(String),
+    /// The SQLite group commit a write was part of did not commit (`sqlite_group.rs`).
+    #[error("ledger database error: the group commit failed: {0}")]
+    Group(String),
     #[error("ledger storage url not supported: {0}")]
     Url(String),
     /// This backend does not implement the operation yet.

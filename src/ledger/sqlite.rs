@@ -8,19 +8,21 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sqlx::pool::PoolConnection;
+
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{Connection, Row};
 
-use super::rows::{batch_from_row, empty_window, u, usage_from_row, window_from_row};
+use super::rows::{batch_from_row, u, usage_from_row};
 use super::*;
 use crate::config::Durability;
 
 use super::sql::{self, BATCH_COLUMNS};
 
+#[path = "sqlite_group.rs"]
+mod group;
 #[path = "sqlite_inplace.rs"]
 mod inplace;
 #[path = "sqlite_refusals.rs"]
@@ -30,12 +32,21 @@ use inplace::Admitted;
 
 /// The SQLite ledger.
 pub struct SqliteLedger {
-    pub(super) writer: SqlitePool,
+    /// The one writer connection, held for good rather than pooled: a pool tests each
+    /// connection it takes back with a round trip to the driver's thread, and the group
+    /// commit took it back after every group.
+    writer: tokio::sync::Mutex<SqliteConnection>,
     pub(super) reader: SqlitePool,
     inplace: inplace::Writer,
+    group: group::Group,
 }
 
 impl SqliteLedger {
+    /// The writer connection, for a write of its own (a statement or a transaction).
+    pub(super) async fn w(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
+        self.writer.lock().await
+    }
+
     /// Opens (creating if missing) and migrates, with the default durability.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
         Self::open_with(url, Durability::Normal).await
@@ -54,39 +65,54 @@ impl SqliteLedger {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(sync)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A local file does not go away between uses: no ping round trip per acquire.
-            .test_before_acquire(false)
-            .connect_with(opts.clone())
-            .await?;
-        match schema_state(&writer).await? {
+        let mut writer = SqliteConnection::connect_with(&opts).await?;
+        match schema_state(&mut writer).await? {
             SchemaState::Empty => {
-                migrate::migrator(Backend::Sqlite, None).run(&writer).await?;
+                migrate::migrator(Backend::Sqlite, None).run(&mut writer).await?;
             }
             state => state.require_current(Backend::Sqlite)?,
         }
         let inplace = inplace::Writer::open(opts.get_filename(), memory, durability)?;
-        let reader = if memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?
-        };
-        Ok(SqliteLedger { writer, reader, inplace })
+        // An in-memory database is shared by name (and cache) between the connections
+        // of this process, so its readers are a pool of their own too.
+        let read_opts = if memory { opts } else { opts.read_only(true) };
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            // A local database does not go away between uses: no ping per acquire.
+            .test_before_acquire(false)
+            .connect_with(read_opts)
+            .await?;
+        Ok(SqliteLedger {
+            writer: tokio::sync::Mutex::new(writer),
+            reader,
+            inplace,
+            group: group::Group::default(),
+        })
     }
 
-    /// Runs `f` in place while holding the writer connection, which comes back for a
-    /// follow-up read that no write can come between.
-    async fn write<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T, LedgerError>,
-    ) -> Result<(T, PoolConnection<Sqlite>), LedgerError> {
-        let held = self.writer.acquire().await?;
-        let out = self.inplace.run(f)?;
-        Ok((out, held))
+    /// Runs `f` in place in the next group commit (`sqlite_group.rs`): queued, then
+    /// either run by whichever caller holds the writer connection next, or by this one
+    /// once it gets it. `f` owns what it writes: another caller's task may run it.
+    async fn write<T, F>(&self, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<(T, bool), LedgerError> + Send + 'static,
+    {
+        let mut answer = self.group.push(f);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut answer => {
+                    return out.unwrap_or_else(|_| {
+                        Err(LedgerError::Group("the write was dropped unanswered".into()))
+                    });
+                }
+                held = self.writer.lock() => {
+                    self.inplace.run(|c| Ok(self.group.run_all(c)))?;
+                    drop(held);
+                }
+            }
+        }
     }
 
     /// For the in-place writes of the workflow tables (same rules as [`Self::write`]).
@@ -95,31 +121,16 @@ impl SqliteLedger {
         sub_id: &str,
         bounds: &[super::workflow::ModelBound],
     ) -> Result<(), LedgerError> {
-        self.write(|c| inplace::record_bounds(c, sub_id, bounds)).await.map(|_| ())
-    }
-
-    async fn window_state(
-        conn: &mut SqliteConnection,
-        w: &WindowRef,
-    ) -> Result<WindowState, LedgerError> {
-        let row =
-            sqlx::query("SELECT * FROM budget_windows WHERE budget = $1 AND window_start = $2")
-                .bind(&w.budget)
-                .bind(ts_to_db(w.start))
-                .fetch_optional(conn)
-                .await?;
-        Ok(match row {
-            Some(r) => window_from_row(&r, w)?,
-            None => empty_window(w),
-        })
+        let (sub_id, bounds) = (sub_id.to_string(), bounds.to_vec());
+        self.write(move |c| inplace::record_bounds(c, &sub_id, &bounds)).await
     }
 }
 
 /// Where the database stands against this binary's migrations.
-async fn schema_state(pool: &SqlitePool) -> Result<SchemaState, LedgerError> {
+async fn schema_state(pool: &mut SqliteConnection) -> Result<SchemaState, LedgerError> {
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(pool)
+            .fetch_all(&mut *pool)
             .await?;
     let has = |t: &str| tables.iter().any(|n| n == t);
     let applied = if has("_sqlx_migrations") {
@@ -143,36 +154,34 @@ pub(super) async fn migrate(
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-    let before = schema_state(&pool).await?;
+    let mut conn = SqliteConnection::connect_with(&opts).await?;
+    let before = schema_state(&mut conn).await?;
     if let SchemaState::Newer(_) = before {
         before.require_current(Backend::Sqlite)?;
     }
-    migrate::migrator(Backend::Sqlite, upto).run(&pool).await?;
+    migrate::migrator(Backend::Sqlite, upto).run(&mut conn).await?;
     let after: Option<i64> =
         sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&pool)
+            .fetch_one(&mut conn)
             .await?;
-    pool.close().await;
+    conn.close().await?;
     Ok((before, after.unwrap_or(0)))
 }
 
 impl Ledger for SqliteLedger {
     fn admit<'a>(&'a self, s: &'a NewSubmission) -> LedgerFuture<'a, Admit> {
         Box::pin(async move {
-            let (found, mut held) = self.write(|c| inplace::admit(c, s)).await?;
-            match found {
+            let owned = s.clone();
+            match self.write(move |c| inplace::admit(c, &owned)).await? {
                 Admitted::Yes => Ok(Admit::Admitted),
-                // As they stood: nothing can be written while the writer is held.
-                Admitted::Refused(w) => {
-                    let state = Self::window_state(&mut held, &w).await?;
-                    Ok(Admit::Refused(Box::new(state)))
-                }
+                // As the refusing admission saw them, inside its group.
+                Admitted::Refused(w) => Ok(Admit::Refused(w)),
                 Admitted::Duplicate => {
+                    // Committed with its group: any reader sees the first attempt's row.
                     let row = sqlx::query(&sql::dedupe_batch())
                         .bind(&s.project)
                         .bind(&s.body_hash)
-                        .fetch_optional(&mut *held)
+                        .fetch_optional(&self.reader)
                         .await?;
                     let row = row.ok_or_else(|| {
                         LedgerError::Range("a dedupe key names no batch".to_string())
@@ -191,13 +200,14 @@ impl Ledger for SqliteLedger {
     ) -> LedgerFuture<'a, bool> {
         Box::pin(async move {
             let next = ts_to_db(next_poll_at);
-            let w = self.write(|c| inplace::mark_submitted(c, sub_id, upstream_id, next)).await?;
-            Ok(w.0)
+            let (sub_id, upstream_id) = (sub_id.to_string(), upstream_id.to_string());
+            self.write(move |c| inplace::mark_submitted(c, &sub_id, &upstream_id, next)).await
         })
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
-        Box::pin(async move { Ok(self.write(|c| inplace::release(c, sub_id, reason)).await?.0) })
+        let (sub_id, reason) = (sub_id.to_string(), reason.to_string());
+        Box::pin(async move { self.write(move |c| inplace::release(c, &sub_id, &reason)).await })
     }
 
     fn batch<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Option<BatchRecord>> {
@@ -308,14 +318,15 @@ impl Ledger for SqliteLedger {
             .bind(attempts as i64)
             .bind(last_status)
             .bind(error)
-            .execute(&self.writer)
+            .execute(&mut *self.w().await)
             .await?;
             Ok(())
         })
     }
 
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
-        Box::pin(async move { Ok(self.write(|c| inplace::settle(c, sub_id, s)).await?.0) })
+        let (sub_id, s) = (sub_id.to_string(), s.clone());
+        Box::pin(async move { self.write(move |c| inplace::settle(c, &sub_id, &s)).await })
     }
 
     fn model_usage<'a>(&'a self, sub_id: &'a str) -> LedgerFuture<'a, Vec<ModelUsage>> {
@@ -394,7 +405,7 @@ impl Ledger for SqliteLedger {
                 .bind(ts_to_db(lease.now))
                 .bind(ts_to_db(lease.until))
                 .bind(limit as i64)
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *self.w().await)
                 .await?;
             sql::sorted_by_poll(rows.iter().map(batch_from_row).collect())
         })
@@ -413,7 +424,7 @@ impl Ledger for SqliteLedger {
                 .bind(ts_to_db(lease.until))
                 .bind(limit as i64)
                 .bind(ts_to_db(before))
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *self.w().await)
                 .await?;
             sql::sorted_by_submission(rows.iter().map(batch_from_row).collect())
         })
@@ -424,7 +435,7 @@ impl Ledger for SqliteLedger {
             let r = sqlx::query(sql::RENEW)
                 .bind(owner)
                 .bind(ts_to_db(until))
-                .execute(&self.writer)
+                .execute(&mut *self.w().await)
                 .await?;
             Ok(r.rows_affected())
         })
@@ -435,7 +446,7 @@ impl Ledger for SqliteLedger {
             let r = sqlx::query(sql::DROP_LEASES)
                 .bind(owner)
                 .bind(sub_id)
-                .execute(&self.writer)
+                .execute(&mut *self.w().await)
                 .await?;
             Ok(r.rows_affected())
         })
@@ -454,7 +465,7 @@ impl Ledger for SqliteLedger {
                 .bind(ts_to_db(lease.now))
                 .bind(ts_to_db(lease.until))
                 .bind(token)
-                .execute(&self.writer)
+                .execute(&mut *self.w().await)
                 .await?;
             Ok(r.rows_affected() == 1)
         })
@@ -462,7 +473,11 @@ impl Ledger for SqliteLedger {
 
     fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()> {
         Box::pin(async move {
-            sqlx::query(sql::END_SETTLING).bind(sub_id).bind(token).execute(&self.writer).await?;
+            sqlx::query(sql::END_SETTLING)
+                .bind(sub_id)
+                .bind(token)
+                .execute(&mut *self.w().await)
+                .await?;
             Ok(())
         })
     }
@@ -475,7 +490,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn record_refusal<'a>(&'a self, r: &'a super::Refusal) -> LedgerFuture<'a, ()> {
-        Box::pin(refusals::record(&self.writer, r))
+        Box::pin(async move { refusals::record(&mut *self.w().await, r).await })
     }
 
     fn refusal<'a>(&'a self, id: &'a str) -> LedgerFuture<'a, Option<super::Refusal>> {

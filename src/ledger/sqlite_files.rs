@@ -41,7 +41,7 @@ impl FileLedger for SqliteLedger {
             .bind(ts_to_db(f.created_at))
             .bind(&f.estimate_json)
             .bind(&f.batch_id)
-            .execute(&self.writer)
+            .execute(&mut *self.w().await)
             .await?;
             Ok(done.rows_affected() == 1)
         })
@@ -103,7 +103,7 @@ impl FileLedger for SqliteLedger {
             .bind(provider)
             .bind(file_id)
             .bind(ts_to_db(jiff::Timestamp::now()))
-            .execute(&self.writer)
+            .execute(&mut *self.w().await)
             .await?;
             Ok(done.rows_affected() == 1)
         })

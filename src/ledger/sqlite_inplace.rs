@@ -6,9 +6,11 @@
 //! per create, while SQLite itself took about 2% of the time. These writes instead run
 //! on a `rusqlite` connection to the same database, on the caller's thread, with cached
 //! statements. The two connections never write at once: a write here first takes the
-//! sqlx writer pool's only connection and holds it until it is done, so SQLite's single
+//! lock on the sqlx writer connection and holds it until it is done, so SQLite's single
 //! writer is still one writer and no transaction ever meets a busy lock. The SQL is the
-//! same text as before (`$N` placeholders bound by number, as sqlx binds them).
+//! same text as before (`$N` placeholders bound by number, as sqlx binds them). Each
+//! write below runs in a savepoint of a group commit (`sqlite_group.rs`), never in a
+//! transaction of its own.
 //!
 //! `rusqlite` links the `libsqlite3-sys` that sqlx links (Cargo allows one crate per
 //! native library), so this is the same SQLite build.
@@ -17,9 +19,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, Statement, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Statement};
 
-use super::super::rows::opt_count;
+use super::super::rows::{empty_window, opt_count, u};
 use super::super::sql::{self, DEDUPE_CLAIM, DEDUPE_FORGET};
 use super::super::workflow::ModelBound;
 use super::super::*;
@@ -103,18 +105,21 @@ pub(super) enum Admitted {
     Yes,
     /// The dedupe key is taken: a client retry (nothing was written).
     Duplicate,
-    /// This window could not take its hold (nothing was written).
-    Refused(Box<WindowRef>),
+    /// This window could not take its hold (nothing was written), as it stood then.
+    Refused(Box<WindowState>),
 }
+
+/// Each function below runs inside a savepoint of a group's transaction
+/// (`sqlite_group.rs`) and says whether its writes stay (`true`) or are undone.
+type Kept<T> = Result<(T, bool), LedgerError>;
 
 /// Admission: the dedupe key, then each window in lock order (its row, the conditional
 /// reserve, the reservation), then the batch row; all or nothing.
-pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, LedgerError> {
-    let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
     let (at, since) = (ts_to_db(s.submitted_at), ts_to_db(s.dedupe_since));
     let claim: [&dyn ToSql; 5] = [&s.project, &s.body_hash, &s.sub_id, &at, &since];
-    if exec(&tx, DEDUPE_CLAIM, &claim)? != 1 {
-        return Ok(Admitted::Duplicate);
+    if exec(tx, DEDUPE_CLAIM, &claim)? != 1 {
+        return Ok((Admitted::Duplicate, false));
     }
     for w in sql::lock_order(&s.windows) {
         // A window may hold less than the whole worst case (models filter, calibrated).
@@ -128,7 +133,7 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
             opt_count(w.limit_output_tokens)?,
         );
         exec(
-            &tx,
+            tx,
             "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
              limit_pico, limit_input, limit_output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (budget, window_start) DO UPDATE SET limit_pico = excluded.limit_pico, \
@@ -146,7 +151,7 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
         )?;
         // The decisive step: one conditional statement per window.
         let reserved = exec(
-            &tx,
+            tx,
             "UPDATE budget_windows SET reserved_pico = reserved_pico + $3, \
              reserved_input = reserved_input + $4, reserved_output = reserved_output + $5 \
              WHERE budget = $1 AND window_start = $2 \
@@ -156,10 +161,10 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
             &[&w.budget, &start, &usd, &inp, &out],
         )?;
         if reserved != 1 {
-            return Ok(Admitted::Refused(Box::new(w.clone())));
+            return Ok((Admitted::Refused(Box::new(window_state(tx, w)?)), false));
         }
         exec(
-            &tx,
+            tx,
             "INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
              hold_output, state) VALUES ($1, $2, $3, $4, $5, $6, 'held')",
             &[&s.sub_id, &w.budget, &start, &usd, &inp, &out],
@@ -168,7 +173,7 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
     let lease_owner = s.lease.as_ref().map(|l| l.owner.as_str());
     let lease_until = s.lease.as_ref().map(|l| ts_to_db(l.until));
     exec(
-        &tx,
+        tx,
         "INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
          hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
          lease_owner, lease_until) \
@@ -192,7 +197,7 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
     // Its calibration bounds, in the same transaction.
     for b in &s.bounds {
         exec(
-            &tx,
+            tx,
             "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
              worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (sub_id, model) DO NOTHING",
@@ -206,8 +211,27 @@ pub(super) fn admit(c: &Connection, s: &NewSubmission) -> Result<Admitted, Ledge
             ],
         )?;
     }
-    tx.commit()?;
-    Ok(Admitted::Yes)
+    Ok((Admitted::Yes, true))
+}
+
+/// A window's figures as this transaction sees them.
+fn window_state(c: &Connection, w: &WindowRef) -> Result<WindowState, LedgerError> {
+    let mut st = c.prepare_cached(
+        "SELECT spent_pico, reserved_pico, spent_input, reserved_input, spent_output, \
+         reserved_output FROM budget_windows WHERE budget = $1 AND window_start = $2",
+    )?;
+    bind(&mut st, &[&w.budget, &ts_to_db(w.start)])?;
+    let mut rows = st.raw_query();
+    let Some(r) = rows.next()? else { return Ok(empty_window(w)) };
+    Ok(WindowState {
+        spent: Money::from_i64(r.get(0)?),
+        reserved: Money::from_i64(r.get(1)?),
+        spent_input_tokens: u(r.get(2)?),
+        reserved_input_tokens: u(r.get(3)?),
+        spent_output_tokens: u(r.get(4)?),
+        reserved_output_tokens: u(r.get(5)?),
+        ..empty_window(w)
+    })
 }
 
 pub(super) fn mark_submitted(
@@ -215,41 +239,38 @@ pub(super) fn mark_submitted(
     sub_id: &str,
     upstream_id: &str,
     next_poll_at: i64,
-) -> Result<bool, LedgerError> {
+) -> Kept<bool> {
     let n = exec(
         c,
         "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
          WHERE sub_id = $1 AND state = 'submitting'",
         &[&sub_id, &upstream_id, &next_poll_at],
     )?;
-    Ok(n == 1)
+    Ok((n == 1, true))
 }
 
 /// `submitting` -> `failed`, the dedupe key given back, every hold released.
-pub(super) fn release(c: &Connection, sub_id: &str, reason: &str) -> Result<bool, LedgerError> {
-    let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+pub(super) fn release(tx: &Connection, sub_id: &str, reason: &str) -> Kept<bool> {
     let n = exec(
-        &tx,
+        tx,
         "UPDATE batches SET state = 'failed', error = $2, lease_owner = NULL, \
          lease_until = NULL WHERE sub_id = $1 AND state = 'submitting'",
         &[&sub_id, &reason],
     )?;
     if n != 1 {
-        return Ok(false);
+        return Ok((false, false));
     }
-    exec(&tx, DEDUPE_FORGET, &[&sub_id])?;
-    close_holds(&tx, sub_id, None, "released")?;
-    tx.commit()?;
-    Ok(true)
+    exec(tx, DEDUPE_FORGET, &[&sub_id])?;
+    close_holds(tx, sub_id, None, "released")?;
+    Ok((true, true))
 }
 
 /// Settlement: cost, usage per model and every hold moved to spent, exactly once.
-pub(super) fn settle(c: &Connection, sub_id: &str, s: &Settlement) -> Result<bool, LedgerError> {
+pub(super) fn settle(tx: &Connection, sub_id: &str, s: &Settlement) -> Kept<bool> {
     let (cost, list) = (to_db(s.cost())?, to_db(s.list_cost())?);
-    let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
     // Exactly once: only an in-flight batch can become settled.
     let n = exec(
-        &tx,
+        tx,
         "UPDATE batches SET state = 'settled', cost_pico = $2, list_cost_pico = $3, \
          ended_at = $4, settled_at = $5, last_status = 'ended', error = NULL, \
          next_poll_at = NULL, lease_owner = NULL, lease_until = NULL, settling_by = NULL \
@@ -257,12 +278,12 @@ pub(super) fn settle(c: &Connection, sub_id: &str, s: &Settlement) -> Result<boo
         &[&sub_id, &cost, &list, &ts_to_db(s.ended_at), &ts_to_db(s.settled_at)],
     )?;
     if n != 1 {
-        return Ok(false);
+        return Ok((false, false));
     }
     for m in &s.models {
         let (t, q) = (&m.tokens, &m.requests);
         exec(
-            &tx,
+            tx,
             "INSERT INTO batch_usage (sub_id, model, input_tokens, output_tokens, \
              cache_write_5m, cache_write_1h, cache_read, web_searches, succeeded, errored, \
              canceled, expired, cost_pico, list_cost_pico) \
@@ -285,9 +306,8 @@ pub(super) fn settle(c: &Connection, sub_id: &str, s: &Settlement) -> Result<boo
             ],
         )?;
     }
-    close_holds(&tx, sub_id, Some(s), "settled")?;
-    tx.commit()?;
-    Ok(true)
+    close_holds(tx, sub_id, Some(s), "settled")?;
+    Ok((true, true))
 }
 
 /// Ends every hold of `sub_id`: each window it sat in gives back the hold and takes what
@@ -339,15 +359,10 @@ fn close_holds(
 }
 
 /// Calibration bounds of a new batch, one row per model.
-pub(super) fn record_bounds(
-    c: &Connection,
-    sub_id: &str,
-    bounds: &[ModelBound],
-) -> Result<(), LedgerError> {
-    let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+pub(super) fn record_bounds(tx: &Connection, sub_id: &str, bounds: &[ModelBound]) -> Kept<()> {
     for b in bounds {
         exec(
-            &tx,
+            tx,
             "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
              worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (sub_id, model) DO NOTHING",
@@ -361,6 +376,5 @@ pub(super) fn record_bounds(
             ],
         )?;
     }
-    tx.commit()?;
-    Ok(())
+    Ok(((), true))
 }

@@ -36,7 +36,7 @@ impl SqliteLedger {
              reserved_pico FROM budget_windows WHERE window_end > $1 AND limit_pico IS NOT NULL",
         )
         .bind(ts_to_db(since))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.w().await)
         .await?;
         rows.iter()
             .map(|r| {
@@ -62,7 +62,8 @@ impl SqliteLedger {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.writer.begin().await?;
+        let mut w = self.w().await;
+        let mut tx = sqlx::Connection::begin(&mut *w).await?;
         let mut new = 0;
         for n in rows {
             let r = sqlx::query(
@@ -114,7 +115,7 @@ impl SqliteLedger {
         .bind(ts_to_db(now))
         .bind(ts_to_db(lease_until))
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.w().await)
         .await?;
         rows.iter().map(notification_from_row).collect()
     }
@@ -146,7 +147,7 @@ impl SqliteLedger {
         .bind(delivered)
         .bind(error)
         .bind(next)
-        .execute(&self.writer)
+        .execute(&mut *self.w().await)
         .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -1,6 +1,6 @@
 //! SQLite side of issue 16's refusal records and batch listing (`schema_refusals.sql`).
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::super::rows::{batch_from_row, u};
@@ -11,7 +11,7 @@ use super::super::{
 use super::BATCH_COLUMNS;
 use crate::money::Money;
 
-pub async fn record(writer: &SqlitePool, r: &Refusal) -> Result<(), LedgerError> {
+pub async fn record(writer: &mut SqliteConnection, r: &Refusal) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO refusals (refusal_id, project, provider, refused_at, request_id, reason, \
          budget, period, limit_kind, request_count, requested_pico, limit_pico, spent_pico, \

@@ -48,7 +48,7 @@ impl SqliteLedger {
         ))
         .bind(project)
         .bind(body_hash)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.w().await)
         .await?;
         row.as_ref().map(approval_from_row).transpose()
     }
@@ -60,7 +60,8 @@ impl SqliteLedger {
         &self,
         req: &ApprovalRequest,
     ) -> Result<Approval, LedgerError> {
-        let mut tx = self.writer.begin().await?;
+        let mut w = self.w().await;
+        let mut tx = sqlx::Connection::begin(&mut *w).await?;
         let open = sqlx::query(
             "UPDATE approvals SET refusals = refusals + 1, last_refused_at = $3 \
              WHERE id = (SELECT id FROM approvals WHERE project = $1 AND body_hash = $2 \
@@ -107,7 +108,8 @@ impl SqliteLedger {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Approve, LedgerError> {
-        let mut tx = self.writer.begin().await?;
+        let mut w = self.w().await;
+        let mut tx = sqlx::Connection::begin(&mut *w).await?;
         sqlx::query(
             "UPDATE approvals SET approved_by = $2, approved_at = $3, expires_at = $4 \
              WHERE id = $1 AND approved_at IS NULL",
@@ -147,7 +149,7 @@ impl SqliteLedger {
         .bind(id)
         .bind(sub_id)
         .bind(ts_to_db(now))
-        .execute(&self.writer)
+        .execute(&mut *self.w().await)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -163,7 +165,7 @@ impl SqliteLedger {
         )
         .bind(id)
         .bind(sub_id)
-        .execute(&self.writer)
+        .execute(&mut *self.w().await)
         .await?;
         Ok(())
     }

@@ -120,6 +120,15 @@ pub fn batch_body(tag: &str, model: &str, n: usize, max_tokens: u32) -> Value {
     json!({ "requests": requests })
 }
 
+/// Who a request to the gateway is sent as.
+#[derive(Clone, Copy)]
+pub enum As<'a> {
+    /// The admin token, as a bearer token.
+    Admin,
+    /// A project's API key (or any string, to see it refused).
+    Key(&'a str),
+}
+
 impl Harness {
     pub async fn submit(
         &self,
@@ -139,41 +148,28 @@ impl Harness {
         (status, r.json().await.unwrap(), headers)
     }
 
+    /// `GET path` on the gateway, sent as `who`.
+    pub async fn get(&self, path: &str, who: As<'_>) -> reqwest::Response {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let req = match who {
+            As::Key(key) => req.header("x-api-key", key),
+            As::Admin => req.bearer_auth(ADMIN),
+        };
+        req.send().await.unwrap()
+    }
+
     /// A batch's results JSONL, fetched through the gateway as `key`'s project.
     pub async fn results(&self, key: &str, id: &str) -> String {
-        self.http
-            .get(format!("{}/v1/messages/batches/{id}/results", self.base))
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        let path = format!("/v1/messages/batches/{id}/results");
+        self.get(&path, As::Key(key)).await.text().await.unwrap()
     }
 
     pub async fn admin(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(path, As::Admin).await.json().await.unwrap()
     }
 
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get("/metrics", As::Admin).await.text().await.unwrap()
     }
 
     /// Polls the ledger record until settled (bounded).

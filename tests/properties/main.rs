@@ -254,16 +254,7 @@ async fn through_a_real_batch_every_result_is_within_its_bound() {
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let rec = h.wait_settled(&id).await;
-    let text = h
-        .http
-        .get(format!("{}/v1/messages/batches/{id}/results", h.base))
-        .header("x-api-key", "alpha-key")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.results("alpha-key", &id).await;
     let mut checked = 0;
     for line in text.lines() {
         let l: Value = serde_json::from_str(line).unwrap();

@@ -22,6 +22,9 @@ use crate::providers::anthropic::wire::MessageBatch;
 use crate::providers::{BatchPhase, CreateCall};
 use crate::submit::{Priced, submit};
 
+/// Bodies up to this size are priced on the async worker (tens of microseconds).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
 /// Settles in the background once a client has seen the batch end.
 fn settle_if_ended(s: &Surface, rec: &BatchRecord, body: &[u8]) {
     let ended = s.provider.status(body).is_ok_and(|b| b.phase == BatchPhase::Ended);
@@ -59,9 +62,6 @@ async fn create_task(s: Surface, req: Request) -> Result<Response, ApiError> {
     result
 }
 
-/// Bodies up to this size are priced on the async worker that received them.
-const PRICE_IN_PLACE_BYTES: usize = 64 * 1024;
-
 async fn create_batch(
     s: &Surface,
     project: &str,
@@ -74,16 +74,15 @@ async fn create_batch(
     let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
     let now = app.clock.now();
     // Parsing up to 256 MB is CPU work: keep it off the async workers so small requests
-    // arriving meanwhile are still answered at once. A small body is priced in place: the
-    // hand-off to the blocking pool (two thread wake-ups) costs more than its parse.
-    let estimate = move |app: &App, body: &Bytes, name: &'static str| {
-        (price(app, name, body, now), format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body)))
-    };
-    let (est, body_hash) = if body.len() <= PRICE_IN_PLACE_BYTES {
-        estimate(app, &body, price_provider(s))
+    // arriving meanwhile are still answered at once. A small body parses in less time
+    // than the hand-off to a blocking thread and back costs (two thread switches).
+    let name = price_provider(s);
+    let hashed = |body: &[u8]| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body));
+    let (est, body_hash) = if body.len() <= INLINE_PARSE_BYTES {
+        (price(app, name, &body, now), hashed(&body))
     } else {
-        let (app, body, name) = (app.clone(), body.clone(), price_provider(s));
-        tokio::task::spawn_blocking(move || estimate(&app, &body, name))
+        let (app, body) = (app.clone(), body.clone());
+        tokio::task::spawn_blocking(move || (price(&app, name, &body, now), hashed(&body)))
             .await
             .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
     };

@@ -10,7 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::ctx::Ctx;
 use super::json::{CacheSeed, JsonSeed};
 use super::media;
-use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
+use super::scalar::{Path, Scalar, next_str, reject_scalars, seed, type_error};
 use crate::estimate::Problem;
 use crate::estimate::Tally;
 use crate::estimate::Tokens;
@@ -196,17 +196,12 @@ impl<'de> Visitor<'de> for BlockSeed<'_, '_, '_> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let at = path.key(&key);
             match &*key {
-                "type" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(s) => {
-                        tally.hash_bytes(s.as_bytes());
-                        kind = Some(s);
-                    }
-                    other => return Err(type_error(ctx, &at, "a string", &other)),
-                },
-                "text" | "thinking" | "data" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(s) => tally.text(&s),
-                    other => return Err(type_error(ctx, &at, "a string", &other)),
-                },
+                "type" => {
+                    let s = next_str(&mut map, ctx, &at)?;
+                    tally.hash_bytes(s.as_bytes());
+                    kind = Some(s);
+                }
+                "text" | "thinking" | "data" => tally.text(&next_str(&mut map, ctx, &at)?),
                 "source" => {
                     let seed = SourceSeed { ctx, path: &at, tally: &mut *tally };
                     source = Some(map.next_value_seed(seed)?);

@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 pub use super::ctx::Ctx;
 use super::prompt::{Params, ParamsSeed};
-use super::scalar::{Path, Scalar, reject_scalars};
+use super::scalar::{Path, Scalar, next_str, reject_scalars};
 use crate::estimate::{BodyFormat, EstimateError, MAX_REQUESTS, Problem, RequestAt};
 
 /// One request, borrowed from the body for the time of the sink call.
@@ -244,18 +244,12 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
             match &*key {
                 "custom_id" => {
                     let path = root.key("custom_id");
-                    custom_id = Some(match map.next_value::<Scalar<'de>>()? {
-                        Scalar::Str(s) if valid_custom_id(&s) => s,
-                        Scalar::Str(s) => {
-                            let got = super::scalar::show(&Scalar::Str(s));
-                            return Err(self.ctx.fail(&path, Problem::CustomIdFormat { got }));
-                        }
-                        other => {
-                            let got = super::scalar::show(&other);
-                            let problem = Problem::WrongType { expected: "a string", got };
-                            return Err(self.ctx.fail(&path, problem));
-                        }
-                    });
+                    let s = next_str(&mut map, self.ctx, &path)?;
+                    if !valid_custom_id(&s) {
+                        let got = super::scalar::show(&Scalar::Str(s));
+                        return Err(self.ctx.fail(&path, Problem::CustomIdFormat { got }));
+                    }
+                    custom_id = Some(s);
                 }
                 "params" => {
                     let path = root.key("params");

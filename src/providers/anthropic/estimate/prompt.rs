@@ -10,7 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::content::{MessagesSeed, SystemSeed};
 use super::ctx::Ctx;
 use super::json::{CacheSeed, JsonSeed};
-use super::scalar::{Path, Scalar, reject_scalars, show};
+use super::scalar::{Path, Scalar, next_str, reject_scalars, show};
 use super::tools::ToolsSeed;
 use crate::estimate::Tokens;
 use crate::estimate::{MAX_MAX_TOKENS, Problem};
@@ -91,10 +91,7 @@ impl<'de> Visitor<'de> for ParamsSeed<'_, '_> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let at = path.key(&key);
             match &*key {
-                "model" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(s) => model = Some(s),
-                    other => return Err(self.type_error(&key, "a string", &other)),
-                },
+                "model" => model = Some(next_str(&mut map, ctx, &at)?),
                 "max_tokens" => match map.next_value::<Scalar<'de>>()? {
                     Scalar::Int(n) if (1..=i128::from(MAX_MAX_TOKENS)).contains(&n) => {
                         max_tokens = Some(n as u64);

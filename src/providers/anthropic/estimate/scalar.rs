@@ -156,6 +156,18 @@ macro_rules! seed {
 }
 pub(crate) use seed;
 
+/// The next value of `map`, which must be a string; anything else is a problem at `path`.
+pub fn next_str<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    ctx: &Ctx,
+    path: &Path,
+) -> Result<Cow<'de, str>, A::Error> {
+    match map.next_value::<Scalar<'de>>()? {
+        Scalar::Str(s) => Ok(s),
+        other => Err(type_error(ctx, path, "a string", &other)),
+    }
+}
+
 /// Records a "must be X, got Y" problem at `path`.
 pub fn type_error<E: de::Error>(ctx: &Ctx, path: &Path, expected: &'static str, got: &Scalar) -> E {
     ctx.fail(path, Problem::WrongType { expected, got: show(got) })

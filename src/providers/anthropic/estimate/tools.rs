@@ -8,7 +8,7 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 
 use super::ctx::Ctx;
 use super::json::{CacheSeed, JsonSeed};
-use super::scalar::{Path, Scalar, reject_scalars, seed, type_error};
+use super::scalar::{Path, Scalar, next_str, reject_scalars, seed, type_error};
 use crate::estimate::Tokens;
 use crate::estimate::{Tally, WebSearch};
 
@@ -87,13 +87,11 @@ impl<'de> Visitor<'de> for ToolSeed<'_, '_, '_> {
             let at = path.key(&key);
             match &*key {
                 "cache_control" => ttl = map.next_value_seed(CacheSeed { ctx, path: &at })?,
-                "type" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(s) => {
-                        web = s.starts_with("web_search");
-                        tally.text(&s);
-                    }
-                    other => return Err(type_error(ctx, &at, "a string", &other)),
-                },
+                "type" => {
+                    let s = next_str(&mut map, ctx, &at)?;
+                    web = s.starts_with("web_search");
+                    tally.text(&s);
+                }
                 "max_uses" => match map.next_value::<Scalar<'de>>()? {
                     Scalar::Int(n) if n >= 0 => max_uses = Some(n.min(u64::MAX.into()) as u64),
                     other => return Err(type_error(ctx, &at, "a non-negative integer", &other)),
