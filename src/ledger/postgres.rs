@@ -1,7 +1,8 @@
 //! PostgreSQL backend: the ledger several replicas share. Same tables and guarantees as
-//! SQLite; what differs is how concurrent writers are kept apart. Admission locks its
-//! budget-window rows last (after the batch and reservation rows are written) and in one
-//! order, so a window row is held for one statement and the commit; claims use
+//! SQLite; what differs is how concurrent writers are kept apart. Admission is one call of
+//! a function (`pg_admit.rs`) that locks its budget-window rows last (after the batch and
+//! reservation rows are written) and in one order, so a window row is held for the rest of
+//! that call and its commit, not across round trips; claims use
 //! `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same batch and never wait on
 //! each other to do it.
 
