@@ -24,6 +24,7 @@ const SQLITE: &[Step] = &[
     (4, "refusals", include_str!("migrations/sqlite/0004_refusals.sql")),
     (5, "budgets", include_str!("migrations/sqlite/0005_budgets.sql")),
     (6, "files", include_str!("migrations/sqlite/0006_files.sql")),
+    (7, "admit_function", include_str!("migrations/sqlite/0007_admit_function.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
