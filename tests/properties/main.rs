@@ -161,6 +161,19 @@ fn the_worst_case_is_never_below_what_the_simulator_counts() {
     assert!(compared >= CASES * 3 / 4, "only {compared} of {CASES} generated requests were valid");
 }
 
+/// A case the property above once found: a thinking block whose `signature` the simulator
+/// counts (as it counts every field of such a block) while the bound skipped it.
+#[test]
+fn a_thinking_signature_counts_in_the_worst_case() {
+    let p = json!({"model": "claude-haiku-4-5", "max_tokens": 1, "messages": [{"role": "user",
+        "content": [{"type": "thinking", "thinking": "",
+                     "signature": "a0\u{ac00}a0\u{ac00}a0\u{ac00}a0\u{ac00}0a0\u{ac00}\u{300}a0\u{ac00}"}]}]});
+    let s = summarize(p.as_object().unwrap(), &models(), Mode::Batch);
+    assert!(s.invalid.is_none(), "{:?}", s.invalid);
+    let upper = request_input_upper_bound(&serde_json::to_vec(&p).unwrap()).unwrap();
+    assert!(upper >= s.input_tokens, "bound {upper} < simulator {}", s.input_tokens);
+}
+
 /// One result line with arbitrary, often absurd, usage numbers and models.
 fn result_line() -> impl Strategy<Value = Vec<u8>> {
     let model = prop_oneof![

@@ -210,8 +210,10 @@ impl<'de> Visitor<'de> for BlockSeed<'_, '_, '_> {
                     map.next_value_seed(ContentSeed { ctx, path: &at, tally: &mut *tally })?;
                 }
                 "cache_control" => ttl = map.next_value_seed(CacheSeed { ctx, path: &at })?,
-                // Opaque to the model's input count.
-                "signature" | "is_error" => {
+                // Opaque to the model's input count. A thinking block's `signature` is not:
+                // whether the upstream counts it is unconfirmed, so the worst case does
+                // (below, as any other field).
+                "is_error" => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
