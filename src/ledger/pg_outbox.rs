@@ -7,7 +7,7 @@ use sqlx::postgres::PgPool;
 
 use super::super::rows::u;
 use super::super::workflow::*;
-use super::super::{LedgerError, WindowRef, count_to_db, to_db, ts_from_db, ts_to_db};
+use super::super::{LedgerError, WindowRef, to_db, ts_from_db, ts_to_db};
 use super::workflow::notification_from_row;
 use crate::money::Money;
 
@@ -140,31 +140,6 @@ pub(super) async fn counts(pool: &PgPool) -> Result<OutboxCounts, LedgerError> {
     .fetch_one(pool)
     .await?;
     Ok(OutboxCounts { pending: u(r.try_get("p")?), delivered: u(r.try_get("d")?) })
-}
-
-pub(super) async fn record_bounds(
-    pool: &PgPool,
-    sub_id: &str,
-    bounds: &[ModelBound],
-) -> Result<(), LedgerError> {
-    let mut tx = pool.begin().await?;
-    for b in bounds {
-        sqlx::query(
-            "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
-             worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (sub_id, model) DO NOTHING",
-        )
-        .bind(sub_id)
-        .bind(&b.model)
-        .bind(count_to_db(b.input_upper)?)
-        .bind(count_to_db(b.output_worst)?)
-        .bind(to_db(b.worst)?)
-        .bind(to_db(b.worst_output)?)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The newest `limit` settled batches of `project` with `model`, bounds and usage.

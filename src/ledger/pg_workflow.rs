@@ -256,16 +256,6 @@ impl WorkflowLedger for PgLedger {
     fn outbox_counts(&self) -> LedgerFuture<'_, OutboxCounts> {
         Box::pin(outbox::counts(&self.pool))
     }
-    fn record_bounds<'a>(
-        &'a self,
-        sub_id: &'a str,
-        bounds: &'a [ModelBound],
-    ) -> LedgerFuture<'a, ()> {
-        // On every create's path, after the client's answer is decided: committed without
-        // waiting for the flush (the next barrier, or the WAL writer, carries it). A
-        // database crash can lose it, which costs calibration one sample, never money.
-        Box::pin(outbox::record_bounds(&self.fast, sub_id, bounds))
-    }
     fn calibration_samples<'a>(
         &'a self,
         project: &'a str,

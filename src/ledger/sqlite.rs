@@ -114,16 +114,6 @@ impl SqliteLedger {
             }
         }
     }
-
-    /// For the in-place writes of the workflow tables (same rules as [`Self::write`]).
-    pub(super) async fn write_bounds(
-        &self,
-        sub_id: &str,
-        bounds: &[super::workflow::ModelBound],
-    ) -> Result<(), LedgerError> {
-        let (sub_id, bounds) = (sub_id.to_string(), bounds.to_vec());
-        self.write(move |c| inplace::record_bounds(c, &sub_id, &bounds)).await
-    }
 }
 
 /// Where the database stands against this binary's migrations.

@@ -195,22 +195,7 @@ pub(super) fn admit(tx: &Connection, s: &NewSubmission) -> Kept<Admitted> {
         ],
     )?;
     // Its calibration bounds, in the same transaction.
-    for b in &s.bounds {
-        exec(
-            tx,
-            "INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
-             worst_output_pico) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (sub_id, model) DO NOTHING",
-            &[
-                &s.sub_id,
-                &b.model,
-                &count_to_db(b.input_upper)?,
-                &count_to_db(b.output_worst)?,
-                &to_db(b.worst)?,
-                &to_db(b.worst_output)?,
-            ],
-        )?;
-    }
+    insert_bounds(tx, &s.sub_id, &s.bounds)?;
     Ok((Admitted::Yes, true))
 }
 
@@ -359,7 +344,7 @@ fn close_holds(
 }
 
 /// Calibration bounds of a new batch, one row per model.
-pub(super) fn record_bounds(tx: &Connection, sub_id: &str, bounds: &[ModelBound]) -> Kept<()> {
+fn insert_bounds(tx: &Connection, sub_id: &str, bounds: &[ModelBound]) -> Result<(), LedgerError> {
     for b in bounds {
         exec(
             tx,
@@ -376,5 +361,5 @@ pub(super) fn record_bounds(tx: &Connection, sub_id: &str, bounds: &[ModelBound]
             ],
         )?;
     }
-    Ok(((), true))
+    Ok(())
 }

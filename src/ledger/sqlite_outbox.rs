@@ -163,15 +163,6 @@ impl SqliteLedger {
         Ok(OutboxCounts { pending: u(r.try_get("p")?), delivered: u(r.try_get("d")?) })
     }
 
-    pub(super) async fn wf_record_bounds(
-        &self,
-        sub_id: &str,
-        bounds: &[ModelBound],
-    ) -> Result<(), LedgerError> {
-        // On every create's path: in place (see `sqlite_inplace.rs`).
-        self.write_bounds(sub_id, bounds).await
-    }
-
     /// The newest `limit` settled batches of `project` with `model`, bounds and usage.
     pub(super) async fn wf_calibration_samples(
         &self,

@@ -242,13 +242,6 @@ impl WorkflowLedger for SqliteLedger {
     fn outbox_counts(&self) -> LedgerFuture<'_, OutboxCounts> {
         Box::pin(self.wf_outbox_counts())
     }
-    fn record_bounds<'a>(
-        &'a self,
-        sub_id: &'a str,
-        bounds: &'a [ModelBound],
-    ) -> LedgerFuture<'a, ()> {
-        Box::pin(self.wf_record_bounds(sub_id, bounds))
-    }
     fn calibration_samples<'a>(
         &'a self,
         project: &'a str,

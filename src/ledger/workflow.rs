@@ -83,14 +83,6 @@ pub trait WorkflowLedger: Send + Sync {
     fn outbox_counts(&self) -> LedgerFuture<'_, OutboxCounts> {
         Box::pin(async { Err(LedgerError::Unsupported("notifications")) })
     }
-    /// Keeps a submission's per-model bounds for calibrated holds.
-    fn record_bounds<'a>(
-        &'a self,
-        _sub_id: &'a str,
-        _bounds: &'a [ModelBound],
-    ) -> LedgerFuture<'a, ()> {
-        Box::pin(async { Err(LedgerError::Unsupported("calibrated holds")) })
-    }
     /// The newest settled batches of a project and model, for calibrated holds.
     fn calibration_samples<'a>(
         &'a self,
