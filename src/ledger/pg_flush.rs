@@ -21,13 +21,13 @@
 //! it answers from it (a client's retry, see `Ledger::durable`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
-use super::LedgerError;
+use super::{LedgerError, PING_IF_IDLE};
 
 /// A statement whose synchronous commit flushes the WAL without touching a table: a
 /// transactional logical message is a WAL record with a transaction id, so its commit
@@ -55,9 +55,6 @@ struct State {
     /// back). Dropped when a barrier on it fails; pinged first after an idle spell.
     conn: Option<(PgConnection, Instant)>,
 }
-
-/// See `PING_IF_IDLE` in `postgres.rs`.
-const PING_IF_IDLE: Duration = Duration::from_secs(1);
 
 impl Flush {
     pub(super) fn new(pool: PgPool) -> Self {
