@@ -8,6 +8,9 @@
 //!   then released at once; result lines settled per second, by all replicas together;
 //! - admission throughput: 4,000 small (2-request) submissions from 32 clients spread
 //!   round-robin over the replicas, all against one budget window.
+//!
+//! `BENCH_LINGER=1` keeps every process 3 s after the last figure, so that what each used
+//! (`/proc/PID/stat`) can be read after the run.
 
 mod support;
 
@@ -129,6 +132,9 @@ fn run(kind: &str, replicas: usize) {
         n as f64 / secs
     );
 
+    if std::env::var_os("BENCH_LINGER").is_some() {
+        std::thread::sleep(Duration::from_secs(3));
+    }
     drop(gws);
     drop(sim);
     if let Some(name) = drop_db {

@@ -150,6 +150,9 @@ conformance!(
     concurrent_settlements_record_once,
     release_refunds_and_a_retried_body_is_recognised,
     identical_bodies_at_once_admit_one,
+    identical_bodies_that_do_not_fit_are_all_refused,
+    admissions_over_shared_windows_in_any_order_add_up,
+    an_admission_that_fails_fails_only_itself,
     due_batches_are_claimed_by_one_replica_at_a_time,
     concurrent_claims_never_share_a_batch,
     a_live_create_is_left_alone_by_recovery,
@@ -332,6 +335,94 @@ async fn identical_bodies_at_once_admit_one(kind: Kind) {
     assert_eq!(dups.len(), 1, "every retry is answered with the one admitted");
     let w = &s.l().windows(&[window("daily", 1000)]).await.unwrap()[0];
     assert_eq!(w.reserved, Money::from_usd(1));
+}
+
+/// On PostgreSQL concurrent admissions go to the server in groups: an identical body in
+/// the same group as a refused one must be refused with it, not answered as a retry of a
+/// batch that was never recorded.
+async fn identical_bodies_that_do_not_fit_are_all_refused(kind: Kind) {
+    let s = Store::new(kind).await;
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let l = s.at(n);
+        tasks.push(tokio::spawn(async move {
+            let mut sub = submission(n, 6, vec![window("daily", 5)]);
+            sub.body_hash = "same".into();
+            l.admit(&sub).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            Admit::Refused(w) => {
+                assert_eq!((w.budget.as_str(), w.reserved), ("daily", Money::ZERO));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    let w = &s.l().windows(&[window("daily", 5)]).await.unwrap()[0];
+    assert_eq!(w.reserved, Money::ZERO);
+    // Nothing of them stayed behind: the same body that fits is a new submission.
+    let mut fits = submission(99, 4, vec![window("daily", 5)]);
+    fits.body_hash = "same".into();
+    assert!(matches!(s.l().admit(&fits).await.unwrap(), Admit::Admitted));
+}
+
+/// Admissions from every replica at once, each to its own mix of four shared windows in
+/// its own order: none is lost or refused (the windows have room for all) and every
+/// window holds exactly the sum of its admissions' holds.
+async fn admissions_over_shared_windows_in_any_order_add_up(kind: Kind) {
+    let s = Store::new(kind).await;
+    let names = ["w1", "w2", "w3", "w4"];
+    let mut expected = [0i64; 4];
+    let mut tasks = Vec::new();
+    for n in 0..120usize {
+        // Windows n, n+1, ... (a rotating subset), listed in reverse every other time.
+        let mut picked: Vec<usize> = (0..1 + n % 4).map(|k| (n + k) % 4).collect();
+        if n % 2 == 1 {
+            picked.reverse();
+        }
+        let usd = 1 + (n % 3) as i64;
+        for &w in &picked {
+            expected[w] += usd;
+        }
+        let windows = picked.iter().map(|&w| window(names[w], 1_000)).collect();
+        let l = s.at(n);
+        tasks.push(tokio::spawn(async move { l.admit(&submission(n, usd, windows)).await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), Admit::Admitted));
+    }
+    let refs: Vec<WindowRef> = names.iter().map(|b| window(b, 1_000)).collect();
+    let states = s.l().windows(&refs).await.unwrap();
+    for (w, usd) in states.iter().zip(expected) {
+        assert_eq!(w.reserved, Money::from_usd(usd), "{}", w.budget);
+    }
+}
+
+/// Admissions are written in groups on both backends: one that the database rejects (its
+/// submission id is taken) gets the error, and the admissions around it are unaffected.
+async fn an_admission_that_fails_fails_only_itself(kind: Kind) {
+    let s = Store::new(kind).await;
+    let first = submission(0, 1, vec![window("daily", 100)]);
+    assert!(matches!(s.l().admit(&first).await.unwrap(), Admit::Admitted));
+    let mut tasks = Vec::new();
+    for n in 1..=40 {
+        let l = s.at(n);
+        let mut sub = submission(n, 1, vec![window("daily", 100)]);
+        if n == 20 {
+            // A new body under the id of the batch already admitted.
+            sub.sub_id = "sub_0".into();
+        }
+        tasks.push(tokio::spawn(async move { (n, l.admit(&sub).await) }));
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            (20, out) => assert!(out.is_err(), "the taken id was admitted: {out:?}"),
+            (n, out) => assert!(matches!(out, Ok(Admit::Admitted)), "{n}: {out:?}"),
+        }
+    }
+    let w = &s.l().windows(&[window("daily", 100)]).await.unwrap()[0];
+    assert_eq!(w.reserved, Money::from_usd(40));
 }
 
 async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {

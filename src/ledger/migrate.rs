@@ -25,6 +25,7 @@ const SQLITE: &[Step] = &[
     (5, "budgets", include_str!("migrations/sqlite/0005_budgets.sql")),
     (6, "files", include_str!("migrations/sqlite/0006_files.sql")),
     (7, "admit_function", include_str!("migrations/sqlite/0007_admit_function.sql")),
+    (8, "admit_group", include_str!("migrations/sqlite/0008_admit_group.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -35,6 +36,7 @@ const POSTGRES: &[Step] = &[
     (5, "budgets", include_str!("migrations/postgres/0005_budgets.sql")),
     (6, "files", include_str!("migrations/postgres/0006_files.sql")),
     (7, "admit_function", include_str!("migrations/postgres/0007_admit_function.sql")),
+    (8, "admit_group", include_str!("migrations/postgres/0008_admit_group.sql")),
 ];
 
 /// Which backend's migrations.

@@ -1,36 +1,94 @@
-//! Admission on PostgreSQL: one call of `batchcost_admit` (migration 0007), so the budget
-//! window rows every admission updates are locked for the rest of one statement, not
-//! across several network round trips. The function runs what were separate statements,
-//! in their order; this file only lays the submission out as its arguments and reads the
-//! outcome back.
+//! Admission on PostgreSQL: every admission waiting in a replica at one moment goes to
+//! the server in one call of `batchcost_admit_group` (migration 0008), one statement and
+//! one commit for the group, each admission still all or nothing (see the migration for
+//! how, and for the lock order). The budget window row that every
+//! admission updates is then taken once per group, not once per pooled connection in
+//! turn.
+//!
+//! Like SQLite's group commit there is no writer task: whichever waiting caller becomes
+//! leader first sends the whole queue, its own admission among them. The leader's call
+//! runs in a task of its own, so a client that hangs up mid-call cannot leave the others
+//! of its group without an answer.
 
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
+use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
+
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
+use tokio::sync::{Mutex, oneshot};
 
 use super::super::rows::{batch_from_row, empty_window, opt_count, window_from_row};
 use super::super::sql::{self, BATCH_COLUMNS};
-use super::super::{Admit, LedgerError, NewSubmission, WindowRef, count_to_db, to_db, ts_to_db};
+use super::super::{Admit, WindowState};
+use super::super::{LedgerError, NewSubmission, WindowRef, count_to_db, to_db, ts_to_db};
 use super::PgLedger;
 
-const ADMIT: &str = "SELECT * FROM batchcost_admit($1, $2, $3, $4, $5, $6, $7, \
+const ADMIT_GROUP: &str = "SELECT * FROM batchcost_admit_group($1, $2, $3, $4, $5, $6, $7, \
     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-    $26, $27, $28, $29, $30)";
+    $26, $27, $28, $29, $30, $31, $32)";
+
+/// Most admissions in one call: a group holds its budget window rows until it commits,
+/// so other replicas' groups wait for all of it.
+const MOST: usize = 32;
+
+/// What the server answered for one admission, before the follow-up its caller makes.
+enum Outcome {
+    Admitted,
+    /// The submission holding the key.
+    Duplicate(String),
+    Refused(Box<WindowState>),
+}
+
+struct Queued {
+    s: NewSubmission,
+    tx: oneshot::Sender<Result<Outcome, LedgerError>>,
+}
+
+/// The replica's queue of admissions waiting for the server.
+#[derive(Default)]
+pub(super) struct AdmitGroup {
+    queue: Arc<SyncMutex<Vec<Queued>>>,
+    /// Held while a group is at the server.
+    leader: Arc<Mutex<()>>,
+}
 
 /// Admits `s`: the dedupe key, the batch, its reservations and bounds, and every window's
-/// conditional reserve in lock order, all or nothing; durable before it returns.
+/// conditional reserve, all or nothing; durable before it returns.
 pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, LedgerError> {
-    let windows = sql::lock_order(&s.windows);
-    let row = bind(sqlx::query(ADMIT), s, &windows)?.fetch_one(&l.fast).await?;
-    let (outcome, detail): (String, Option<String>) =
-        (row.try_get("outcome")?, row.try_get("detail")?);
-    match (outcome.as_str(), detail) {
-        ("admitted", _) => {
+    let group = &l.admits;
+    let (tx, mut rx) = oneshot::channel();
+    group.queue.lock().unwrap_or_else(PoisonError::into_inner).push(Queued { s: s.clone(), tx });
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            out = &mut rx => break out.unwrap_or_else(|_| {
+                Err(LedgerError::Group("the admission was dropped unanswered".into()))
+            })?,
+            held = group.leader.clone().lock_owned() => {
+                let jobs = take(&group.queue);
+                let fast = l.fast.clone();
+                // Errors reach each caller through its channel; a panic drops the senders.
+                let queue = Arc::clone(&group.queue);
+                let _ = tokio::spawn(async move {
+                    // Until the queue is empty: a job whose caller hung up before leading
+                    // is sent too, not left for whenever the next admission comes.
+                    let mut jobs = jobs;
+                    while !jobs.is_empty() {
+                        run(&fast, jobs).await;
+                        jobs = take(&queue);
+                    }
+                    drop(held);
+                })
+                .await;
+            }
+        }
+    };
+    match outcome {
+        Outcome::Admitted => {
             l.flush.wait().await?;
             Ok(Admit::Admitted)
         }
         // The key's holder: its batch row was written with the key, in one transaction.
-        ("duplicate", Some(holder)) => {
+        Outcome::Duplicate(holder) => {
             let row =
                 sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
                     .bind(holder)
@@ -39,6 +97,70 @@ pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, Ledg
                     .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".into()))?;
             Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)))
         }
+        Outcome::Refused(w) => Ok(Admit::Refused(w)),
+    }
+}
+
+/// Up to [`MOST`] admissions, the oldest first; the rest wait for the next call.
+fn take(queue: &SyncMutex<Vec<Queued>>) -> Vec<Queued> {
+    let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let n = q.len().min(MOST);
+    let rest = q.split_off(n);
+    std::mem::replace(&mut *q, rest)
+}
+
+/// Sends `jobs` as one group and answers each. A group the server refused as a whole (an
+/// error in one admission aborts the statement, and with it the group's transaction) is
+/// sent again one admission at a time, so only the one at fault hears the error.
+async fn run(fast: &PgPool, mut jobs: Vec<Queued>) {
+    if jobs.is_empty() {
+        return;
+    }
+    // Dedupe keys are taken in this order (see the migration).
+    jobs.sort_by(|a, b| (&a.s.project, &a.s.body_hash).cmp(&(&b.s.project, &b.s.body_hash)));
+    let subs: Vec<&NewSubmission> = jobs.iter().map(|j| &j.s).collect();
+    match call(fast, &subs).await {
+        Ok(outs) => answer(jobs, outs.into_iter().map(Ok).collect()),
+        Err(LedgerError::Db(sqlx::Error::Database(_))) if jobs.len() > 1 => {
+            for j in jobs {
+                let out = call(fast, &[&j.s]).await.map(|mut o| o.remove(0));
+                let _ = j.tx.send(out);
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            let n = jobs.len();
+            answer(jobs, (0..n).map(|_| Err(LedgerError::Group(why.clone()))).collect());
+        }
+    }
+}
+
+fn answer(jobs: Vec<Queued>, outs: Vec<Result<Outcome, LedgerError>>) {
+    for (j, out) in jobs.into_iter().zip(outs) {
+        let _ = j.tx.send(out);
+    }
+}
+
+/// One call of the group function; one outcome per submission, in order.
+async fn call(fast: &PgPool, subs: &[&NewSubmission]) -> Result<Vec<Outcome>, LedgerError> {
+    let windows: Vec<Vec<&WindowRef>> = subs.iter().map(|s| sql::lock_order(&s.windows)).collect();
+    let args = Args::of(subs, &windows)?;
+    let rows = args.bind().fetch_all(fast).await?;
+    if rows.len() != subs.len() {
+        return Err(LedgerError::Range(format!(
+            "admission of {} answered {} rows",
+            subs.len(),
+            rows.len()
+        )));
+    }
+    rows.iter().zip(&windows).map(|(row, ws)| outcome(row, ws)).collect()
+}
+
+fn outcome(row: &PgRow, windows: &[&WindowRef]) -> Result<Outcome, LedgerError> {
+    let (o, detail): (String, Option<String>) = (row.try_get("outcome")?, row.try_get("detail")?);
+    match (o.as_str(), detail) {
+        ("admitted", _) => Ok(Outcome::Admitted),
+        ("duplicate", Some(holder)) => Ok(Outcome::Duplicate(holder)),
         // The window as it stood when it refused (the function read it under the lock).
         ("refused", Some(n)) => {
             let w = n
@@ -47,70 +169,128 @@ pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, Ledg
                 .and_then(|n| windows.get(n.checked_sub(1)?).copied())
                 .ok_or_else(|| LedgerError::Range(format!("admission refused window {n}")))?;
             let state = match row.try_get::<Option<i64>, _>("spent_pico")? {
-                Some(_) => window_from_row(&row, w)?,
+                Some(_) => window_from_row(row, w)?,
                 None => empty_window(w),
             };
-            Ok(Admit::Refused(Box::new(state)))
+            Ok(Outcome::Refused(Box::new(state)))
         }
         (other, _) => Err(LedgerError::Range(format!("admission answered {other:?}"))),
     }
 }
 
-/// The function's arguments: the submission, then one array element per window (in lock
-/// order) for each window column, then one per model for each bounds column.
-fn bind<'q>(
-    q: Query<'q, Postgres, PgArguments>,
-    s: &'q NewSubmission,
-    windows: &[&WindowRef],
-) -> Result<Query<'q, Postgres, PgArguments>, LedgerError> {
-    let mut holds = Vec::with_capacity(windows.len());
-    let (mut limit_pico, mut limit_input, mut limit_output) = (vec![], vec![], vec![]);
-    for w in windows {
-        // A window may hold less than the whole worst case (models filter, calibrated).
-        let h = w.hold.unwrap_or(s.hold);
-        holds.push((to_db(h.usd)?, count_to_db(h.input_tokens)?, count_to_db(h.output_tokens)?));
-        limit_pico.push(w.limit.map(to_db).transpose()?);
-        limit_input.push(opt_count(w.limit_input_tokens)?);
-        limit_output.push(opt_count(w.limit_output_tokens)?);
+/// The function's arguments, one array per column: the submissions, then their windows
+/// (each submission's in lock order), then their per-model bounds.
+#[derive(Default)]
+struct Args {
+    sub_id: Vec<String>,
+    project: Vec<String>,
+    provider: Vec<String>,
+    submitted_at: Vec<i64>,
+    request_count: Vec<i64>,
+    hold: [Vec<i64>; 3],
+    custom_id_fp: Vec<i64>,
+    body_hash: Vec<String>,
+    estimate_json: Vec<String>,
+    lease_owner: Vec<Option<String>>,
+    lease_until: Vec<Option<i64>>,
+    dedupe_since: Vec<i64>,
+    n_windows: Vec<i32>,
+    n_models: Vec<i32>,
+    w_budget: Vec<String>,
+    w_start: Vec<i64>,
+    w_end: Vec<i64>,
+    w_project: Vec<String>,
+    w_period: Vec<String>,
+    w_limit: [Vec<Option<i64>>; 3],
+    w_hold: [Vec<i64>; 3],
+    b_model: Vec<String>,
+    b: [Vec<i64>; 4],
+}
+
+impl Args {
+    fn of(subs: &[&NewSubmission], windows: &[Vec<&WindowRef>]) -> Result<Self, LedgerError> {
+        let mut a = Args::default();
+        for (s, ws) in subs.iter().zip(windows) {
+            a.sub_id.push(s.sub_id.clone());
+            a.project.push(s.project.clone());
+            a.provider.push(s.provider.clone());
+            a.submitted_at.push(ts_to_db(s.submitted_at));
+            a.request_count.push(count_to_db(s.request_count)?);
+            a.hold[0].push(to_db(s.hold.usd)?);
+            a.hold[1].push(count_to_db(s.hold.input_tokens)?);
+            a.hold[2].push(count_to_db(s.hold.output_tokens)?);
+            a.custom_id_fp.push(s.custom_id_fingerprint as i64);
+            a.body_hash.push(s.body_hash.clone());
+            a.estimate_json.push(s.estimate_json.clone());
+            a.lease_owner.push(s.lease.as_ref().map(|l| l.owner.clone()));
+            a.lease_until.push(s.lease.as_ref().map(|l| ts_to_db(l.until)));
+            a.dedupe_since.push(ts_to_db(s.dedupe_since));
+            a.n_windows.push(i32::try_from(ws.len()).unwrap_or(i32::MAX));
+            a.n_models.push(i32::try_from(s.bounds.len()).unwrap_or(i32::MAX));
+            for w in ws {
+                a.w_budget.push(w.budget.clone());
+                a.w_start.push(ts_to_db(w.start));
+                a.w_end.push(ts_to_db(w.end));
+                a.w_project.push(w.project.clone());
+                a.w_period.push(w.period.as_str().to_string());
+                a.w_limit[0].push(w.limit.map(to_db).transpose()?);
+                a.w_limit[1].push(opt_count(w.limit_input_tokens)?);
+                a.w_limit[2].push(opt_count(w.limit_output_tokens)?);
+                // A window may hold less than the whole worst case (models filter,
+                // calibrated).
+                let h = w.hold.unwrap_or(s.hold);
+                a.w_hold[0].push(to_db(h.usd)?);
+                a.w_hold[1].push(count_to_db(h.input_tokens)?);
+                a.w_hold[2].push(count_to_db(h.output_tokens)?);
+            }
+            for m in &s.bounds {
+                a.b_model.push(m.model.clone());
+                a.b[0].push(count_to_db(m.input_upper)?);
+                a.b[1].push(count_to_db(m.output_worst)?);
+                a.b[2].push(to_db(m.worst)?);
+                a.b[3].push(to_db(m.worst_output)?);
+            }
+        }
+        Ok(a)
     }
-    let col = |i: usize| holds.iter().map(|h| [h.0, h.1, h.2][i]).collect::<Vec<i64>>();
-    let b = &s.bounds;
-    let mut bounds: [Vec<i64>; 4] = Default::default();
-    for m in b {
-        bounds[0].push(count_to_db(m.input_upper)?);
-        bounds[1].push(count_to_db(m.output_worst)?);
-        bounds[2].push(to_db(m.worst)?);
-        bounds[3].push(to_db(m.worst_output)?);
+
+    fn bind(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+        let [hold_pico, hold_input, hold_output] = self.hold;
+        let [limit_pico, limit_input, limit_output] = self.w_limit;
+        let [w_hold_pico, w_hold_input, w_hold_output] = self.w_hold;
+        let [b_input, b_output, b_worst, b_worst_output] = self.b;
+        sqlx::query(ADMIT_GROUP)
+            .bind(self.sub_id)
+            .bind(self.project)
+            .bind(self.provider)
+            .bind(self.submitted_at)
+            .bind(self.request_count)
+            .bind(hold_pico)
+            .bind(hold_input)
+            .bind(hold_output)
+            .bind(self.custom_id_fp)
+            .bind(self.body_hash)
+            .bind(self.estimate_json)
+            .bind(self.lease_owner)
+            .bind(self.lease_until)
+            .bind(self.dedupe_since)
+            .bind(self.n_windows)
+            .bind(self.n_models)
+            .bind(self.w_budget)
+            .bind(self.w_start)
+            .bind(self.w_end)
+            .bind(self.w_project)
+            .bind(self.w_period)
+            .bind(limit_pico)
+            .bind(limit_input)
+            .bind(limit_output)
+            .bind(w_hold_pico)
+            .bind(w_hold_input)
+            .bind(w_hold_output)
+            .bind(self.b_model)
+            .bind(b_input)
+            .bind(b_output)
+            .bind(b_worst)
+            .bind(b_worst_output)
     }
-    let [b_input, b_output, b_worst, b_worst_output] = bounds;
-    Ok(q.bind(&s.sub_id)
-        .bind(&s.project)
-        .bind(&s.provider)
-        .bind(ts_to_db(s.submitted_at))
-        .bind(count_to_db(s.request_count)?)
-        .bind(to_db(s.hold.usd)?)
-        .bind(count_to_db(s.hold.input_tokens)?)
-        .bind(count_to_db(s.hold.output_tokens)?)
-        .bind(s.custom_id_fingerprint as i64)
-        .bind(&s.body_hash)
-        .bind(&s.estimate_json)
-        .bind(s.lease.as_ref().map(|l| l.owner.clone()))
-        .bind(s.lease.as_ref().map(|l| ts_to_db(l.until)))
-        .bind(ts_to_db(s.dedupe_since))
-        .bind(windows.iter().map(|w| w.budget.clone()).collect::<Vec<String>>())
-        .bind(windows.iter().map(|w| ts_to_db(w.start)).collect::<Vec<i64>>())
-        .bind(windows.iter().map(|w| ts_to_db(w.end)).collect::<Vec<i64>>())
-        .bind(windows.iter().map(|w| w.project.clone()).collect::<Vec<String>>())
-        .bind(windows.iter().map(|w| w.period.as_str().to_string()).collect::<Vec<String>>())
-        .bind(limit_pico)
-        .bind(limit_input)
-        .bind(limit_output)
-        .bind(col(0))
-        .bind(col(1))
-        .bind(col(2))
-        .bind(b.iter().map(|m| m.model.clone()).collect::<Vec<String>>())
-        .bind(b_input)
-        .bind(b_output)
-        .bind(b_worst)
-        .bind(b_worst_output))
 }

@@ -1,8 +1,8 @@
 //! PostgreSQL backend: the ledger several replicas share. Same tables and guarantees as
-//! SQLite; what differs is how concurrent writers are kept apart. Admission is one call of
-//! a function (`pg_admit.rs`) that locks its budget-window rows last (after the batch and
-//! reservation rows are written) and in one order, so a window row is held for the rest of
-//! that call and its commit, not across round trips; claims use
+//! SQLite; what differs is how concurrent writers are kept apart. Admissions go to the
+//! server in groups, one call of a function per group (`pg_admit.rs`) that locks the
+//! budget-window rows first and in one order, so a window row is held for that call and
+//! its commit, not across round trips; claims use
 //! `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same batch and never wait on
 //! each other to do it.
 
@@ -39,6 +39,7 @@ pub struct PgLedger {
     /// `flush.wait()` before its call returns (see `pg_flush.rs`).
     fast: PgPool,
     flush: flush::Flush,
+    admits: admit::AdmitGroup,
 }
 
 async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
@@ -121,7 +122,12 @@ impl PgLedger {
         }
         let opts: PgConnectOptions = url.parse()?;
         let fast = connect_with(opts.options([("synchronous_commit", "off")]), 8).await?;
-        Ok(PgLedger { flush: flush::Flush::new(pool.clone()), pool, fast })
+        Ok(PgLedger {
+            flush: flush::Flush::new(pool.clone()),
+            pool,
+            fast,
+            admits: admit::AdmitGroup::default(),
+        })
     }
 
     /// Commits a transaction of the `fast` pool and returns once it is on disk.
@@ -167,7 +173,7 @@ async fn close_holds(
          FROM reservations r JOIN budget_windows w ON w.budget = r.budget \
          AND w.window_start = r.window_start LEFT JOIN c ON c.budget = r.budget \
          WHERE r.sub_id = $1 AND r.state = 'held' \
-         ORDER BY r.budget, r.window_start FOR UPDATE OF w) \
+         ORDER BY r.budget COLLATE \"C\", r.window_start FOR UPDATE OF w) \
          UPDATE budget_windows w SET reserved_pico = w.reserved_pico - h.hold_pico, \
          reserved_input = w.reserved_input - h.hold_input, \
          reserved_output = w.reserved_output - h.hold_output, \
