@@ -310,20 +310,30 @@ async fn release_refunds_and_a_retried_body_is_recognised(kind: Kind) {
     assert!(matches!(l.admit(&later).await.unwrap(), Admit::Admitted));
 }
 
-async fn identical_bodies_at_once_admit_one(kind: Kind) {
-    let s = Store::new(kind).await;
+/// 30 submissions of one body at once, spread over the store's handles, each holding
+/// `usd` against `daily` with room for `limit`: their answers.
+async fn identical_bodies_at_once(s: &Store, usd: i64, limit: i64) -> Vec<Admit> {
     let mut tasks = Vec::new();
     for n in 0..30 {
         let l = s.at(n);
         tasks.push(tokio::spawn(async move {
-            let mut sub = submission(n, 1, vec![window("daily", 1000)]);
+            let mut sub = submission(n, usd, vec![window("daily", limit)]);
             sub.body_hash = "same".into();
             l.admit(&sub).await.unwrap()
         }));
     }
-    let (mut admitted, mut dups) = (0, HashSet::new());
+    let mut answers = Vec::new();
     for t in tasks {
-        match t.await.unwrap() {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+async fn identical_bodies_at_once_admit_one(kind: Kind) {
+    let s = Store::new(kind).await;
+    let (mut admitted, mut dups) = (0, HashSet::new());
+    for answer in identical_bodies_at_once(&s, 1, 1000).await {
+        match answer {
             Admit::Admitted => admitted += 1,
             Admit::Duplicate(rec) => {
                 dups.insert(rec.sub_id);
@@ -342,17 +352,8 @@ async fn identical_bodies_at_once_admit_one(kind: Kind) {
 /// batch that was never recorded.
 async fn identical_bodies_that_do_not_fit_are_all_refused(kind: Kind) {
     let s = Store::new(kind).await;
-    let mut tasks = Vec::new();
-    for n in 0..30 {
-        let l = s.at(n);
-        tasks.push(tokio::spawn(async move {
-            let mut sub = submission(n, 6, vec![window("daily", 5)]);
-            sub.body_hash = "same".into();
-            l.admit(&sub).await.unwrap()
-        }));
-    }
-    for t in tasks {
-        match t.await.unwrap() {
+    for answer in identical_bodies_at_once(&s, 6, 5).await {
+        match answer {
             Admit::Refused(w) => {
                 assert_eq!((w.budget.as_str(), w.reserved), ("daily", Money::ZERO));
             }

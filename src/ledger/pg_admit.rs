@@ -16,9 +16,9 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
 use tokio::sync::{Mutex, oneshot};
 
-use super::super::rows::{batch_from_row, empty_window, opt_count, window_from_row};
-use super::super::sql::{self, BATCH_COLUMNS};
-use super::super::{Admit, WindowState};
+use super::super::rows::{empty_window, opt_count, window_from_row};
+use super::super::sql;
+use super::super::{Admit, Ledger, WindowState};
 use super::super::{LedgerError, NewSubmission, WindowRef, count_to_db, to_db, ts_to_db};
 use super::PgLedger;
 
@@ -89,13 +89,11 @@ pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, Ledg
         }
         // The key's holder: its batch row was written with the key, in one transaction.
         Outcome::Duplicate(holder) => {
-            let row =
-                sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE sub_id = $1"))
-                    .bind(holder)
-                    .fetch_optional(&l.fast)
-                    .await?
-                    .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".into()))?;
-            Ok(Admit::Duplicate(Box::new(batch_from_row(&row)?)))
+            let rec = l
+                .batch(&holder)
+                .await?
+                .ok_or_else(|| LedgerError::Range("a dedupe key names no batch".into()))?;
+            Ok(Admit::Duplicate(Box::new(rec)))
         }
         Outcome::Refused(w) => Ok(Admit::Refused(w)),
     }
