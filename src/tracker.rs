@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::app::App;
-use crate::ledger::BatchRecord;
+use crate::ledger::{BatchRecord, PollPlan};
 use crate::providers::BatchPhase;
 pub use crate::recover::reconcile_pending;
 use crate::settle::{SettleError, fetch_status, provider_of};
@@ -32,11 +32,15 @@ pub async fn run(app: Arc<App>) {
         }
         match app.ledger.claim_due(&crate::replica::lease(&app), 64).await {
             Ok(due) => {
+                let mut plans = Vec::with_capacity(due.len());
                 for rec in due {
                     if app.shutdown.is_cancelled() {
                         break;
                     }
-                    poll_one(&app, rec).await;
+                    plans.extend(poll_one(&app, rec).await);
+                }
+                if let Err(e) = app.ledger.schedule_polls(&plans).await {
+                    tracing::warn!(error = %e, polls = plans.len(), "cannot schedule the next polls");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "tracker cannot read the ledger"),
@@ -62,7 +66,8 @@ fn jitter_for(id: &str, attempts: u32) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn schedule(app: &App, rec: &BatchRecord, status: Option<&str>, error: Option<&str>) {
+/// The next poll of `rec`, written with the rest of its claim round.
+fn schedule(app: &App, rec: &BatchRecord, status: Option<&str>, error: Option<&str>) -> PollPlan {
     let t = &app.settings.tracker;
     let attempts = rec.poll_attempts.saturating_add(1);
     let delay =
@@ -72,35 +77,40 @@ async fn schedule(app: &App, rec: &BatchRecord, status: Option<&str>, error: Opt
         .now()
         .saturating_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO))
         .unwrap_or(Timestamp::MAX);
-    if let Err(e) = app.ledger.schedule_poll(&rec.sub_id, next, attempts, status, error).await {
-        tracing::warn!(sub_id = %rec.sub_id, error = %e, "cannot schedule the next poll");
+    PollPlan {
+        sub_id: rec.sub_id.clone(),
+        next_poll_at: next,
+        attempts,
+        last_status: status.map(str::to_string),
+        error: error.map(str::to_string),
     }
 }
 
+/// Polls `rec` and settles it if it ended; its next poll unless it settled.
 #[tracing::instrument(skip_all, fields(sub_id = %rec.sub_id))]
-async fn poll_one(app: &App, rec: BatchRecord) {
-    let Some(id) = rec.upstream_id.clone() else { return };
+async fn poll_one(app: &App, rec: BatchRecord) -> Option<PollPlan> {
+    let id = rec.upstream_id.clone()?;
     let provider = match provider_of(app, &rec) {
         Ok(p) => p,
-        Err(e) => return schedule(app, &rec, None, Some(&e.to_string())).await,
+        Err(e) => return Some(schedule(app, &rec, None, Some(&e.to_string()))),
     };
     let status = match fetch_status(provider, &id).await {
         Ok(s) => s,
         Err(SettleError::Status(code)) => {
             let msg = format!("upstream answered HTTP {code} while polling");
             tracing::warn!(upstream_id = %id, status = code, "poll failed");
-            return schedule(app, &rec, None, Some(&msg)).await;
+            return Some(schedule(app, &rec, None, Some(&msg)));
         }
-        Err(e) => return schedule(app, &rec, None, Some(&e.to_string())).await,
+        Err(e) => return Some(schedule(app, &rec, None, Some(&e.to_string()))),
     };
     if status.phase != BatchPhase::Ended {
-        return schedule(app, &rec, Some(&status.status), None).await;
+        return Some(schedule(app, &rec, Some(&status.status), None));
     }
     match crate::settle::settle_now(app, &rec).await {
-        Ok(_) => {}
+        Ok(_) => None,
         Err(e) => {
             tracing::warn!(upstream_id = %id, error = %e, "settlement deferred");
-            schedule(app, &rec, Some(&status.status), Some(&e.to_string())).await;
+            Some(schedule(app, &rec, Some(&status.status), Some(&e.to_string())))
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use batchcost::config::{Durability, Period};
 use batchcost::ledger::{
-    self, Admit, Backend, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, ResultCounts,
-    Settlement, TokenTotals, WindowRef,
+    self, Admit, Backend, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, PollPlan,
+    ResultCounts, Settlement, TokenTotals, WindowRef,
 };
 use batchcost::money::Money;
 use futures_util::StreamExt;
@@ -153,8 +153,10 @@ conformance!(
     identical_bodies_that_do_not_fit_are_all_refused,
     admissions_over_shared_windows_in_any_order_add_up,
     an_admission_that_fails_fails_only_itself,
+    concurrent_marks_answer_as_if_in_turn,
     due_batches_are_claimed_by_one_replica_at_a_time,
     concurrent_claims_never_share_a_batch,
+    a_claim_rounds_polls_are_recorded_as_if_in_turn,
     a_live_create_is_left_alone_by_recovery,
     one_task_settles_at_a_time,
     batched_reads_answer_in_one_go,
@@ -426,6 +428,57 @@ async fn an_admission_that_fails_fails_only_itself(kind: Kind) {
     assert_eq!(w.reserved, Money::from_usd(40));
 }
 
+/// Marks from one replica at once (they go to the server in groups): a batch marked twice
+/// is marked once, and a mark that fails fails only itself.
+async fn concurrent_marks_answer_as_if_in_turn(kind: Kind) {
+    let s = Store::new(kind).await;
+    for n in 0..=40 {
+        assert!(matches!(s.l().admit(&submission(n, 1, vec![])).await.unwrap(), Admit::Admitted));
+    }
+    let at = ts("2026-03-10T01:00:01Z");
+    assert!(s.l().mark_submitted("sub_40", "msgbatch_taken", at).await.unwrap());
+    // First every batch up to 29, five of them twice (a create and a recovery racing);
+    // then the rest, one under an upstream id another batch holds.
+    let mut first: Vec<(String, String)> = Vec::new();
+    for n in 0..30 {
+        first.push((format!("sub_{n}"), format!("msgbatch_{n}")));
+        if n < 5 {
+            first.push((format!("sub_{n}"), format!("msgbatch_again_{n}")));
+        }
+    }
+    let mut then: Vec<(String, String)> =
+        (30..40).map(|n| (format!("sub_{n}"), format!("msgbatch_{n}"))).collect();
+    then[9].1 = "msgbatch_taken".into();
+    let mut won = std::collections::HashMap::new();
+    for marks in [first, then] {
+        let tasks: Vec<_> = marks
+            .into_iter()
+            .map(|(sub, up)| {
+                let l = Arc::clone(s.l());
+                tokio::spawn(async move {
+                    let out = l.mark_submitted(&sub, &up, at).await;
+                    (sub, up, out)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (sub, up, out) = t.await.unwrap();
+            if up == "msgbatch_taken" {
+                assert!(out.is_err(), "a taken upstream id was recorded: {out:?}");
+            } else if out.unwrap() {
+                assert!(won.insert(sub.clone(), up).is_none(), "{sub} marked twice");
+            }
+        }
+    }
+    assert_eq!(won.len(), 39, "every batch marked once: {won:?}");
+    for (sub, up) in &won {
+        let b = s.l().batch(sub).await.unwrap().unwrap();
+        assert_eq!((b.state, b.upstream_id.as_ref()), (BatchState::InFlight, Some(up)));
+    }
+    let failed = s.l().batch("sub_39").await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.upstream_id), (BatchState::Submitting, None));
+}
+
 async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {
     let s = Store::new(kind).await;
     in_flight(&s, 3).await;
@@ -465,6 +518,51 @@ async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {
     assert_eq!(later.len(), 2);
 }
 
+fn plan(sub_id: &str, next: &str, status: Option<&str>) -> PollPlan {
+    PollPlan {
+        sub_id: sub_id.into(),
+        next_poll_at: ts(next),
+        attempts: 1,
+        last_status: status.map(str::to_string),
+        error: None,
+    }
+}
+
+async fn a_claim_rounds_polls_are_recorded_as_if_in_turn(kind: Kind) {
+    let s = Store::new(kind).await;
+    in_flight(&s, 3).await;
+    s.l().schedule_polls(&[]).await.unwrap();
+    let failed = PollPlan {
+        attempts: 4,
+        error: Some("upstream answered HTTP 500 while polling".into()),
+        ..plan("sub_1", "2026-03-10T03:00:00Z", None)
+    };
+    let plans = [
+        plan("sub_0", "2026-03-10T02:00:00Z", Some("in_progress")),
+        failed.clone(),
+        // The same batch again: this one stands, with the status recorded before it.
+        PollPlan { attempts: 2, ..plan("sub_0", "2026-03-10T04:00:00Z", None) },
+    ];
+    s.at(1).schedule_polls(&plans).await.unwrap();
+    let (b0, b1, b2) = (
+        s.l().batch("sub_0").await.unwrap().unwrap(),
+        s.l().batch("sub_1").await.unwrap().unwrap(),
+        s.l().batch("sub_2").await.unwrap().unwrap(),
+    );
+    assert_eq!(b0.next_poll_at, Some(ts("2026-03-10T04:00:00Z")));
+    assert_eq!((b0.poll_attempts, b0.last_status.as_deref()), (2, Some("in_progress")));
+    assert_eq!(b1.next_poll_at, Some(ts("2026-03-10T03:00:00Z")));
+    assert_eq!((b1.poll_attempts, b1.error), (4, failed.error));
+    assert_eq!(b1.last_status, None);
+    // Not in the round: untouched.
+    assert_eq!((b2.next_poll_at, b2.poll_attempts), (Some(ts("2026-03-10T01:00:01Z")), 0));
+    // A later poll that saw no status keeps the one recorded, and clears the error.
+    s.l().schedule_polls(&[plan("sub_1", "2026-03-10T05:00:00Z", Some("ended"))]).await.unwrap();
+    s.l().schedule_polls(&[plan("sub_1", "2026-03-10T06:00:00Z", None)]).await.unwrap();
+    let b1 = s.l().batch("sub_1").await.unwrap().unwrap();
+    assert_eq!((b1.last_status.as_deref(), b1.error), (Some("ended"), None));
+}
+
 async fn concurrent_claims_never_share_a_batch(kind: Kind) {
     let s = Store::new(kind).await;
     in_flight(&s, 60).await;
@@ -479,11 +577,10 @@ async fn concurrent_claims_never_share_a_batch(kind: Kind) {
                     .claim_due(&lease(&owner, "2026-03-10T01:00:05Z", "2026-03-10T01:00:35Z"), 4)
                     .await
                     .unwrap();
-                // As the tracker does: polled, next poll later.
-                for b in &got {
-                    let later = ts("2026-03-10T02:00:00Z");
-                    l.schedule_poll(&b.sub_id, later, 1, None, None).await.unwrap();
-                }
+                // As the tracker does: polled, the round's next polls in one write.
+                let plans: Vec<PollPlan> =
+                    got.iter().map(|b| plan(&b.sub_id, "2026-03-10T02:00:00Z", None)).collect();
+                l.schedule_polls(&plans).await.unwrap();
                 mine.extend(got.into_iter().map(|b| (b.sub_id, owner.clone())));
             }
             mine

@@ -58,6 +58,17 @@ pub enum LedgerError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// A batch's next poll, and what its last one saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollPlan {
+    pub sub_id: String,
+    pub next_poll_at: Timestamp,
+    pub attempts: u32,
+    /// None keeps the status recorded before.
+    pub last_status: Option<String>,
+    pub error: Option<String>,
+}
+
 /// A replica's hold on batches it works on: the owner (a replica id, unique per process)
 /// and until when. Another replica may take a batch whose lease ended before its `now`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -374,6 +385,10 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     ) -> LedgerFuture<'a, bool>;
     /// Clears the mark `token` set (no-op if it is no longer there).
     fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()>;
+    /// Records a claim round's polls in one write: a round of 64 polls was 64 commits.
+    /// Not made durable before it returns: a schedule a crash takes back only means an
+    /// earlier poll.
+    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()>;
     fn schedule_poll<'a>(
         &'a self,
         sub_id: &'a str,
@@ -381,7 +396,18 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
         attempts: u32,
         last_status: Option<&'a str>,
         error: Option<&'a str>,
-    ) -> LedgerFuture<'a, ()>;
+    ) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            let plan = PollPlan {
+                sub_id: sub_id.to_string(),
+                next_poll_at,
+                attempts,
+                last_status: last_status.map(str::to_string),
+                error: error.map(str::to_string),
+            };
+            self.schedule_polls(std::slice::from_ref(&plan)).await
+        })
+    }
     /// Records the cost, moves every window's hold to spent and marks the batch settled,
     /// all in one transaction, exactly once: false if it was already settled.
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool>;

@@ -1,88 +1,62 @@
-//! Admission on PostgreSQL: every admission waiting in a replica at one moment goes to
-//! the server in one call of `batchcost_admit_group` (migration 0008), one statement and
-//! one commit for the group, each admission still all or nothing (see the migration for
-//! how, and for the lock order). The budget window row that every
-//! admission updates is then taken once per group, not once per pooled connection in
-//! turn.
-//!
-//! Like SQLite's group commit there is no writer task: whichever waiting caller becomes
-//! leader first sends the whole queue, its own admission among them. The leader's call
-//! runs in a task of its own, so a client that hangs up mid-call cannot leave the others
-//! of its group without an answer.
+//! The create path's writes on PostgreSQL, in groups (`pg_group.rs`): admission, one
+//! call of `batchcost_admit_group` (migration 0008) per group, each admission still all
+//! or nothing (see the migration for how, and for the lock order); then
+//! `mark_submitted`, one UPDATE per group. The budget window row that every admission
+//! updates is then taken once per group, not once per pooled connection in turn.
 
-use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
+use std::cmp::Ordering;
 
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
-use tokio::sync::{Mutex, oneshot};
 
 use super::super::rows::{empty_window, opt_count, window_from_row};
 use super::super::sql;
-use super::super::{Admit, Ledger, WindowState};
+use super::super::{Admit, Ledger, LedgerFuture, WindowState};
 use super::super::{LedgerError, NewSubmission, WindowRef, count_to_db, to_db, ts_to_db};
 use super::PgLedger;
+use super::group::{Call, Group};
 
 const ADMIT_GROUP: &str = "SELECT * FROM batchcost_admit_group($1, $2, $3, $4, $5, $6, $7, \
     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
     $26, $27, $28, $29, $30, $31, $32)";
 
-/// Most admissions in one call: a group holds its budget window rows until it commits,
-/// so other replicas' groups wait for all of it.
-const MOST: usize = 32;
-
 /// What the server answered for one admission, before the follow-up its caller makes.
-enum Outcome {
+pub(super) enum Outcome {
     Admitted,
     /// The submission holding the key.
     Duplicate(String),
     Refused(Box<WindowState>),
 }
 
-struct Queued {
-    s: NewSubmission,
-    tx: oneshot::Sender<Result<Outcome, LedgerError>>,
+/// Admissions, grouped.
+pub(super) struct AdmitCall;
+
+impl Call for AdmitCall {
+    type Job = NewSubmission;
+    type Out = Outcome;
+    const MOST: usize = 32;
+
+    fn call<'a>(pool: &'a PgPool, jobs: &'a [&'a NewSubmission]) -> LedgerFuture<'a, Vec<Outcome>> {
+        Box::pin(call(pool, jobs))
+    }
+
+    /// Dedupe keys are taken in this order (see the migration).
+    fn order(a: &NewSubmission, b: &NewSubmission) -> Ordering {
+        (&a.project, &a.body_hash).cmp(&(&b.project, &b.body_hash))
+    }
 }
 
-/// The replica's queue of admissions waiting for the server.
+/// The replica's groups of create-path writes.
 #[derive(Default)]
-pub(super) struct AdmitGroup {
-    queue: Arc<SyncMutex<Vec<Queued>>>,
-    /// Held while a group is at the server.
-    leader: Arc<Mutex<()>>,
+pub(super) struct CreateGroups {
+    admits: Group<AdmitCall>,
+    marks: Group<MarkCall>,
 }
 
 /// Admits `s`: the dedupe key, the batch, its reservations and bounds, and every window's
 /// conditional reserve, all or nothing; durable before it returns.
 pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, LedgerError> {
-    let group = &l.admits;
-    let (tx, mut rx) = oneshot::channel();
-    group.queue.lock().unwrap_or_else(PoisonError::into_inner).push(Queued { s: s.clone(), tx });
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            out = &mut rx => break out.unwrap_or_else(|_| {
-                Err(LedgerError::Group("the admission was dropped unanswered".into()))
-            })?,
-            held = group.leader.clone().lock_owned() => {
-                let jobs = take(&group.queue);
-                let fast = l.fast.clone();
-                // Errors reach each caller through its channel; a panic drops the senders.
-                let queue = Arc::clone(&group.queue);
-                let _ = tokio::spawn(async move {
-                    // Until the queue is empty: a job whose caller hung up before leading
-                    // is sent too, not left for whenever the next admission comes.
-                    let mut jobs = jobs;
-                    while !jobs.is_empty() {
-                        run(&fast, jobs).await;
-                        jobs = take(&queue);
-                    }
-                    drop(held);
-                })
-                .await;
-            }
-        }
-    };
-    match outcome {
+    match l.creates.admits.send(&l.fast, s.clone()).await? {
         Outcome::Admitted => {
             l.flush.wait().await?;
             Ok(Admit::Admitted)
@@ -99,44 +73,64 @@ pub(super) async fn admit(l: &PgLedger, s: &NewSubmission) -> Result<Admit, Ledg
     }
 }
 
-/// Up to [`MOST`] admissions, the oldest first; the rest wait for the next call.
-fn take(queue: &SyncMutex<Vec<Queued>>) -> Vec<Queued> {
-    let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
-    let n = q.len().min(MOST);
-    let rest = q.split_off(n);
-    std::mem::replace(&mut *q, rest)
-}
+/// One batch's upstream answer: (sub_id, upstream id, first poll).
+pub(super) struct Mark(String, String, i64);
 
-/// Sends `jobs` as one group and answers each. A group the server refused as a whole (an
-/// error in one admission aborts the statement, and with it the group's transaction) is
-/// sent again one admission at a time, so only the one at fault hears the error.
-async fn run(fast: &PgPool, mut jobs: Vec<Queued>) {
-    if jobs.is_empty() {
-        return;
+/// `mark_submitted`, grouped.
+pub(super) struct MarkCall;
+
+impl Call for MarkCall {
+    type Job = Mark;
+    type Out = bool;
+    const MOST: usize = 64;
+
+    fn call<'a>(pool: &'a PgPool, jobs: &'a [&'a Mark]) -> LedgerFuture<'a, Vec<bool>> {
+        Box::pin(mark_all(pool, jobs))
     }
-    // Dedupe keys are taken in this order (see the migration).
-    jobs.sort_by(|a, b| (&a.s.project, &a.s.body_hash).cmp(&(&b.s.project, &b.s.body_hash)));
-    let subs: Vec<&NewSubmission> = jobs.iter().map(|j| &j.s).collect();
-    match call(fast, &subs).await {
-        Ok(outs) => answer(jobs, outs.into_iter().map(Ok).collect()),
-        Err(LedgerError::Db(sqlx::Error::Database(_))) if jobs.len() > 1 => {
-            for j in jobs {
-                let out = call(fast, &[&j.s]).await.map(|mut o| o.remove(0));
-                let _ = j.tx.send(out);
-            }
-        }
-        Err(e) => {
-            let why = e.to_string();
-            let n = jobs.len();
-            answer(jobs, (0..n).map(|_| Err(LedgerError::Group(why.clone()))).collect());
-        }
+
+    fn order(a: &Mark, b: &Mark) -> Ordering {
+        a.0.cmp(&b.0)
     }
 }
 
-fn answer(jobs: Vec<Queued>, outs: Vec<Result<Outcome, LedgerError>>) {
-    for (j, out) in jobs.into_iter().zip(outs) {
-        let _ = j.tx.send(out);
+/// Records that the upstream took `sub_id` as `upstream_id`; false when the batch was no
+/// longer being submitted. Durable before it returns.
+pub(super) async fn mark_submitted(
+    l: &PgLedger,
+    sub_id: &str,
+    upstream_id: &str,
+    next_poll_at: i64,
+) -> Result<bool, LedgerError> {
+    let job = Mark(sub_id.to_string(), upstream_id.to_string(), next_poll_at);
+    let marked = l.creates.marks.send(&l.fast, job).await?;
+    l.flush.wait().await?;
+    Ok(marked)
+}
+
+/// One UPDATE for the group. As if run one after another: of two marks of one batch in a
+/// group (its create and a recovery, say) only the first can find it still submitting.
+async fn mark_all(pool: &PgPool, jobs: &[&Mark]) -> Result<Vec<bool>, LedgerError> {
+    let mut firsts: Vec<&Mark> = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        if !firsts.iter().any(|f| f.0 == j.0) {
+            firsts.push(j);
+        }
     }
+    let marked: Vec<String> = sqlx::query_scalar(
+        "UPDATE batches b SET state = 'in_flight', upstream_id = u.upstream_id, \
+         next_poll_at = u.next_poll_at \
+         FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(sub_id, upstream_id, next_poll_at) \
+         WHERE b.sub_id = u.sub_id AND b.state = 'submitting' RETURNING b.sub_id",
+    )
+    .bind(firsts.iter().map(|m| m.0.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|m| m.1.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|m| m.2).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await?;
+    Ok(jobs
+        .iter()
+        .map(|j| firsts.iter().any(|f| std::ptr::eq(*f, *j)) && marked.contains(&j.0))
+        .collect())
 }
 
 /// One call of the group function; one outcome per submission, in order.

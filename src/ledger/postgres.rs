@@ -25,6 +25,8 @@ mod admit;
 mod files_pg;
 #[path = "pg_flush.rs"]
 mod flush;
+#[path = "pg_group.rs"]
+mod group;
 #[path = "pg_outbox.rs"]
 mod outbox;
 #[path = "pg_refusals.rs"]
@@ -39,7 +41,7 @@ pub struct PgLedger {
     /// `flush.wait()` before its call returns (see `pg_flush.rs`).
     fast: PgPool,
     flush: flush::Flush,
-    admits: admit::AdmitGroup,
+    creates: admit::CreateGroups,
 }
 
 async fn connect(url: &str, max: u32) -> Result<PgPool, LedgerError> {
@@ -126,7 +128,7 @@ impl PgLedger {
             flush: flush::Flush::new(pool.clone()),
             pool,
             fast,
-            admits: admit::AdmitGroup::default(),
+            creates: admit::CreateGroups::default(),
         })
     }
 
@@ -210,19 +212,7 @@ impl Ledger for PgLedger {
         upstream_id: &'a str,
         next_poll_at: Timestamp,
     ) -> LedgerFuture<'a, bool> {
-        Box::pin(async move {
-            let r = sqlx::query(
-                "UPDATE batches SET state = 'in_flight', upstream_id = $2, next_poll_at = $3 \
-                 WHERE sub_id = $1 AND state = 'submitting'",
-            )
-            .bind(sub_id)
-            .bind(upstream_id)
-            .bind(ts_to_db(next_poll_at))
-            .execute(&self.fast)
-            .await?;
-            self.flush.wait().await?;
-            Ok(r.rows_affected() == 1)
-        })
+        Box::pin(admit::mark_submitted(self, sub_id, upstream_id, ts_to_db(next_poll_at)))
     }
 
     fn release<'a>(&'a self, sub_id: &'a str, reason: &'a str) -> LedgerFuture<'a, bool> {
@@ -401,25 +391,36 @@ impl Ledger for PgLedger {
         })
     }
 
-    fn schedule_poll<'a>(
-        &'a self,
-        sub_id: &'a str,
-        next_poll_at: Timestamp,
-        attempts: u32,
-        last_status: Option<&'a str>,
-        error: Option<&'a str>,
-    ) -> LedgerFuture<'a, ()> {
+    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
         Box::pin(async move {
+            if plans.is_empty() {
+                return Ok(());
+            }
+            // As if run in turn: a batch's later plan stands, keeping the earlier status
+            // where it has none.
+            let mut last: Vec<PollPlan> = Vec::with_capacity(plans.len());
+            for p in plans {
+                match last.iter_mut().find(|l| l.sub_id == p.sub_id) {
+                    Some(l) => {
+                        let status = p.last_status.clone().or(l.last_status.take());
+                        *l = PollPlan { last_status: status, ..p.clone() };
+                    }
+                    None => last.push(p.clone()),
+                }
+            }
             sqlx::query(
-                "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
-                 last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
+                "UPDATE batches b SET next_poll_at = p.next_poll_at, \
+                 poll_attempts = p.attempts, last_status = COALESCE(p.status, b.last_status), \
+                 error = p.error FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
+                 $5::text[]) AS p(sub_id, next_poll_at, attempts, status, error) \
+                 WHERE b.sub_id = p.sub_id",
             )
-            .bind(sub_id)
-            .bind(ts_to_db(next_poll_at))
-            .bind(attempts as i64)
-            .bind(last_status)
-            .bind(error)
-            .execute(&self.pool)
+            .bind(last.iter().map(|p| p.sub_id.as_str()).collect::<Vec<_>>())
+            .bind(last.iter().map(|p| ts_to_db(p.next_poll_at)).collect::<Vec<_>>())
+            .bind(last.iter().map(|p| i64::from(p.attempts)).collect::<Vec<_>>())
+            .bind(last.iter().map(|p| p.last_status.as_deref()).collect::<Vec<_>>())
+            .bind(last.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
+            .execute(&self.fast)
             .await?;
             Ok(())
         })

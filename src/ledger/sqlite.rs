@@ -290,28 +290,12 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    fn schedule_poll<'a>(
-        &'a self,
-        sub_id: &'a str,
-        next_poll_at: Timestamp,
-        attempts: u32,
-        last_status: Option<&'a str>,
-        error: Option<&'a str>,
-    ) -> LedgerFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
-                 last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
-            )
-            .bind(sub_id)
-            .bind(ts_to_db(next_poll_at))
-            .bind(attempts as i64)
-            .bind(last_status)
-            .bind(error)
-            .execute(&mut *self.w().await)
-            .await?;
-            Ok(())
-        })
+    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
+        if plans.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let plans = plans.to_vec();
+        Box::pin(async move { self.write(move |c| inplace::schedule_polls(c, &plans)).await })
     }
 
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {

@@ -234,6 +234,19 @@ pub(super) fn mark_submitted(
     Ok((n == 1, true))
 }
 
+pub(super) fn schedule_polls(c: &Connection, plans: &[PollPlan]) -> Kept<()> {
+    for p in plans {
+        let (next, attempts) = (ts_to_db(p.next_poll_at), i64::from(p.attempts));
+        exec(
+            c,
+            "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
+             last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
+            &[&p.sub_id, &next, &attempts, &p.last_status, &p.error],
+        )?;
+    }
+    Ok(((), true))
+}
+
 /// `submitting` -> `failed`, the dedupe key given back, every hold released.
 pub(super) fn release(tx: &Connection, sub_id: &str, reason: &str) -> Kept<bool> {
     let n = exec(
