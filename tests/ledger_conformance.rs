@@ -507,7 +507,7 @@ async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {
     );
     // Not yet due: nobody claims it.
     s.l()
-        .schedule_poll("sub_0", ts("2026-03-10T05:00:00Z"), 1, Some("in_progress"), None)
+        .schedule_polls(&[plan("sub_0", "2026-03-10T05:00:00Z", Some("in_progress"))])
         .await
         .unwrap();
     let later = s

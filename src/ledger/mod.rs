@@ -389,25 +389,6 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     /// Not made durable before it returns: a schedule a crash takes back only means an
     /// earlier poll.
     fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()>;
-    fn schedule_poll<'a>(
-        &'a self,
-        sub_id: &'a str,
-        next_poll_at: Timestamp,
-        attempts: u32,
-        last_status: Option<&'a str>,
-        error: Option<&'a str>,
-    ) -> LedgerFuture<'a, ()> {
-        Box::pin(async move {
-            let plan = PollPlan {
-                sub_id: sub_id.to_string(),
-                next_poll_at,
-                attempts,
-                last_status: last_status.map(str::to_string),
-                error: error.map(str::to_string),
-            };
-            self.schedule_polls(std::slice::from_ref(&plan)).await
-        })
-    }
     /// Records the cost, moves every window's hold to spent and marks the batch settled,
     /// all in one transaction, exactly once: false if it was already settled.
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool>;
