@@ -9,6 +9,9 @@
 //! - admission throughput: 4,000 small (2-request) submissions from 32 clients spread
 //!   round-robin over the replicas, all against one budget window.
 //!
+//! With each rate it prints the CPU time per admission of the gateways, the PostgreSQL
+//! server, the simulator and its own clients (`/proc`, 10 ms ticks).
+//!
 //! `BENCH_LINGER=1` keeps every process 3 s after the last figure, so that what each used
 //! (`/proc/PID/stat`) can be read after the run.
 
@@ -17,7 +20,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{ADMIN, GATEWAY_ENV, KEY, Proc, Setup, post_status};
+use support::{ADMIN, GATEWAY_ENV, KEY, Proc, Setup, cpu_of_all, post_status, self_cpu};
 
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
@@ -106,6 +109,11 @@ fn run(kind: &str, replicas: usize) {
     let bodies: Vec<Vec<Vec<u8>>> = (0..clients)
         .map(|c| (0..n / clients).map(|i| body(&format!("t{c}-{i}"), 2)).collect())
         .collect();
+    let cpu = |gws: &[Proc]| {
+        let gateways: Duration = gws.iter().map(Proc::cpu).sum();
+        [gateways, cpu_of_all("postgres"), sim.cpu(), self_cpu()]
+    };
+    let before = cpu(&gws);
     let t = Instant::now();
     let ok: usize = std::thread::scope(|s| {
         let hs: Vec<_> = bodies
@@ -130,6 +138,18 @@ fn run(kind: &str, replicas: usize) {
     println!(
         "{kind}, {replicas} replica(s): admission {n} small submissions in {secs:.2} s = {:.0}/s ({clients} clients)",
         n as f64 / secs
+    );
+    // CPU per admission by who used it: on a shared 2-core machine the rate above moves
+    // with everyone else's load and the machine's speed of the day, this much less.
+    let after = cpu(&gws);
+    let per = |i: usize| (after[i] - before[i]).as_secs_f64() * 1e6 / n as f64;
+    let server = if kind == "postgres" { per(1) } else { 0.0 };
+    println!(
+        "{kind}, {replicas} replica(s): CPU per admission {:.0} us = gateways {:.0} + PostgreSQL {server:.0} + simulator {:.0} + bench clients {:.0}",
+        per(0) + server + per(2) + per(3),
+        per(0),
+        per(2),
+        per(3)
     );
 
     if std::env::var_os("BENCH_LINGER").is_some() {

@@ -1,6 +1,8 @@
 //! This process as one replica of several sharing a ledger: its id, its leases, and the
-//! heartbeat that keeps them alive. A replica that dies stops renewing, and the others take
-//! its batches over once `[tracker] lease_secs` has passed.
+//! heartbeat that keeps them alive. A lease covers work in hand (a create, a claimed poll,
+//! a settlement), not a batch waiting for its next poll, so a renewal rewrites only those
+//! rows. A replica that dies stops renewing, and the others take what it held over once
+//! `[tracker] lease_secs` has passed.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,7 +25,7 @@ pub fn task_token(app: &App) -> String {
     format!("{}#{}", app.replica_id, app.seq.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Renews this replica's leases every third of their length until shutdown.
+/// Renews the leases this replica holds every third of their length until shutdown.
 pub async fn heartbeat(app: std::sync::Arc<App>) {
     let every = Duration::from_millis(app.settings.tracker.lease_secs.max(1) * 1000 / 3);
     loop {

@@ -39,7 +39,7 @@ pub async fn run(app: Arc<App>) {
                     }
                     plans.extend(poll_one(&app, rec).await);
                 }
-                if let Err(e) = app.ledger.schedule_polls(&plans).await {
+                if let Err(e) = app.ledger.schedule_polls(&app.replica_id, &plans).await {
                     tracing::warn!(error = %e, polls = plans.len(), "cannot schedule the next polls");
                 }
             }

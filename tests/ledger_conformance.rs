@@ -505,17 +505,37 @@ async fn due_batches_are_claimed_by_one_replica_at_a_time(kind: Kind) {
         s.at(2).claim_due(&lease("c", late, "2026-03-10T01:02:30Z"), 10).await.unwrap().len(),
         3
     );
-    // Not yet due: nobody claims it.
+    // Polled: C hands the lease back with the next poll's schedule, so its heartbeat
+    // renews only the two it still has in hand, and the polled one is nobody's until due.
     s.l()
-        .schedule_polls(&[plan("sub_0", "2026-03-10T05:00:00Z", Some("in_progress"))])
+        .schedule_polls("c", &[plan("sub_0", "2026-03-10T05:00:00Z", Some("in_progress"))])
         .await
         .unwrap();
+    let b0 = s.l().batch("sub_0").await.unwrap().unwrap();
+    assert_eq!((b0.lease_owner, b0.lease_until), (None, None));
+    assert_eq!(s.at(2).renew_leases("c", ts("2026-03-10T01:03:00Z")).await.unwrap(), 2);
+    // Not yet due: nobody claims it.
     let later = s
         .at(2)
         .claim_due(&lease("c", "2026-03-10T01:03:00Z", "2026-03-10T01:03:30Z"), 10)
         .await
         .unwrap();
     assert_eq!(later.len(), 2);
+    // A schedule from a replica whose lease another has taken leaves that lease alone,
+    // and so does one written while a settlement of the holder's has it.
+    s.l()
+        .schedule_polls("a", &[plan("sub_1", "2026-03-10T05:00:00Z", Some("in_progress"))])
+        .await
+        .unwrap();
+    assert_eq!(s.l().batch("sub_1").await.unwrap().unwrap().lease_owner.as_deref(), Some("c"));
+    let settling = lease("c", "2026-03-10T01:03:00Z", "2026-03-10T01:03:30Z");
+    assert!(s.at(2).begin_settling("sub_2", &settling, "c#1").await.unwrap());
+    s.l()
+        .schedule_polls("c", &[plan("sub_2", "2026-03-10T05:00:00Z", Some("ended"))])
+        .await
+        .unwrap();
+    assert_eq!(s.l().batch("sub_2").await.unwrap().unwrap().lease_owner.as_deref(), Some("c"));
+    assert_eq!(s.at(2).renew_leases("c", ts("2026-03-10T01:04:00Z")).await.unwrap(), 2);
 }
 
 fn plan(sub_id: &str, next: &str, status: Option<&str>) -> PollPlan {
@@ -531,7 +551,7 @@ fn plan(sub_id: &str, next: &str, status: Option<&str>) -> PollPlan {
 async fn a_claim_rounds_polls_are_recorded_as_if_in_turn(kind: Kind) {
     let s = Store::new(kind).await;
     in_flight(&s, 3).await;
-    s.l().schedule_polls(&[]).await.unwrap();
+    s.l().schedule_polls("a", &[]).await.unwrap();
     let failed = PollPlan {
         attempts: 4,
         error: Some("upstream answered HTTP 500 while polling".into()),
@@ -543,7 +563,7 @@ async fn a_claim_rounds_polls_are_recorded_as_if_in_turn(kind: Kind) {
         // The same batch again: this one stands, with the status recorded before it.
         PollPlan { attempts: 2, ..plan("sub_0", "2026-03-10T04:00:00Z", None) },
     ];
-    s.at(1).schedule_polls(&plans).await.unwrap();
+    s.at(1).schedule_polls("b", &plans).await.unwrap();
     let (b0, b1, b2) = (
         s.l().batch("sub_0").await.unwrap().unwrap(),
         s.l().batch("sub_1").await.unwrap().unwrap(),
@@ -557,8 +577,9 @@ async fn a_claim_rounds_polls_are_recorded_as_if_in_turn(kind: Kind) {
     // Not in the round: untouched.
     assert_eq!((b2.next_poll_at, b2.poll_attempts), (Some(ts("2026-03-10T01:00:01Z")), 0));
     // A later poll that saw no status keeps the one recorded, and clears the error.
-    s.l().schedule_polls(&[plan("sub_1", "2026-03-10T05:00:00Z", Some("ended"))]).await.unwrap();
-    s.l().schedule_polls(&[plan("sub_1", "2026-03-10T06:00:00Z", None)]).await.unwrap();
+    let later = [plan("sub_1", "2026-03-10T05:00:00Z", Some("ended"))];
+    s.l().schedule_polls("b", &later).await.unwrap();
+    s.l().schedule_polls("b", &[plan("sub_1", "2026-03-10T06:00:00Z", None)]).await.unwrap();
     let b1 = s.l().batch("sub_1").await.unwrap().unwrap();
     assert_eq!((b1.last_status.as_deref(), b1.error), (Some("ended"), None));
 }
@@ -580,7 +601,7 @@ async fn concurrent_claims_never_share_a_batch(kind: Kind) {
                 // As the tracker does: polled, the round's next polls in one write.
                 let plans: Vec<PollPlan> =
                     got.iter().map(|b| plan(&b.sub_id, "2026-03-10T02:00:00Z", None)).collect();
-                l.schedule_polls(&plans).await.unwrap();
+                l.schedule_polls(&owner, &plans).await.unwrap();
                 mine.extend(got.into_iter().map(|b| (b.sub_id, owner.clone())));
             }
             mine

@@ -277,3 +277,18 @@ pub fn cpu_of(stat_path: &str) -> Duration {
 pub fn self_cpu() -> Duration {
     cpu_of("/proc/self/stat")
 }
+
+/// CPU time so far of every process named `comm` (all of a PostgreSQL server's: the
+/// backends serving the gateways' pooled connections and its writers). A process that
+/// exits between two readings takes its time with it, so read around a phase in which
+/// the processes that matter stay up.
+pub fn cpu_of_all(comm: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .map(|e| cpu_of(&e.path().join("stat").to_string_lossy()))
+        .sum()
+}

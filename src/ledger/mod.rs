@@ -385,10 +385,16 @@ pub trait Ledger: workflow::WorkflowLedger + Send + Sync {
     ) -> LedgerFuture<'a, bool>;
     /// Clears the mark `token` set (no-op if it is no longer there).
     fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()>;
-    /// Records a claim round's polls in one write: a round of 64 polls was 64 commits.
+    /// Records a claim round's polls in one write (a round of 64 polls was 64 commits),
+    /// and hands back `owner`'s lease on each: a batch waiting for its next poll is
+    /// nobody's, its next due poll goes to whichever replica claims it first, and a
+    /// replica's heartbeat renews only the batches it has in hand (it used to rewrite
+    /// every row in flight each time: 0.34-0.52 s of PostgreSQL's time for 10,000, each
+    /// row locked meanwhile). A lease another replica has taken meanwhile stays its own,
+    /// and so does one a settlement of this replica holds (a retrieve can start one).
     /// Not made durable before it returns: a schedule a crash takes back only means an
-    /// earlier poll.
-    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()>;
+    /// earlier poll, and a lease that runs out instead of being handed back.
+    fn schedule_polls<'a>(&'a self, owner: &'a str, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()>;
     /// Records the cost, moves every window's hold to spent and marks the batch settled,
     /// all in one transaction, exactly once: false if it was already settled.
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool>;

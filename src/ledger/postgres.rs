@@ -391,7 +391,7 @@ impl Ledger for PgLedger {
         })
     }
 
-    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
+    fn schedule_polls<'a>(&'a self, owner: &'a str, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
         Box::pin(async move {
             if plans.is_empty() {
                 return Ok(());
@@ -411,7 +411,10 @@ impl Ledger for PgLedger {
             sqlx::query(
                 "UPDATE batches b SET next_poll_at = p.next_poll_at, \
                  poll_attempts = p.attempts, last_status = COALESCE(p.status, b.last_status), \
-                 error = p.error FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
+                 error = p.error, \
+                 lease_owner = CASE WHEN b.lease_owner = $6 AND b.settling_by IS NULL THEN NULL ELSE b.lease_owner END, \
+                 lease_until = CASE WHEN b.lease_owner = $6 AND b.settling_by IS NULL THEN NULL ELSE b.lease_until END \
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
                  $5::text[]) AS p(sub_id, next_poll_at, attempts, status, error) \
                  WHERE b.sub_id = p.sub_id",
             )
@@ -420,6 +423,7 @@ impl Ledger for PgLedger {
             .bind(last.iter().map(|p| i64::from(p.attempts)).collect::<Vec<_>>())
             .bind(last.iter().map(|p| p.last_status.as_deref()).collect::<Vec<_>>())
             .bind(last.iter().map(|p| p.error.as_deref()).collect::<Vec<_>>())
+            .bind(owner)
             .execute(&self.fast)
             .await?;
             Ok(())

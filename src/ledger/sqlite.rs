@@ -25,6 +25,8 @@ use super::sql::{self, BATCH_COLUMNS};
 mod group;
 #[path = "sqlite_inplace.rs"]
 mod inplace;
+#[path = "sqlite_leases.rs"]
+mod leases;
 #[path = "sqlite_refusals.rs"]
 mod refusals;
 
@@ -290,12 +292,14 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    fn schedule_polls<'a>(&'a self, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
+    fn schedule_polls<'a>(&'a self, owner: &'a str, plans: &'a [PollPlan]) -> LedgerFuture<'a, ()> {
         if plans.is_empty() {
             return Box::pin(async { Ok(()) });
         }
-        let plans = plans.to_vec();
-        Box::pin(async move { self.write(move |c| inplace::schedule_polls(c, &plans)).await })
+        let (owner, plans) = (owner.to_string(), plans.to_vec());
+        Box::pin(
+            async move { self.write(move |c| inplace::schedule_polls(c, &owner, &plans)).await },
+        )
     }
 
     fn settle<'a>(&'a self, sub_id: &'a str, s: &'a Settlement) -> LedgerFuture<'a, bool> {
@@ -370,19 +374,9 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    // SQLite has one writer connection, so each claim below is one statement that no
-    // other can interleave with: the equivalent of PostgreSQL's FOR UPDATE SKIP LOCKED.
     fn claim_due<'a>(&'a self, lease: &'a Lease, limit: u32) -> LedgerFuture<'a, Vec<BatchRecord>> {
-        Box::pin(async move {
-            let rows = sqlx::query(&sql::claim_due(""))
-                .bind(&lease.owner)
-                .bind(ts_to_db(lease.now))
-                .bind(ts_to_db(lease.until))
-                .bind(limit as i64)
-                .fetch_all(&mut *self.w().await)
-                .await?;
-            sql::sorted_by_poll(rows.iter().map(batch_from_row).collect())
-        })
+        let lease = lease.clone();
+        Box::pin(async move { self.write(move |c| leases::claim_due(c, &lease, limit)).await })
     }
 
     fn claim_pending<'a>(
@@ -391,38 +385,21 @@ impl Ledger for SqliteLedger {
         before: Timestamp,
         limit: u32,
     ) -> LedgerFuture<'a, Vec<BatchRecord>> {
+        let lease = lease.clone();
         Box::pin(async move {
-            let rows = sqlx::query(&sql::claim_pending(""))
-                .bind(&lease.owner)
-                .bind(ts_to_db(lease.now))
-                .bind(ts_to_db(lease.until))
-                .bind(limit as i64)
-                .bind(ts_to_db(before))
-                .fetch_all(&mut *self.w().await)
-                .await?;
-            sql::sorted_by_submission(rows.iter().map(batch_from_row).collect())
+            self.write(move |c| leases::claim_pending(c, &lease, before, limit)).await
         })
     }
 
     fn renew_leases<'a>(&'a self, owner: &'a str, until: Timestamp) -> LedgerFuture<'a, u64> {
-        Box::pin(async move {
-            let r = sqlx::query(sql::RENEW)
-                .bind(owner)
-                .bind(ts_to_db(until))
-                .execute(&mut *self.w().await)
-                .await?;
-            Ok(r.rows_affected())
-        })
+        let owner = owner.to_string();
+        Box::pin(async move { self.write(move |c| leases::renew(c, &owner, until)).await })
     }
 
     fn drop_leases<'a>(&'a self, owner: &'a str, sub_id: Option<&'a str>) -> LedgerFuture<'a, u64> {
+        let (owner, sub_id) = (owner.to_string(), sub_id.map(str::to_string));
         Box::pin(async move {
-            let r = sqlx::query(sql::DROP_LEASES)
-                .bind(owner)
-                .bind(sub_id)
-                .execute(&mut *self.w().await)
-                .await?;
-            Ok(r.rows_affected())
+            self.write(move |c| leases::drop_leases(c, &owner, sub_id.as_deref())).await
         })
     }
 
@@ -432,28 +409,15 @@ impl Ledger for SqliteLedger {
         lease: &'a Lease,
         token: &'a str,
     ) -> LedgerFuture<'a, bool> {
+        let (sub_id, lease, token) = (sub_id.to_string(), lease.clone(), token.to_string());
         Box::pin(async move {
-            let r = sqlx::query(sql::BEGIN_SETTLING)
-                .bind(sub_id)
-                .bind(&lease.owner)
-                .bind(ts_to_db(lease.now))
-                .bind(ts_to_db(lease.until))
-                .bind(token)
-                .execute(&mut *self.w().await)
-                .await?;
-            Ok(r.rows_affected() == 1)
+            self.write(move |c| leases::begin_settling(c, &sub_id, &lease, &token)).await
         })
     }
 
     fn end_settling<'a>(&'a self, sub_id: &'a str, token: &'a str) -> LedgerFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(sql::END_SETTLING)
-                .bind(sub_id)
-                .bind(token)
-                .execute(&mut *self.w().await)
-                .await?;
-            Ok(())
-        })
+        let (sub_id, token) = (sub_id.to_string(), token.to_string());
+        Box::pin(async move { self.write(move |c| leases::end_settling(c, &sub_id, &token)).await })
     }
 
     fn ping(&self) -> LedgerFuture<'_, ()> {

@@ -57,6 +57,10 @@ impl Writer {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A group's savepoints keep the pages they touch in a statement journal: in memory
+        // it is a copy, on disk (where SQLite spills one past 64 KiB) a temporary file
+        // created, written and removed inside the commit.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(Writer { conn: Mutex::new(conn), blocking: durability == Durability::Full })
     }
@@ -79,7 +83,7 @@ impl Writer {
 
 /// Binds `$N` to `args[N - 1]` wherever it appears, as sqlx does (SQLite itself numbers
 /// `$N` parameters by first appearance).
-fn bind(st: &mut Statement<'_>, args: &[&dyn ToSql]) -> Result<(), LedgerError> {
+pub(super) fn bind(st: &mut Statement<'_>, args: &[&dyn ToSql]) -> Result<(), LedgerError> {
     for i in 1..=st.parameter_count() {
         let arg = st
             .parameter_name(i)
@@ -94,7 +98,7 @@ fn bind(st: &mut Statement<'_>, args: &[&dyn ToSql]) -> Result<(), LedgerError> 
 }
 
 /// Runs one statement; how many rows it changed.
-fn exec(c: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<usize, LedgerError> {
+pub(super) fn exec(c: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<usize, LedgerError> {
     let mut st = c.prepare_cached(sql)?;
     bind(&mut st, args)?;
     Ok(st.raw_execute()?)
@@ -234,14 +238,17 @@ pub(super) fn mark_submitted(
     Ok((n == 1, true))
 }
 
-pub(super) fn schedule_polls(c: &Connection, plans: &[PollPlan]) -> Kept<()> {
+pub(super) fn schedule_polls(c: &Connection, owner: &str, plans: &[PollPlan]) -> Kept<()> {
     for p in plans {
         let (next, attempts) = (ts_to_db(p.next_poll_at), i64::from(p.attempts));
         exec(
             c,
             "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
-             last_status = COALESCE($4, last_status), error = $5 WHERE sub_id = $1",
-            &[&p.sub_id, &next, &attempts, &p.last_status, &p.error],
+             last_status = COALESCE($4, last_status), error = $5, \
+             lease_owner = CASE WHEN lease_owner = $6 AND settling_by IS NULL THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN lease_owner = $6 AND settling_by IS NULL THEN NULL ELSE lease_until END \
+             WHERE sub_id = $1",
+            &[&p.sub_id, &next, &attempts, &p.last_status, &p.error, &owner],
         )?;
     }
     Ok(((), true))
