@@ -408,16 +408,14 @@ impl Ledger for PgLedger {
                     None => last.push(p.clone()),
                 }
             }
-            sqlx::query(
+            sqlx::query(&format!(
                 "UPDATE batches b SET next_poll_at = p.next_poll_at, \
                  poll_attempts = p.attempts, last_status = COALESCE(p.status, b.last_status), \
-                 error = p.error, \
-                 lease_owner = CASE WHEN b.lease_owner = $6 AND b.settling_by IS NULL THEN NULL ELSE b.lease_owner END, \
-                 lease_until = CASE WHEN b.lease_owner = $6 AND b.settling_by IS NULL THEN NULL ELSE b.lease_until END \
-                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
-                 $5::text[]) AS p(sub_id, next_poll_at, attempts, status, error) \
+                 error = p.error, {} FROM unnest($1::text[], $2::int8[], $3::int8[], \
+                 $4::text[], $5::text[]) AS p(sub_id, next_poll_at, attempts, status, error) \
                  WHERE b.sub_id = p.sub_id",
-            )
+                sql::HAND_BACK_LEASE
+            ))
             .bind(last.iter().map(|p| p.sub_id.as_str()).collect::<Vec<_>>())
             .bind(last.iter().map(|p| ts_to_db(p.next_poll_at)).collect::<Vec<_>>())
             .bind(last.iter().map(|p| i64::from(p.attempts)).collect::<Vec<_>>())

@@ -52,6 +52,13 @@ pub(super) fn claim_pending(lock: &str) -> String {
     )
 }
 
+/// The assignments a poll's schedule ends with: the lease of replica $6 handed back
+/// unless a settlement holds it (see `Ledger::schedule_polls`). The columns are left
+/// unqualified so that both backends' statements can use it as written.
+pub(super) const HAND_BACK_LEASE: &str = "lease_owner = CASE WHEN lease_owner = $6 AND \
+    settling_by IS NULL THEN NULL ELSE lease_owner END, lease_until = CASE WHEN \
+    lease_owner = $6 AND settling_by IS NULL THEN NULL ELSE lease_until END";
+
 pub(super) const RENEW: &str = "UPDATE batches SET lease_until = $2 WHERE lease_owner = $1 \
     AND state IN ('submitting', 'in_flight')";
 

@@ -121,27 +121,28 @@ fn commit(c: &Connection, jobs: &mut [Box<dyn Pending>]) -> Result<(), String> {
     // copies every page it touches into the statement journal before writing it, which
     // was an eighth of the gateway's CPU per small create (measured with `perf`), and an
     // idle ledger's groups are all of one.
-    if let [j] = jobs {
-        let keep = j.run(c);
-        if c.is_autocommit() {
-            return Err("SQLite rolled the group's transaction back".into());
-        }
-        return step(c, if keep { "COMMIT" } else { "ROLLBACK" });
-    }
+    let lone = jobs.len() == 1;
+    let mut undo = false;
     for j in jobs.iter_mut() {
-        step(c, "SAVEPOINT job")?;
+        if !lone {
+            step(c, "SAVEPOINT job")?;
+        }
         let keep = j.run(c);
         // SQLite ends the whole transaction itself on some errors (a full disk, I/O):
         // what the earlier writes did is gone with it.
         if c.is_autocommit() {
             return Err("SQLite rolled the group's transaction back".into());
         }
+        if lone {
+            undo = !keep;
+            continue;
+        }
         if !keep {
             step(c, "ROLLBACK TO job")?;
         }
         step(c, "RELEASE job")?;
     }
-    step(c, "COMMIT")
+    step(c, if undo { "ROLLBACK" } else { "COMMIT" })
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub(super) enum Admitted {
 
 /// Each function below runs inside a savepoint of a group's transaction
 /// (`sqlite_group.rs`) and says whether its writes stay (`true`) or are undone.
-type Kept<T> = Result<(T, bool), LedgerError>;
+pub(super) type Kept<T> = Result<(T, bool), LedgerError>;
 
 /// Admission: the dedupe key, then each window in lock order (its row, the conditional
 /// reserve, the reservation), then the batch row; all or nothing.
@@ -239,17 +239,14 @@ pub(super) fn mark_submitted(
 }
 
 pub(super) fn schedule_polls(c: &Connection, owner: &str, plans: &[PollPlan]) -> Kept<()> {
+    let text = format!(
+        "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
+         last_status = COALESCE($4, last_status), error = $5, {} WHERE sub_id = $1",
+        sql::HAND_BACK_LEASE
+    );
     for p in plans {
         let (next, attempts) = (ts_to_db(p.next_poll_at), i64::from(p.attempts));
-        exec(
-            c,
-            "UPDATE batches SET next_poll_at = $2, poll_attempts = $3, \
-             last_status = COALESCE($4, last_status), error = $5, \
-             lease_owner = CASE WHEN lease_owner = $6 AND settling_by IS NULL THEN NULL ELSE lease_owner END, \
-             lease_until = CASE WHEN lease_owner = $6 AND settling_by IS NULL THEN NULL ELSE lease_until END \
-             WHERE sub_id = $1",
-            &[&p.sub_id, &next, &attempts, &p.last_status, &p.error, &owner],
-        )?;
+        exec(c, &text, &[&p.sub_id, &next, &attempts, &p.last_status, &p.error, &owner])?;
     }
     Ok(((), true))
 }

@@ -13,9 +13,7 @@ use rusqlite::{Connection, Row};
 use super::super::rows::u;
 use super::super::sql;
 use super::super::*;
-use super::inplace::{bind, exec};
-
-type Kept<T> = Result<(T, bool), LedgerError>;
+use super::inplace::{Kept, bind, exec};
 
 /// One `batches` row, its columns in `BATCH_COLUMNS` order.
 fn batch(r: &Row<'_>) -> Result<BatchRecord, LedgerError> {
