@@ -12,7 +12,8 @@
 //! With each rate it prints the CPU time per admission of the gateways, the PostgreSQL
 //! server, the simulator and its own clients (`/proc`, 10 ms ticks).
 //!
-//! `BENCH_LINGER=1` keeps every process 3 s after the last figure, so that what each used
+//! `BENCH_POLL_MS=MIN,MAX` sets the tracker's polls during the admission run (default: the
+//! shipped `[tracker]` schedule). `BENCH_LINGER=1` keeps every process 3 s after the last figure, so that what each used
 //! (`/proc/PID/stat`) can be read after the run.
 
 mod support;
@@ -104,7 +105,20 @@ fn run(kind: &str, replicas: usize) {
         20,
         lines as f64 / secs
     );
-    // Admission (these batches start after the advance and stay in flight).
+    // Admission (these batches start after the advance and stay in flight), by gateways
+    // restarted with the tracker's shipped poll schedule (first poll 5-8 s after a create)
+    // unless `BENCH_POLL_MS=MIN,MAX` says otherwise: the 100-500 ms polls above, which the
+    // settlement figure needs, would have every batch claimed, polled and rescheduled
+    // within the run, a tracker load no deployment runs at.
+    let poll_ms = poll_ms_for_admission();
+    drop(gws);
+    let cfg = support::config_for(
+        dir.path(),
+        &Setup { storage: Some(&url), poll_ms, ..Setup::new("anthropic", &sim.url) },
+    );
+    let gws: Vec<Proc> = (0..replicas)
+        .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV))
+        .collect();
     let (n, clients) = (4_000, 32);
     let bodies: Vec<Vec<Vec<u8>>> = (0..clients)
         .map(|c| (0..n / clients).map(|i| body(&format!("t{c}-{i}"), 2)).collect())
@@ -136,8 +150,10 @@ fn run(kind: &str, replicas: usize) {
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(ok, n, "every submission admitted");
     println!(
-        "{kind}, {replicas} replica(s): admission {n} small submissions in {secs:.2} s = {:.0}/s ({clients} clients)",
-        n as f64 / secs
+        "{kind}, {replicas} replica(s): admission {n} small submissions in {secs:.2} s = {:.0}/s ({clients} clients, polls every {}-{} ms)",
+        n as f64 / secs,
+        poll_ms.0,
+        poll_ms.1
     );
     // CPU per admission by who used it: on a shared 2-core machine the rate above moves
     // with everyone else's load and the machine's speed of the day, this much less.
@@ -162,6 +178,17 @@ fn run(kind: &str, replicas: usize) {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
+}
+
+/// The tracker's poll schedule during the admission run: `BENCH_POLL_MS=MIN,MAX`, else
+/// the shipped defaults.
+fn poll_ms_for_admission() -> (u64, u64) {
+    let Ok(v) = std::env::var("BENCH_POLL_MS") else {
+        let shipped = batchcost::config::Tracker::default();
+        return (shipped.poll_min_ms, shipped.poll_max_ms);
+    };
+    let parsed = v.split_once(',').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    parsed.unwrap_or_else(|| panic!("BENCH_POLL_MS: expected MIN,MAX in ms, got {v:?}"))
 }
 
 fn main() {

@@ -26,6 +26,7 @@ const SQLITE: &[Step] = &[
     (6, "files", include_str!("migrations/sqlite/0006_files.sql")),
     (7, "admit_function", include_str!("migrations/sqlite/0007_admit_function.sql")),
     (8, "admit_group", include_str!("migrations/sqlite/0008_admit_group.sql")),
+    (9, "drop_batches_dedupe", include_str!("migrations/sqlite/0009_drop_batches_dedupe.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -37,6 +38,7 @@ const POSTGRES: &[Step] = &[
     (6, "files", include_str!("migrations/postgres/0006_files.sql")),
     (7, "admit_function", include_str!("migrations/postgres/0007_admit_function.sql")),
     (8, "admit_group", include_str!("migrations/postgres/0008_admit_group.sql")),
+    (9, "drop_batches_dedupe", include_str!("migrations/postgres/0009_drop_batches_dedupe.sql")),
 ];
 
 /// Which backend's migrations.

@@ -94,7 +94,8 @@ impl Call for MarkCall {
 }
 
 /// Records that the upstream took `sub_id` as `upstream_id`; false when the batch was no
-/// longer being submitted. Durable before it returns.
+/// longer being submitted. Durable before it returns: on the synchronous pool, as it
+/// holds no window row (see `pg_flush.rs`).
 pub(super) async fn mark_submitted(
     l: &PgLedger,
     sub_id: &str,
@@ -102,8 +103,7 @@ pub(super) async fn mark_submitted(
     next_poll_at: i64,
 ) -> Result<bool, LedgerError> {
     let job = Mark(sub_id.to_string(), upstream_id.to_string(), next_poll_at);
-    let marked = l.creates.marks.send(&l.fast, job).await?;
-    l.flush.wait().await?;
+    let marked = l.creates.marks.send(&l.pool, job).await?;
     Ok(marked)
 }
 

@@ -4,14 +4,19 @@
 //! lock until its commit returns. With `synchronous_commit = on` that includes the WAL
 //! flush (3-6 ms on this machine's disk), so admissions to one budget queued at one flush
 //! each: about 500-700 a second, however many replicas. So the writes that lock window
-//! rows or sit on every create's path (admission, `mark_submitted`, release, settlement)
-//! commit on a pool whose connections run with `synchronous_commit = off`: the row lock is
+//! rows (admission, release, settlement) commit on a pool whose connections run with
+//! `synchronous_commit = off`: the row lock is
 //! released as soon as the commit record is in the WAL buffers. Before the ledger call
 //! returns they wait here, until a synchronous
 //! commit that started after theirs has flushed: the WAL is written in order, so that
 //! flush carries theirs too. One such barrier runs at a time per replica and covers every
 //! caller waiting for it, and PostgreSQL shares one fsync among the replicas' barriers, so
 //! the disk sets the latency of a call, not the rate of admissions.
+//!
+//! `mark_submitted` locks only its own batches' rows, which no other write waits for, so
+//! it commits synchronously instead: its commit waits for the flush itself (PostgreSQL
+//! shares it with the barriers and other commits of the moment), one round trip where a
+//! barrier after it made two.
 //!
 //! What a caller sees is unchanged: when an admission, release or settlement returns, it
 //! is on disk, so nothing is forwarded upstream or answered on the strength of a commit

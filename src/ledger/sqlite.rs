@@ -21,6 +21,8 @@ use crate::config::Durability;
 
 use super::sql::{self, BATCH_COLUMNS};
 
+#[path = "sqlite_checkpoint.rs"]
+mod checkpoint;
 #[path = "sqlite_group.rs"]
 mod group;
 #[path = "sqlite_inplace.rs"]
@@ -41,12 +43,29 @@ pub struct SqliteLedger {
     pub(super) reader: SqlitePool,
     inplace: inplace::Writer,
     group: group::Group,
+    /// `None` for an in-memory database, which has no WAL.
+    checkpoints: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteLedger {
     /// The writer connection, for a write of its own (a statement or a transaction).
     pub(super) async fn w(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
-        self.writer.lock().await
+        let held = self.writer.lock().await;
+        if let Some(c) = &self.checkpoints {
+            // The in-place connection is free while the writer connection is held.
+            let _ = self.inplace.run(|conn| {
+                c.finish(conn);
+                Ok(())
+            });
+            c.wrote();
+        }
+        held
+    }
+
+    fn wrote(&self) {
+        if let Some(c) = &self.checkpoints {
+            c.wrote();
+        }
     }
 
     /// Opens (creating if missing) and migrates, with the default durability.
@@ -66,6 +85,8 @@ impl SqliteLedger {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(sync)
+            // Checkpoints run on a thread of their own (`sqlite_checkpoint.rs`).
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&opts).await?;
         match schema_state(&mut writer).await? {
@@ -75,6 +96,8 @@ impl SqliteLedger {
             state => state.require_current(Backend::Sqlite)?,
         }
         let inplace = inplace::Writer::open(opts.get_filename(), memory, durability)?;
+        let checkpoints =
+            if memory { None } else { Some(checkpoint::Checkpointer::start(opts.get_filename())?) };
         // An in-memory database is shared by name (and cache) between the connections
         // of this process, so its readers are a pool of their own too.
         let read_opts = if memory { opts } else { opts.read_only(true) };
@@ -89,6 +112,7 @@ impl SqliteLedger {
             reader,
             inplace,
             group: group::Group::default(),
+            checkpoints,
         })
     }
 
@@ -110,8 +134,15 @@ impl SqliteLedger {
                     });
                 }
                 held = self.writer.lock() => {
-                    self.inplace.run(|c| Ok(self.group.run_all(c)))?;
+                    self.inplace.run(|c| {
+                        let out = self.group.run_all(c);
+                        if let Some(cp) = &self.checkpoints {
+                            cp.finish(c);
+                        }
+                        Ok(out)
+                    })?;
                     drop(held);
+                    self.wrote();
                 }
             }
         }

@@ -61,6 +61,8 @@ impl Writer {
         // it is a copy, on disk (where SQLite spills one past 64 KiB) a temporary file
         // created, written and removed inside the commit.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // The ledger's checkpoint thread copies the WAL back (`sqlite_checkpoint.rs`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(Writer { conn: Mutex::new(conn), blocking: durability == Durability::Full })
     }
