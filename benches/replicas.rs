@@ -13,8 +13,8 @@
 //! server, the simulator and its own clients (`/proc`, 10 ms ticks).
 //!
 //! `BENCH_POLL_MS=MIN,MAX` sets the tracker's polls during the admission run (default: the
-//! shipped `[tracker]` schedule). `BENCH_LINGER=1` keeps every process 3 s after the last figure, so that what each used
-//! (`/proc/PID/stat`) can be read after the run.
+//! shipped `[tracker]` schedule). `BENCH_LINGER=1` keeps every process 3 s after the last
+//! figure, so that what each used (`/proc/PID/stat`) can be read after the run.
 
 mod support;
 
@@ -61,13 +61,15 @@ fn run(kind: &str, replicas: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (url, drop_db) = ledger(kind, dir.path());
     let sim = Proc::frozen_simulator();
-    let cfg = support::config_for(
-        dir.path(),
-        &Setup { storage: Some(&url), ..Setup::new("anthropic", &sim.url) },
-    );
-    let gws: Vec<Proc> = (0..replicas)
-        .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV))
-        .collect();
+    // The replicas, their tracker polling every `poll_ms` (min, max).
+    let gateways = |poll_ms| -> Vec<Proc> {
+        let setup = Setup { storage: Some(&url), poll_ms, ..Setup::new("anthropic", &sim.url) };
+        let cfg = support::config_for(dir.path(), &setup);
+        (0..replicas)
+            .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV))
+            .collect()
+    };
+    let gws = gateways(Setup::new("anthropic", &sim.url).poll_ms);
     let http =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
 
@@ -112,13 +114,7 @@ fn run(kind: &str, replicas: usize) {
     // within the run, a tracker load no deployment runs at.
     let poll_ms = poll_ms_for_admission();
     drop(gws);
-    let cfg = support::config_for(
-        dir.path(),
-        &Setup { storage: Some(&url), poll_ms, ..Setup::new("anthropic", &sim.url) },
-    );
-    let gws: Vec<Proc> = (0..replicas)
-        .map(|_| Proc::start(&["serve", "--config", cfg.to_str().unwrap()], &GATEWAY_ENV))
-        .collect();
+    let gws = gateways(poll_ms);
     let (n, clients) = (4_000, 32);
     let bodies: Vec<Vec<Vec<u8>>> = (0..clients)
         .map(|c| (0..n / clients).map(|i| body(&format!("t{c}-{i}"), 2)).collect())

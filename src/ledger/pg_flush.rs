@@ -5,9 +5,8 @@
 //! flush (3-6 ms on this machine's disk), so admissions to one budget queued at one flush
 //! each: about 500-700 a second, however many replicas. So the writes that lock window
 //! rows (admission, release, settlement) commit on a pool whose connections run with
-//! `synchronous_commit = off`: the row lock is
-//! released as soon as the commit record is in the WAL buffers. Before the ledger call
-//! returns they wait here, until a synchronous
+//! `synchronous_commit = off`: the row lock is released as soon as the commit record is
+//! in the WAL buffers. Before the ledger call returns they wait here, until a synchronous
 //! commit that started after theirs has flushed: the WAL is written in order, so that
 //! flush carries theirs too. One such barrier runs at a time per replica and covers every
 //! caller waiting for it, and PostgreSQL shares one fsync among the replicas' barriers, so

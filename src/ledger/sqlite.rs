@@ -51,21 +51,15 @@ impl SqliteLedger {
     /// The writer connection, for a write of its own (a statement or a transaction).
     pub(super) async fn w(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
         let held = self.writer.lock().await;
-        if let Some(c) = &self.checkpoints {
-            // The in-place connection is free while the writer connection is held.
+        if self.checkpoints.as_ref().is_some_and(checkpoint::Checkpointer::wrote) {
+            // The in-place connection is free while the writer connection is held; a
+            // failed checkpoint is logged by `finish` and retried by the next one.
             let _ = self.inplace.run(|conn| {
-                c.finish(conn);
+                checkpoint::finish(conn);
                 Ok(())
             });
-            c.wrote();
         }
         held
-    }
-
-    fn wrote(&self) {
-        if let Some(c) = &self.checkpoints {
-            c.wrote();
-        }
     }
 
     /// Opens (creating if missing) and migrates, with the default durability.
@@ -136,13 +130,12 @@ impl SqliteLedger {
                 held = self.writer.lock() => {
                     self.inplace.run(|c| {
                         let out = self.group.run_all(c);
-                        if let Some(cp) = &self.checkpoints {
-                            cp.finish(c);
+                        if self.checkpoints.as_ref().is_some_and(checkpoint::Checkpointer::wrote) {
+                            checkpoint::finish(c);
                         }
                         Ok(out)
                     })?;
                     drop(held);
-                    self.wrote();
                 }
             }
         }

@@ -60,25 +60,26 @@ impl Checkpointer {
         Ok(Checkpointer { shared, thread: Some(thread) })
     }
 
-    /// A write committed (or is about to): one step nearer the next checkpoint.
-    pub(super) fn wrote(&self) {
+    /// Counts a write by a writer holding the write lock. True when a checkpoint the
+    /// thread began waits to be finished: the caller then runs [`finish`] on its
+    /// connection before it lets the lock go.
+    #[must_use]
+    pub(super) fn wrote(&self) -> bool {
         let (state, woken) = &*self.shared;
-        state.lock().unwrap_or_else(PoisonError::into_inner).writes += 1;
+        let due = {
+            let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+            s.writes += 1;
+            std::mem::take(&mut s.finish)
+        };
         woken.notify_one();
+        due
     }
 }
 
-impl Checkpointer {
-    /// Run by a writer holding the write lock: finishes a checkpoint the thread began, if
-    /// one waits to be finished.
-    pub(super) fn finish(&self, conn: &Connection) {
-        let (state, _) = &*self.shared;
-        let due = std::mem::take(&mut state.lock().unwrap_or_else(PoisonError::into_inner).finish);
-        if due {
-            if let Err(e) = checkpoint(conn) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
-            }
-        }
+/// Finishes on the writer's `conn` a checkpoint the thread began (see the module doc).
+pub(super) fn finish(conn: &Connection) {
+    if let Err(e) = checkpoint(conn) {
+        tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
     }
 }
 
@@ -169,18 +170,24 @@ mod tests {
         (dir, file, w)
     }
 
+    /// `n` rows of 3 kB, each write counted and followed, as in the ledger, by the
+    /// writer's turn to finish a checkpoint the thread began.
+    fn write_rows(w: &Connection, c: &Checkpointer, n: usize) {
+        for i in 0..n {
+            w.execute("INSERT INTO t VALUES (?1)", [format!("{i:0>3000}")]).unwrap();
+            if c.wrote() {
+                finish(w);
+            }
+        }
+    }
+
     #[test]
     fn the_wal_stays_bounded_under_steady_writes() {
         let (_dir, file, w) = wal_db();
         let c = Checkpointer::start(&file).unwrap();
-        // 4,000 writes of 3 kB, about 12 MB, each followed as in the ledger by the
-        // writer's turn to finish a checkpoint the thread began. Without that turn the
-        // WAL never starts over while writes race the thread's passes, and holds it all.
-        for i in 0..4_000 {
-            w.execute("INSERT INTO t VALUES (?1)", [format!("{i:0>3000}")]).unwrap();
-            c.finish(&w);
-            c.wrote();
-        }
+        // About 12 MB. Without the writer's turn to finish, the WAL never starts over
+        // while writes race the thread's passes, and holds it all.
+        write_rows(&w, &c, 4_000);
         drop(c);
         let wal = std::fs::metadata(file.with_extension("db-wal")).unwrap().len();
         assert!(wal < 6_000_000, "the WAL grew to {wal} bytes");
@@ -190,10 +197,7 @@ mod tests {
     fn checkpoints_what_writes_left_in_the_wal() {
         let (_dir, file, w) = wal_db();
         let c = Checkpointer::start(&file).unwrap();
-        for i in 0..200 {
-            w.execute("INSERT INTO t VALUES (?1)", [format!("{i:0>3000}")]).unwrap();
-            c.wrote();
-        }
+        write_rows(&w, &c, 200);
         drop(c);
         // With automatic checkpoints off only the thread copies pages into the database
         // file: the first 64 writes' rows at least are there.
