@@ -3,7 +3,7 @@
 //! from them and the seed when it is sent. Lines come in a seeded order that is not the
 //! request order, as the API warns, so clients must match on `custom_id`.
 
-use super::ids::message_id;
+use super::ids::write_message_id;
 use super::ingest::RequestRecord;
 use super::state::{Outcome, ResultsSource};
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::providers::anthropic::wire::{CacheCreation, ErrorEnvelope, ServerTool
 #[cfg(doc)]
 use crate::providers::anthropic::wire::{Message, ResultLine};
 use crate::simulator::engine::ids::Key;
-use crate::simulator::engine::order::{LineSource, Order, answer_text};
+use crate::simulator::engine::order::{LineSource, Order, write_answer};
 use crate::simulator::engine::registry::Failure;
 use crate::simulator::engine::usage::{Draws, OutputShape};
 
@@ -36,8 +36,9 @@ impl LineSource for AnthropicLines {
         self.src.records.len() as u64
     }
 
-    fn line(&self, k: u64) -> Option<Vec<u8>> {
-        Some(self.render(self.order.at(k) as usize))
+    fn line(&self, k: u64, out: &mut Vec<u8>) -> bool {
+        self.render(self.order.at(k) as usize, out);
+        true
     }
 }
 
@@ -56,72 +57,83 @@ fn error_of(rec: &RequestRecord, failure: Failure) -> ErrorEnvelope {
     }
 }
 
-/// A results line as [`ResultLine`] serializes it, borrowing what the batch already holds:
-/// the same bytes without building a `Message` (a dozen allocations and a JSON map per
-/// line, which made the simulator the slow end of a settlement).
+/// A line without a message as [`ResultLine`] serializes it, borrowing the custom id.
 #[derive(Serialize)]
 struct LineOut<'a> {
     custom_id: &'a str,
-    result: ResultOut<'a>,
+    result: ResultOut,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // one per line on the stack while it is written
-enum ResultOut<'a> {
-    Succeeded { message: MessageOut<'a> },
+enum ResultOut {
     Errored { error: ErrorEnvelope },
     Canceled,
     Expired,
 }
 
-/// [`Message`] field for field.
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    object_type: &'static str,
-    role: &'static str,
-    model: &'a str,
-    content: [TextBlock; 1],
-    stop_reason: Option<&'static str>,
-    stop_sequence: Option<&'static str>,
+/// What a succeeded line says beyond the request's own record.
+struct Answer {
     usage: Usage,
-}
-
-/// `{"type": "text", "text": ...}` as the `json!` map of [`Message::content`] writes it:
-/// keys sorted, so `text` first.
-#[derive(Serialize)]
-struct TextBlock {
-    text: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
+    output: u32,
+    hit_max: bool,
 }
 
 impl AnthropicLines {
-    fn render(&self, i: usize) -> Vec<u8> {
+    /// Appends the line of request `i` to `out` (an empty line if it cannot be written).
+    fn render(&self, i: usize, out: &mut Vec<u8>) {
         let rec = &self.src.records[i];
+        let start = out.len();
         let result = match self.src.outcomes[i] {
-            Outcome::Succeeded { read, write_5m, write_1h } => ResultOut::Succeeded {
-                message: self.message(i as u64, rec, read, write_5m, write_1h),
-            },
-            Outcome::Errored(failure) => ResultOut::Errored { error: error_of(rec, failure) },
-            Outcome::Canceled => ResultOut::Canceled,
-            Outcome::Expired => ResultOut::Expired,
+            Outcome::Succeeded { read, write_5m, write_1h } => {
+                let answer = self.answer(i as u64, rec, read, write_5m, write_1h);
+                self.write_succeeded(i as u64, rec, &answer, out)
+            }
+            Outcome::Errored(failure) => {
+                write_line(rec, ResultOut::Errored { error: error_of(rec, failure) }, out)
+            }
+            Outcome::Canceled => write_line(rec, ResultOut::Canceled, out),
+            Outcome::Expired => write_line(rec, ResultOut::Expired, out),
         };
-        let mut out = Vec::with_capacity(1024);
-        let line = LineOut { custom_id: &rec.custom_id, result };
-        serde_json::to_writer(&mut out, &line).map_or_else(|_| Vec::new(), |()| out)
+        if result.is_err() {
+            out.truncate(start);
+        }
     }
 
-    fn message<'r>(
+    /// A succeeded line, the bytes [`ResultLine`] writes for its [`Message`], written
+    /// field by field: the answer text goes straight into the line (its words need no
+    /// escaping), not through a `String` and serde's escape scan, which were a third of
+    /// a large download's time.
+    fn write_succeeded(
         &self,
         i: u64,
-        rec: &'r RequestRecord,
-        read: u32,
-        w5: u32,
-        w1h: u32,
-    ) -> MessageOut<'r> {
+        rec: &RequestRecord,
+        a: &Answer,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
+        out.extend_from_slice(br#"{"custom_id":"#);
+        serde_json::to_writer(&mut *out, &*rec.custom_id)?;
+        out.extend_from_slice(br#","result":{"type":"succeeded","message":{"id":""#);
+        write_message_id(self.seed, self.src.batch_seq, i, &rec.custom_id, out);
+        out.extend_from_slice(br#"","type":"message","role":"assistant","model":"#);
+        serde_json::to_writer(&mut *out, &*rec.model)?;
+        // `content` as the `json!` map of [`Message::content`] writes it: keys sorted.
+        out.extend_from_slice(br#","content":[{"text":""#);
+        write_answer(self.text_state(i), a.output, out);
+        out.extend_from_slice(br#"","type":"text"}],"stop_reason":"#);
+        out.extend_from_slice(if a.hit_max { br#""max_tokens""# } else { br#""end_turn""# });
+        out.extend_from_slice(br#","stop_sequence":null,"usage":"#);
+        serde_json::to_writer(&mut *out, &a.usage)?;
+        out.extend_from_slice(b"}}}");
+        Ok(())
+    }
+
+    /// The seed of request `i`'s answer text.
+    fn text_state(&self, i: u64) -> u64 {
+        Key::new(self.seed, "text").u64(self.src.batch_seq).u64(i).hash64()
+    }
+
+    fn answer(&self, i: u64, rec: &RequestRecord, read: u32, w5: u32, w1h: u32) -> Answer {
         let draws = Draws { seed: self.seed, batch_seq: self.src.batch_seq };
         let (output, hit_max) = draws.output_tokens_shaped(i, rec.max_tokens, &self.shape);
         let cached = u64::from(read) + u64::from(w5) + u64::from(w1h);
@@ -144,21 +156,13 @@ impl AnthropicLines {
             inference_geo: rec.inference_geo.as_deref().map(str::to_string),
             output_tokens_details: None,
         };
-        let text = answer_text(
-            Key::new(self.seed, "text").u64(self.src.batch_seq).u64(i).hash64(),
-            output,
-        );
-        MessageOut {
-            id: message_id(self.seed, self.src.batch_seq, i, &rec.custom_id),
-            object_type: "message",
-            role: "assistant",
-            model: &rec.model,
-            content: [TextBlock { text, kind: "text" }],
-            stop_reason: Some(if hit_max { "max_tokens" } else { "end_turn" }),
-            stop_sequence: None,
-            usage,
-        }
+        Answer { usage, output, hit_max }
     }
+}
+
+/// A line without a message, through serde.
+fn write_line(rec: &RequestRecord, result: ResultOut, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    serde_json::to_writer(out, &LineOut { custom_id: &rec.custom_id, result })
 }
 
 #[cfg(test)]
@@ -167,6 +171,8 @@ mod tests {
 
     use super::*;
     use crate::providers::anthropic::wire::{BatchResult, Message, ResultLine};
+    use crate::simulator::anthropic::ids::message_id;
+    use crate::simulator::engine::order::answer_text;
     use crate::simulator::engine::registry::Failure;
 
     /// The line as the wire types render it (what `render` replaced).
@@ -174,19 +180,18 @@ mod tests {
         let rec = &l.src.records[i];
         let result = match l.src.outcomes[i] {
             Outcome::Succeeded { read, write_5m, write_1h } => {
-                let m = l.message(i as u64, rec, read, write_5m, write_1h);
+                let a = l.answer(i as u64, rec, read, write_5m, write_1h);
+                let text = answer_text(l.text_state(i as u64), a.output);
                 BatchResult::Succeeded {
                     message: Box::new(Message {
-                        id: m.id,
+                        id: message_id(l.seed, l.src.batch_seq, i as u64, &rec.custom_id),
                         object_type: "message".into(),
                         role: "assistant".into(),
                         model: rec.model.to_string(),
-                        content: vec![
-                            serde_json::json!({"type": "text", "text": m.content[0].text}),
-                        ],
-                        stop_reason: m.stop_reason.map(str::to_string),
+                        content: vec![serde_json::json!({"type": "text", "text": text})],
+                        stop_reason: Some(if a.hit_max { "max_tokens" } else { "end_turn" }.into()),
                         stop_sequence: None,
-                        usage: m.usage,
+                        usage: a.usage,
                     }),
                 }
             }
@@ -231,9 +236,12 @@ mod tests {
             };
             let lines = AnthropicLines::new(src, 42, OutputShape::default());
             for i in 0..n {
+                // Appended after what the chunk already holds, as the stream writes it.
+                let mut out = b"earlier line\n".to_vec();
+                lines.render(i, &mut out);
                 assert_eq!(
-                    String::from_utf8(lines.render(i)).unwrap(),
-                    String::from_utf8(wire_line(&lines, i)).unwrap()
+                    String::from_utf8(out).unwrap(),
+                    format!("earlier line\n{}", String::from_utf8(wire_line(&lines, i)).unwrap())
                 );
             }
         }

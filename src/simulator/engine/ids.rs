@@ -51,10 +51,18 @@ pub fn unit_from(h: u64) -> f64 {
 /// lowest `width` digits). Ten digits at a time in `u64` (62^10 < 2^64): one 128-bit
 /// division per ten digits instead of one per digit, which made ids a third of a
 /// results line's cost.
-pub fn base62(mut n: u128, width: usize) -> String {
+pub fn base62(n: u128, width: usize) -> String {
+    let mut out = Vec::with_capacity(width);
+    write_base62(n, width, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`base62`] appended to `out`.
+pub fn write_base62(mut n: u128, width: usize, out: &mut Vec<u8>) {
     const TEN: u128 = 62u128.pow(10);
-    let mut out = vec![b'0'; width];
-    for block in out.rchunks_mut(10) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for block in out[start..].rchunks_mut(10) {
         let mut low = (n % TEN) as u64;
         n /= TEN;
         for slot in block.iter_mut().rev() {
@@ -62,7 +70,6 @@ pub fn base62(mut n: u128, width: usize) -> String {
             low /= 62;
         }
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -319,10 +319,7 @@ pub fn results_size(app: &AppState, batch_id: &str) -> Result<(u64, Timestamp), 
     let size = match cached {
         Some(s) => s,
         None => {
-            let s: u64 = (0..lines.positions())
-                .filter_map(|k| lines.line(k))
-                .map(|l| l.len() as u64 + 1)
-                .sum();
+            let s = lines.size();
             let (reg, _) = app.batches();
             if let Ok(b) = reg.get(batch_id) {
                 let _ = b.meta.results_bytes.set(s);

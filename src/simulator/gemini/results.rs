@@ -149,7 +149,7 @@ impl LineSource for FileLines {
         self.src.records.len() as u64
     }
 
-    fn line(&self, k: u64) -> Option<Vec<u8>> {
+    fn line(&self, k: u64, out: &mut Vec<u8>) -> bool {
         let i = self.order.at(k) as usize;
         let rec = &self.src.records[i];
         let r = Render {
@@ -165,6 +165,11 @@ impl LineSource for FileLines {
             }
             other => ResultLine { key, response: None, error: Some(status_of(rec, other)) },
         };
-        serde_json::to_vec(&line).ok()
+        let start = out.len();
+        let ok = serde_json::to_writer(&mut *out, &line).is_ok();
+        if !ok {
+            out.truncate(start);
+        }
+        ok
     }
 }

@@ -177,9 +177,7 @@ fn register(app: &AppState, generated: Vec<Generated>) {
         };
         let Some((src, endpoint)) = src else { continue };
         let lines = FileLines::new(src, app.seed, g.kind, endpoint, app.output, g.created_at);
-        let bytes: u64 =
-            (0..lines.positions()).filter_map(|k| lines.line(k)).map(|l| l.len() as u64 + 1).sum();
-        app.files().register(g, bytes);
+        app.files().register(g, lines.size());
     }
 }
 

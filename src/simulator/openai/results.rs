@@ -98,8 +98,8 @@ impl FileLines {
         Draws { seed: self.seed, batch_seq: self.src.batch_seq }
     }
 
-    /// The line of request `i` (whatever its outcome).
-    pub fn render(&self, i: usize) -> Vec<u8> {
+    /// Appends the line of request `i` (whatever its outcome) to `out`.
+    pub fn render(&self, i: usize, out: &mut Vec<u8>) {
         let rec = &self.src.records[i];
         let i64_ = i as u64;
         let seq = self.src.batch_seq;
@@ -139,7 +139,10 @@ impl FileLines {
             response,
             error,
         };
-        serde_json::to_vec(&line).unwrap_or_default()
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, &line).is_err() {
+            out.truncate(start);
+        }
     }
 
     fn body(&self, i: u64, rec: &Record, u: &LineUsage) -> Value {
@@ -259,8 +262,12 @@ impl LineSource for FileLines {
         self.src.records.len() as u64
     }
 
-    fn line(&self, k: u64) -> Option<Vec<u8>> {
+    fn line(&self, k: u64, out: &mut Vec<u8>) -> bool {
         let i = self.order.at(k) as usize;
-        self.kind.holds(&self.src.outcomes[i]).then(|| self.render(i))
+        let held = self.kind.holds(&self.src.outcomes[i]);
+        if held {
+            self.render(i, out);
+        }
+        held
     }
 }
