@@ -1,12 +1,19 @@
 //! Simulator scaling benchmark (issue 17: "calls cost the same with 100,000 batches held
 //! as with 10"). Run: `cargo bench --bench simulator` (a measurement, not a test).
 //!
-//! Starts the simulator in-process with simulated time frozen, holding 10 ended batches,
-//! and measures call rates over loopback HTTP (4 concurrent clients): retrieve, list (a
-//! first page and an `after_id` page, 5 per page so both sizes fill them), a results
-//! download, then create (starting from the number held). Then the same on a fresh
-//! simulator holding 100,000, twice each, alternating. Prints each rate and the ratio of
-//! means; the target is a ratio within 0.8..1.25 for create and retrieve.
+//! Starts `batchcost simulate` (the release binary, its own process, as users run it) with
+//! simulated time frozen, holding 10 ended batches, and measures call rates over loopback
+//! HTTP (4 concurrent clients): retrieve, list (a first page and an `after_id` page, 5 per
+//! page so both sizes fill them), a results download, then create (starting from the
+//! number held). Then the same on a fresh simulator holding 100,000, twice each,
+//! alternating. Prints each rate and the ratio of means; the target is a ratio within
+//! 0.8..1.25 for create and retrieve.
+//!
+//! `BENCH_SIM_IN_PROCESS=1` runs the simulator inside this process instead (as until
+//! 2026-12-04): its heap, fragmented by 100,000 batches, is then the clients' heap too,
+//! and every allocation of theirs pays for it.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,11 +146,68 @@ async fn fill(t: &Arc<Target>, ids: &mut Vec<String>, upto: usize) {
     }
 }
 
+/// A simulator with its clock stopped: its own process, or one in this process.
+enum Sim {
+    Process(support::Proc),
+    InProcess(batchcost::simulator::SimHandle),
+}
+
+impl Sim {
+    async fn start() -> Sim {
+        if std::env::var_os("BENCH_SIM_IN_PROCESS").is_some() {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let config = SimConfig { api_key: KEY.into(), time_scale: 0.0, ..SimConfig::default() };
+            return Sim::InProcess(spawn(config, listener).await.expect("spawn"));
+        }
+        let args = ["simulate", "--listen", "127.0.0.1:0", "--api-key", KEY, "--time-scale", "0"];
+        Sim::Process(support::Proc::start(&args, &[]))
+    }
+
+    fn base_url(&self) -> String {
+        match self {
+            Sim::Process(p) => p.url.clone(),
+            Sim::InProcess(h) => h.base_url(),
+        }
+    }
+
+    /// Moves simulated time on an hour (the control API for a process of its own).
+    async fn advance_an_hour(&self, t: &Target) {
+        match self {
+            Sim::InProcess(h) => h.advance(SignedDuration::from_hours(1)),
+            Sim::Process(_) => {
+                let r = t
+                    .req(reqwest::Method::POST, "/_sim/advance")
+                    .body(r#"{"seconds": 3600}"#)
+                    .send()
+                    .await
+                    .expect("advance");
+                assert!(r.status().is_success(), "advance: {}", r.status());
+            }
+        }
+    }
+
+    async fn live_batches(&self, t: &Target) -> u64 {
+        match self {
+            Sim::InProcess(h) => h.stats().live_batches,
+            Sim::Process(_) => {
+                let r = t.req(reqwest::Method::GET, "/_sim/stats").send().await.expect("stats");
+                let v: serde_json::Value = r.json().await.expect("stats body");
+                v["live_batches"].as_u64().expect("live_batches")
+            }
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Sim::InProcess(h) => h.shutdown().await,
+            Sim::Process(p) => drop(p),
+        }
+    }
+}
+
 /// A fresh simulator holding `held` ended batches, measured.
 async fn phase(held: usize) -> [f64; 5] {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let config = SimConfig { api_key: KEY.into(), time_scale: 0.0, ..SimConfig::default() };
-    let sim = spawn(config, listener).await.expect("spawn");
+    let sim = Sim::start().await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(WORKERS * 2)
         .timeout(Duration::from_secs(60))
@@ -152,12 +216,12 @@ async fn phase(held: usize) -> [f64; 5] {
     let t = Arc::new(Target { http, base: sim.base_url() });
     let mut ids = Vec::new();
     fill(&t, &mut ids, held).await;
-    sim.advance(SignedDuration::from_hours(1));
-    assert_eq!(sim.stats().live_batches as usize, held);
+    sim.advance_an_hour(&t).await;
+    assert_eq!(sim.live_batches(&t).await as usize, held);
     // The first call after the jump ends every batch (once); keep that out of the rates.
     t.ok(&format!("/v1/messages/batches/{}", ids[0])).await;
     let rates = measure(&t, &Arc::new(ids)).await;
-    sim.shutdown().await;
+    sim.stop().await;
     rates
 }
 
@@ -210,17 +274,51 @@ fn registry_ns(held: usize) -> [f64; 4] {
     [create, get, list, results]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    // Alternate sizes on fresh simulators so drift in the machine's load hits both.
+/// One phase in a fresh process of this bench (`--phase N`): its rates, as a line.
+fn phase_in_child(held: usize) -> [f64; 5] {
+    let exe = std::env::current_exe().expect("bench binary");
+    let out = std::process::Command::new(exe)
+        .args(["--phase", &held.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("phase process");
+    assert!(out.status.success(), "phase {held} failed");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().expect("rate")).collect();
+    v.try_into().expect("five rates")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    if let Some(i) = args.iter().position(|a| a == "--phase") {
+        let held: usize = args[i + 1].parse().expect("--phase N");
+        let rates = runtime().block_on(phase(held));
+        println!("{}", rates.map(|r| r.to_string()).join(" "));
+        return;
+    }
+    // Alternate sizes on fresh simulators so drift in the machine's load hits both. Each
+    // phase's clients run in a fresh process too: after 100,000 creates and their ids the
+    // clients' own heap slowed the next phase's calls by a quarter.
     let mut small = Vec::new();
     let mut large = Vec::new();
     for _ in 0..2 {
-        small.push(phase(10).await);
-        large.push(phase(100_000).await);
+        small.push(phase_in_child(10));
+        large.push(phase_in_child(100_000));
     }
+    let place = if std::env::var_os("BENCH_SIM_IN_PROCESS").is_some() {
+        "in this process"
+    } else {
+        "its own process"
+    };
     println!(
-        "simulator scaling, {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)"
+        "simulator scaling ({place}), {WORKERS} clients, {OPS} calls per measure, calls/s (two runs each)"
     );
     println!("{:<22} {:>16} {:>18} {:>8}", "measure", "10 held", "100,000 held", "ratio");
     let names = ["create", "retrieve", "list (first page)", "list (after_id)", "results"];
