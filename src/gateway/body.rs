@@ -70,6 +70,18 @@ pub fn timed(body: Body, idle: Duration, total: Duration) -> Body {
 
 /// The whole body, at most `limit` bytes.
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    read_limited_with(headers, body, limit, |_| {}).await
+}
+
+/// [`read_limited`], handing each chunk to `each` as it arrives, while it is still in the
+/// cache and the client is still sending: a hash of a 200 MB body computed this way costs
+/// the create nothing after the last byte, where a pass of its own took about 60 ms.
+pub async fn read_limited_with(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    mut each: impl FnMut(&[u8]),
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
             "request body exceeds the {} MB batch limit",
@@ -90,6 +102,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result
         if buf.len() as u64 + chunk.len() as u64 > limit {
             return Err(too_large());
         }
+        each(&chunk);
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
@@ -129,6 +142,41 @@ mod tests {
         let body = timed(chunks(vec![(50, b"ab"), (100, b"cd"), (100, b"ef")]), ms(400), ms(5_000));
         let got = read_limited(&HeaderMap::new(), body, 100).await.unwrap();
         assert_eq!(&got[..], b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn each_chunk_is_seen_once_in_order() {
+        let body = timed(chunks(vec![(0, b"ab"), (0, b"cd"), (0, b"ef")]), ms(400), ms(5_000));
+        let mut seen = Vec::new();
+        let got = read_limited_with(&HeaderMap::new(), body, 100, |c| seen.push(c.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"abcdef");
+        assert_eq!(seen, vec![b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec()]);
+    }
+
+    /// The dedupe key hashed chunk by chunk is the key of the whole body that ledgers
+    /// written before hold (`xxh3_128`), short bodies and long, however the body is cut.
+    #[tokio::test]
+    async fn a_hash_over_the_chunks_is_the_hash_of_the_body() {
+        let whole: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for (len, cuts) in
+            [(10, vec![3]), (240, vec![1, 100]), (100_000, vec![1, 64, 4096, 50_001])]
+        {
+            let data = whole[..len].to_vec();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for c in cuts.iter().copied().chain([len]) {
+                parts.push(Ok::<_, std::io::Error>(Bytes::copy_from_slice(&data[from..c])));
+                from = c;
+            }
+            let body = Body::from_stream(futures_util::stream::iter(parts));
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            let got =
+                read_limited_with(&HeaderMap::new(), body, 1 << 20, |c| h.update(c)).await.unwrap();
+            assert_eq!(&got[..], &data[..]);
+            assert_eq!(h.digest128(), xxhash_rust::xxh3::xxh3_128(&data), "{len} bytes");
+        }
     }
 
     #[tokio::test]

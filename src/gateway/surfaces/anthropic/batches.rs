@@ -71,18 +71,21 @@ async fn create_batch(
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let app = &s.app;
-    let body = body::read_limited(headers, raw, app.settings.limits.max_body_bytes).await?;
+    // The retry-dedupe key, `xxh3_128` of the body, hashed as it streams in.
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    let limit = app.settings.limits.max_body_bytes;
+    let body = body::read_limited_with(headers, raw, limit, |c| hash.update(c)).await?;
+    let body_hash = format!("{:032x}", hash.digest128());
     let now = app.clock.now();
     // Parsing up to 256 MB is CPU work: keep it off the async workers so small requests
     // arriving meanwhile are still answered at once. A small body parses in less time
     // than the hand-off to a blocking thread and back costs (two thread switches).
     let name = price_provider(s);
-    let hashed = |body: &[u8]| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(body));
-    let (est, body_hash) = if body.len() <= INLINE_PARSE_BYTES {
-        (price(app, name, &body, now), hashed(&body))
+    let est = if body.len() <= INLINE_PARSE_BYTES {
+        price(app, name, &body, now)
     } else {
         let (app, body) = (app.clone(), body.clone());
-        tokio::task::spawn_blocking(move || (price(&app, name, &body, now), hashed(&body)))
+        tokio::task::spawn_blocking(move || price(&app, name, &body, now))
             .await
             .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
     };
