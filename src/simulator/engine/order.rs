@@ -81,6 +81,17 @@ pub fn write_answer(mut state: u64, output_tokens: u32, out: &mut Vec<u8>) {
     out.push(b'.');
 }
 
+/// Appends `value` as JSON to `out`; `false`, with `out` as it was, if it cannot be
+/// written (the chunk keeps no half line).
+pub fn append_json(out: &mut Vec<u8>, value: &impl serde::Serialize) -> bool {
+    let start = out.len();
+    let ok = serde_json::to_writer(&mut *out, value).is_ok();
+    if !ok {
+        out.truncate(start);
+    }
+    ok
+}
+
 /// Renders the lines of a results file straight into the chunk being sent: a line of its
 /// own per call (allocated, grown, then copied into the chunk) was a quarter of the
 /// simulator's time in a large download.

@@ -13,7 +13,7 @@ use crate::providers::gemini::wire::{
     InlinedResponse, ModalityTokenCount, ResultLine, Status, UsageMetadata,
 };
 use crate::simulator::engine::ids::Key;
-use crate::simulator::engine::order::{LineSource, Order, answer_text};
+use crate::simulator::engine::order::{LineSource, Order, answer_text, append_json};
 use crate::simulator::engine::registry::{Failure, Outcome, ResultsSource};
 use crate::simulator::engine::usage::{Draws, OutputShape};
 
@@ -165,11 +165,6 @@ impl LineSource for FileLines {
             }
             other => ResultLine { key, response: None, error: Some(status_of(rec, other)) },
         };
-        let start = out.len();
-        let ok = serde_json::to_writer(&mut *out, &line).is_ok();
-        if !ok {
-            out.truncate(start);
-        }
-        ok
+        append_json(out, &line)
     }
 }

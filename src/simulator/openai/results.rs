@@ -15,7 +15,7 @@ use crate::providers::openai::wire::{
     PromptTokensDetails, ResponsesUsage,
 };
 use crate::simulator::engine::ids::Key;
-use crate::simulator::engine::order::{LineSource, Order, answer_text};
+use crate::simulator::engine::order::{LineSource, Order, answer_text, append_json};
 use crate::simulator::engine::registry::{Failure, Outcome, ResultsSource};
 use crate::simulator::engine::usage::{Draws, MIN_CACHEABLE_TOKENS, OutputShape};
 
@@ -139,10 +139,8 @@ impl FileLines {
             response,
             error,
         };
-        let start = out.len();
-        if serde_json::to_writer(&mut *out, &line).is_err() {
-            out.truncate(start);
-        }
+        // A line that cannot be written is sent empty, as before.
+        append_json(out, &line);
     }
 
     fn body(&self, i: u64, rec: &Record, u: &LineUsage) -> Value {
