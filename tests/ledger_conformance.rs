@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use batchcost::config::{Durability, Period};
+use batchcost::ledger::workflow::CalibrationSample;
 use batchcost::ledger::{
     self, Admit, Backend, BatchState, Hold, Lease, Ledger, ModelUsage, NewSubmission, PollPlan,
     ResultCounts, Settlement, TokenTotals, WindowRef,
@@ -162,6 +163,7 @@ conformance!(
     batched_reads_answer_in_one_go,
     reports_stream_what_was_settled,
     an_older_schema_is_refused_until_migrated,
+    version_10_keeps_holds_keys_and_bounds,
 );
 
 async fn concurrent_admissions_admit_exactly_the_room(kind: Kind) {
@@ -749,6 +751,82 @@ async fn an_older_schema_is_refused_until_migrated(kind: Kind) {
     assert!(matches!(l.admit(&submission(1, 1, vec![])).await.unwrap(), Admit::Admitted));
     // Migrating again changes nothing.
     assert_eq!(ledger::migrate_url(&db.url).await.unwrap(), (ledger::SchemaState::Current, latest));
+}
+
+/// Runs `sql` (several statements) on the database at `url` with the backend's own driver.
+async fn raw(kind: Kind, url: &str, sql: &str) {
+    match kind {
+        Kind::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Kind::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Version 10 rebuilt SQLite's `dedupe`, `reservations` and `batch_bounds` tables and
+/// changed indexes on both backends: a batch admitted at version 9 keeps its hold (its
+/// settlement moves exactly it to spent), its dedupe key (the same body is a retry), its
+/// calibration bounds, and is still found by its upstream id.
+async fn version_10_keeps_holds_keys_and_bounds(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match kind {
+        Kind::Sqlite => TestDb::sqlite(dir.path()),
+        Kind::Postgres => TestDb::postgres(),
+    };
+    ledger::migrate_url_to(&db.url, 9).await.unwrap();
+    let w = window("daily", 30);
+    let (start, end) = (w.start.as_microsecond(), w.end.as_microsecond());
+    let at = ts("2026-03-10T01:00:00Z").as_microsecond();
+    let pico = Money::from_usd(3).to_i64().unwrap();
+    raw(
+        kind,
+        &db.url,
+        &format!(
+            "INSERT INTO budget_windows (budget, window_start, window_end, project, period, \
+             limit_pico, limit_output, reserved_pico, reserved_input, reserved_output) \
+             VALUES ('daily', {start}, {end}, 'search', 'day', {limit}, 1000000, {pico}, 100, 1000); \
+             INSERT INTO batches (sub_id, project, provider, state, submitted_at, request_count, \
+             hold_pico, hold_input, hold_output, custom_id_fp, body_hash, estimate_json, \
+             upstream_id) VALUES ('sub_1', 'search', 'anthropic', 'in_flight', {at}, 10, \
+             {pico}, 100, 1000, 1, 'hash1', '{{}}', 'msgbatch_1'); \
+             INSERT INTO dedupe (project, body_hash, sub_id, submitted_at) \
+             VALUES ('search', 'hash1', 'sub_1', {at}); \
+             INSERT INTO reservations (sub_id, budget, window_start, hold_pico, hold_input, \
+             hold_output, state) VALUES ('sub_1', 'daily', {start}, {pico}, 100, 1000, 'held'); \
+             INSERT INTO batch_bounds (sub_id, model, input_upper, output_worst, worst_pico, \
+             worst_output_pico) VALUES ('sub_1', 'claude-sonnet-4-6', 100, 1000, {pico}, {pico});",
+            limit = Money::from_usd(30).to_i64().unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(ledger::migrate_url(&db.url).await.unwrap().1, 10);
+    let l = ledger::open(&db.url, Durability::Normal).await.unwrap();
+    assert_eq!(l.windows(std::slice::from_ref(&w)).await.unwrap()[0].reserved, Money::from_usd(3));
+    let found = l.batch_by_upstream("anthropic", "msgbatch_1").await.unwrap();
+    assert_eq!(found.map(|b| b.sub_id).as_deref(), Some("sub_1"));
+    let mut retry = submission(2, 3, vec![w.clone()]);
+    retry.body_hash = "hash1".into();
+    match l.admit(&retry).await.unwrap() {
+        Admit::Duplicate(rec) => assert_eq!(rec.sub_id, "sub_1"),
+        other => panic!("expected the migrated batch back, got {other:?}"),
+    }
+    assert!(l.settle("sub_1", &settlement(Money::from_usd(2))).await.unwrap());
+    let after = &l.windows(std::slice::from_ref(&w)).await.unwrap()[0];
+    assert_eq!((after.reserved, after.spent), (Money::ZERO, Money::from_usd(2)));
+    let samples = l.calibration_samples("search", "claude-sonnet-4-6", 10).await.unwrap();
+    let want = CalibrationSample {
+        input_upper: 100,
+        output_worst: 1_000,
+        input_actual: 50,
+        output_actual: 400,
+    };
+    assert_eq!(samples, vec![want]);
 }
 
 /// A SQLite ledger written before versioned migrations is refused, then adopted by

@@ -27,6 +27,7 @@ const SQLITE: &[Step] = &[
     (7, "admit_function", include_str!("migrations/sqlite/0007_admit_function.sql")),
     (8, "admit_group", include_str!("migrations/sqlite/0008_admit_group.sql")),
     (9, "drop_batches_dedupe", include_str!("migrations/sqlite/0009_drop_batches_dedupe.sql")),
+    (10, "fewer_btrees", include_str!("migrations/sqlite/0010_fewer_btrees.sql")),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -39,6 +40,7 @@ const POSTGRES: &[Step] = &[
     (7, "admit_function", include_str!("migrations/postgres/0007_admit_function.sql")),
     (8, "admit_group", include_str!("migrations/postgres/0008_admit_group.sql")),
     (9, "drop_batches_dedupe", include_str!("migrations/postgres/0009_drop_batches_dedupe.sql")),
+    (10, "fewer_btrees", include_str!("migrations/postgres/0010_fewer_btrees.sql")),
 ];
 
 /// Which backend's migrations.

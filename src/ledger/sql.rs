@@ -27,8 +27,11 @@ pub(super) fn dedupe_batch() -> String {
     )
 }
 
-/// A released submission gives its body back: the same body may be sent again.
-pub(super) const DEDUPE_FORGET: &str = "DELETE FROM dedupe WHERE sub_id = $1";
+/// A released submission gives its body back: the same body may be sent again. The key is
+/// found through the batch row (no index on `dedupe.sub_id` since schema version 10), and
+/// only while this submission still holds it.
+pub(super) const DEDUPE_FORGET: &str = "DELETE FROM dedupe WHERE sub_id = $1 AND \
+    (project, body_hash) IN (SELECT project, body_hash FROM batches WHERE sub_id = $1)";
 
 /// Claims due in-flight batches for $1 at $2 until $3, at most $4. A lease changing hands
 /// drops the old owner's settling mark (that replica is gone). `lock` is PostgreSQL's
