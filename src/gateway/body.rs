@@ -82,12 +82,7 @@ pub async fn read_limited_with(
     limit: u64,
     mut each: impl FnMut(&[u8]),
 ) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "request body exceeds the {} MB batch limit",
-            limit / (1024 * 1024)
-        ))
-    };
+    let too_large = || too_large(limit);
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
@@ -108,8 +103,13 @@ pub async fn read_limited_with(
     Ok(buf.freeze())
 }
 
+/// A body past `limit` bytes: 413.
+pub(super) fn too_large(limit: u64) -> ApiError {
+    ApiError::TooLarge(format!("request body exceeds the {} MB batch limit", limit / (1024 * 1024)))
+}
+
 /// A body read failure: 408 for our own timeouts, 400 for a connection cut mid-body.
-fn interrupted(e: axum::Error) -> ApiError {
+pub(super) fn interrupted(e: axum::Error) -> ApiError {
     // axum wraps a stream body's error once more for every `Body` layer: walk the chain.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {

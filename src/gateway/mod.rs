@@ -5,6 +5,7 @@ mod admin;
 mod approvals;
 pub mod auth;
 pub mod body;
+pub mod body_early;
 pub mod error;
 mod estimate_kinds;
 mod listing;

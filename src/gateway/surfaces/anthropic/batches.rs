@@ -11,19 +11,24 @@ use serde_json::Value;
 
 use super::surface::{Surface, batch_reply, forward, json, owned};
 use crate::app::App;
-use crate::estimate::{BodyFormat, Estimate, EstimateOptions};
+use crate::estimate::{BodyFormat, Estimate, EstimateError, EstimateOptions};
+use crate::gateway::body_early::{self, Early, Read};
 use crate::gateway::error::ApiError;
 use crate::gateway::{auth, body};
 use crate::ledger::{BatchRecord, BatchState};
 use crate::metrics::{RejectReason, UNKNOWN_PROJECT};
 use crate::providers::anthropic::client::{BATCHES_PATH, UpstreamReply, batch_path};
-use crate::providers::anthropic::estimate::estimate_bytes;
+use crate::providers::anthropic::estimate::{HeadWalk, estimate_after_head, estimate_bytes};
 use crate::providers::anthropic::wire::MessageBatch;
 use crate::providers::{BatchPhase, CreateCall};
 use crate::submit::{Priced, submit};
 
 /// Bodies up to this size are priced on the async worker (tens of microseconds).
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Bodies declaring at least this many bytes are priced piece by piece as they arrive
+/// (`body_early`); a smaller one is priced after its last byte (in under 10 ms).
+const EARLY_PRICE_BYTES: u64 = 16 << 20;
 
 /// Settles in the background once a client has seen the batch end.
 fn settle_if_ended(s: &Surface, rec: &BatchRecord, body: &[u8]) {
@@ -74,20 +79,41 @@ async fn create_batch(
     // The retry-dedupe key, `xxh3_128` of the body, hashed as it streams in.
     let mut hash = xxhash_rust::xxh3::Xxh3::new();
     let limit = app.settings.limits.max_body_bytes;
-    let body = body::read_limited_with(headers, raw, limit, |c| hash.update(c)).await?;
-    let body_hash = format!("{:032x}", hash.digest128());
-    let now = app.clock.now();
-    // Parsing up to 256 MB is CPU work: keep it off the async workers so small requests
-    // arriving meanwhile are still answered at once. A small body parses in less time
-    // than the hand-off to a blocking thread and back costs (two thread switches).
     let name = price_provider(s);
-    let est = if body.len() <= INLINE_PARSE_BYTES {
-        price(app, name, &body, now)
-    } else {
-        let (app, body) = (app.clone(), body.clone());
-        tokio::task::spawn_blocking(move || price(&app, name, &body, now))
-            .await
-            .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?
+    let now = app.clock.now();
+    // A large body is priced as it arrives (`body_early`).
+    let early = {
+        let app = app.clone();
+        move |e: Early| price_early(&app, name, e, now)
+    };
+    let read = body_early::read_limited_early(
+        headers,
+        raw,
+        limit,
+        |c| hash.update(c),
+        EARLY_PRICE_BYTES,
+        early,
+    )
+    .await?;
+    let body_hash = format!("{:032x}", hash.digest128());
+    let (body, est) = match read {
+        Read::Early(Some(priced)) => priced,
+        Read::Early(None) => return Err(ApiError::Internal("the body's rest never came".into())),
+        // A small body parses in less time than the hand-off to a blocking thread and
+        // back costs (two thread switches).
+        Read::Whole(body) if body.len() <= INLINE_PARSE_BYTES => {
+            let est = price(app, name, &body, now);
+            (body, est)
+        }
+        // Parsing up to 256 MB is CPU work: keep it off the async workers so small
+        // requests arriving meanwhile are still answered at once.
+        Read::Whole(body) => {
+            let (app, whole) = (app.clone(), body.clone());
+            let est = tokio::task::spawn_blocking(move || price(&app, name, &whole, now))
+                .await
+                .map_err(|e| ApiError::Internal(format!("estimator task failed: {e}")))?;
+            (body, est)
+        }
     };
     let est = est?;
     let call = CreateCall { path: BATCHES_PATH.into(), body, fwd: forward(headers, uri) };
@@ -110,6 +136,28 @@ fn price_provider(s: &Surface) -> &'static str {
         .or_insert_with(|| Box::leak(s.name().to_string().into_boxed_str()))
 }
 
+/// On the blocking thread of a large body: the requests walked piece by piece as they
+/// arrive, then the whole priced; `None` if the body never came whole.
+fn price_early(
+    app: &App,
+    provider: &'static str,
+    mut early: Early,
+    now: Timestamp,
+) -> Option<(Bytes, Result<Estimate, ApiError>)> {
+    let opts = options(app, provider, now);
+    let mut walk = HeadWalk::new(&app.pricing, &opts);
+    while !early.arrive()? {
+        walk.more(early.head());
+    }
+    let body = early.into_body();
+    let est = checked(&body, |b| estimate_after_head(b, walk.done(), &app.pricing, &opts));
+    Some((body, est))
+}
+
+fn options(app: &App, provider: &'static str, now: Timestamp) -> EstimateOptions {
+    EstimateOptions::new(now, app.settings.limits.expected_output_fraction).for_provider(provider)
+}
+
 /// Estimates and checks the body is a create request (not JSONL).
 fn price(
     app: &App,
@@ -117,16 +165,22 @@ fn price(
     body: &Bytes,
     now: Timestamp,
 ) -> Result<Estimate, ApiError> {
+    let opts = options(app, provider, now);
+    checked(body, |b| estimate_bytes(b, &app.pricing, &opts))
+}
+
+/// `estimate(body)` of a body that is a JSON object, whose estimate says it is one.
+fn checked(
+    body: &[u8],
+    estimate: impl FnOnce(&[u8]) -> Result<Estimate, EstimateError>,
+) -> Result<Estimate, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(ApiError::InvalidRequest(
             "body: expected a JSON object with `requests`".into(),
         ));
     }
-    let opts = EstimateOptions::new(now, app.settings.limits.expected_output_fraction)
-        .for_provider(provider);
-    let est = estimate_bytes(body, &app.pricing, &opts)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let est = estimate(body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     if est.format != BodyFormat::Json {
         return Err(ApiError::InvalidRequest(
             "body: expected a JSON object with `requests`, not JSON Lines".into(),

@@ -112,26 +112,73 @@ fn expect(body: &[u8], i: usize, lit: &[u8]) -> Option<usize> {
     body[i..].starts_with(lit).then_some(i + lit.len())
 }
 
-/// Finds the first element and `parts` part starts, or `None` if the body does not have
-/// the plain shape (then the serial walk judges it).
-pub fn cut(body: &[u8], parts: usize) -> Option<Cuts> {
+/// Where the first element starts, if the body opens with `{"requests": [{"custom_id"`.
+pub fn first_element(body: &[u8]) -> Option<usize> {
     let mut i = expect(body, 0, b"{")?;
     i = expect(body, i, b"\"requests\"")?;
     i = expect(body, i, b":")?;
     i = expect(body, i, b"[")?;
-    let first = expect(body, i, NEEDLE)? - NEEDLE.len();
+    Some(expect(body, i, NEEDLE)? - NEEDLE.len())
+}
+
+/// The closing `]` of a body that ends with `]}`.
+fn closing(body: &[u8]) -> Option<usize> {
     let brace = back(body, body.len(), b'}')?;
-    let close = back(body, brace, b']')?;
+    back(body, brace, b']')
+}
+
+/// `starts` and up to `parts - 1` more part starts, evenly over what follows the last.
+fn more_starts(body: &[u8], close: usize, mut starts: Vec<usize>, parts: usize) -> Cuts {
     let finder = memmem::Finder::new(NEEDLE);
-    let mut starts = vec![first];
+    let base = *starts.last().expect("a first start");
     for k in 1..parts {
-        let from = (first + (close - first) * k / parts).max(starts[k - 1] + 1);
+        let from = (base + (close - base) * k / parts).max(starts[starts.len() - 1] + 1);
         match next_start(&finder, body, from, close) {
             Some(s) => starts.push(s),
             None => break,
         }
     }
-    Some(Cuts { close, parts: starts })
+    Cuts { close, parts: starts }
+}
+
+/// Finds the first element and `parts` part starts, or `None` if the body does not have
+/// the plain shape (then the serial walk judges it).
+pub fn cut(body: &[u8], parts: usize) -> Option<Cuts> {
+    let first = first_element(body)?;
+    let close = closing(body)?;
+    Some(more_starts(body, close, vec![first], parts))
+}
+
+/// The last element start in `head[from..]` that looks like one, for the first part of a
+/// body whose rest is still to come: it ends the part walked so far (the element there
+/// may be incomplete; it belongs to the rest).
+pub fn last_start(head: &[u8], from: usize) -> Option<usize> {
+    let finder = memmem::Finder::new(NEEDLE);
+    // Most bodies have an element start within the last MiB of what has arrived; a body
+    // of larger elements is searched from `from`.
+    let near_end = head.len().saturating_sub(1 << 20).max(from);
+    let mut end = next_start(&finder, head, near_end, head.len())
+        .or_else(|| next_start(&finder, head, from, near_end))?;
+    while let Some(e) = next_start(&finder, head, end + 1, head.len()) {
+        end = e;
+    }
+    Some(end)
+}
+
+/// The cuts of the whole body whose first element starts at `first` and whose elements
+/// before `end` were walked already, as part 0: what follows `end` is cut into up to
+/// `parts` more.
+pub fn cut_after(body: &[u8], (first, end): (usize, usize), parts: usize) -> Option<Cuts> {
+    (first_element(body)? == first && body.get(end..)?.starts_with(NEEDLE)).then_some(())?;
+    comma_before(body, end)?;
+    let close = closing(body)?;
+    (close > end).then(|| more_starts(body, close, vec![first, end], parts))
+}
+
+/// One part of a body still arriving: its elements from `start` to the one at `end`.
+pub fn part((start, end): (usize, usize)) -> Cuts {
+    // No element of the part ends at the closing bracket: it has not arrived.
+    Cuts { close: usize::MAX, parts: vec![start, end] }
 }
 
 impl Cuts {

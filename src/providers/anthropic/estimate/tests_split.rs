@@ -29,6 +29,30 @@ fn same(body: &str, threads: usize) -> Option<Value> {
     }
 }
 
+/// The body walked as it arrives, its first `heads` bytes at a time (increasing), then
+/// the whole: the serial walk's estimate or error, always (the walk may decline, never
+/// differ). True if the walk took part.
+fn same_early(body: &str, heads: &[usize]) -> bool {
+    let serial = estimate_serial(body.as_bytes(), &table(), &opts());
+    let t = table();
+    let mut walk = HeadWalk::new(&t, &opts());
+    for &h in heads {
+        walk.more(&body.as_bytes()[..h]);
+    }
+    let walked = walk.done();
+    let took_part = walked.is_some();
+    let early = estimate_after_head(body.as_bytes(), walked, &t, &opts());
+    match (&serial, &early) {
+        (Ok(s), Ok(e)) => {
+            let (s, e) = (serde_json::to_value(s).unwrap(), serde_json::to_value(e).unwrap());
+            assert_eq!(s, e, "heads {heads:?}: {body}");
+        }
+        (Err(s), Err(e)) => assert_eq!(s.to_string(), e.to_string(), "heads {heads:?}: {body}"),
+        _ => panic!("heads {heads:?}: serial {serial:?}, early {early:?}: {body}"),
+    }
+    took_part
+}
+
 fn req(i: usize, text: &str, cached: bool) -> Value {
     let mut block = json!({"type": "text", "text": text});
     if cached {
@@ -60,6 +84,37 @@ fn a_plain_body_is_estimated_on_threads_exactly_as_alone() {
     // Pretty-printed: not recognised (a newline inside `{"custom_id"`), left to serial.
     let pretty = serde_json::to_string_pretty(&json!({ "requests": reqs })).unwrap();
     assert!(same(&pretty, 2).is_none());
+}
+
+#[test]
+fn a_body_walked_as_it_arrives_gives_the_same_estimate_however_cut() {
+    let long = "shared context ".repeat(40);
+    let reqs: Vec<Value> = (0..12).map(|i| req(i, &long, i % 2 == 0)).collect();
+    let plain = body(&reqs);
+    let spaced = plain.replace("\":", "\": ").replace(",\"", ", \"").replace("},{", "}, {");
+    let bom = format!("\u{FEFF} {spaced}\n");
+    for b in [&plain, &spaced, &bom] {
+        let n = b.len();
+        // One head anywhere.
+        let walked = (0..=n).filter(|&h| same_early(b, &[h])).count();
+        assert!(walked > n / 2, "the walk took part at {walked} of {n} cuts");
+        // Pieces of every size, and a walk that starts before the opening is in.
+        for step in [1, 7, 64, 333, n / 3] {
+            let heads: Vec<usize> = (1..=n / step).map(|k| k * step).collect();
+            assert!(same_early(b, &heads), "pieces of {step} bytes");
+        }
+    }
+    // Bodies with a problem early or late: the serial walk's error, worded alike.
+    let dup_late = plain.replace(r#""custom_id":"r11""#, r#""custom_id":"r1""#);
+    let dup_early = plain.replace(r#""custom_id":"r2""#, r#""custom_id":"r1""#);
+    let unknown = plain.replace("claude-small", "claude-nope");
+    let broken = plain.replacen("},{", "},,{", 1);
+    for b in [dup_late, dup_early, unknown, broken, format!("{plain}x")] {
+        for step in [5, 61, 400] {
+            let heads: Vec<usize> = (1..=b.len() / step).map(|k| k * step).collect();
+            same_early(&b, &heads);
+        }
+    }
 }
 
 #[test]
@@ -128,5 +183,22 @@ proptest! {
         // sometimes valid in another structure.
         let raw = body(&reqs).replacen(r#""text":""#, &format!(r#""text":"{}"#, texts.concat()), 1);
         same(&raw, threads);
+    }
+
+    /// Nor does walking a head first, wherever the head ends.
+    #[test]
+    fn a_head_never_disagrees(texts in proptest::collection::vec(
+        proptest::collection::vec(piece(), 0..6).prop_map(|v| v.concat()), 1..8),
+        at in 0.0f64..=1.0,
+    ) {
+        let reqs: Vec<Value> =
+            texts.iter().enumerate().map(|(i, t)| req(i, t, i % 2 == 1)).collect();
+        let b = body(&reqs);
+        let raw = b.replacen(r#""text":""#, &format!(r#""text":"{}"#, texts.concat()), 1);
+        for b in [&b, &raw] {
+            let step = ((b.len() as f64 * at) as usize).max(1);
+            let heads: Vec<usize> = (1..=b.len() / step).map(|k| k * step).collect();
+            same_early(b, &heads);
+        }
     }
 }
