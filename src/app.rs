@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::Context;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,6 +40,11 @@ pub struct App {
     pub seq: AtomicU64,
     /// Crash-test hooks; none armed in production.
     pub failpoints: crate::failpoint::Failpoints,
+    /// Blocking threads that may price a large create while its body arrives: each holds
+    /// one until its last byte, so a client trickling many large uploads gets its bodies
+    /// read whole (and priced after) once these are taken, instead of holding every
+    /// thread of the blocking pool.
+    pub early_walks: Arc<Semaphore>,
 }
 
 impl App {
@@ -91,6 +96,7 @@ impl App {
             tasks: TaskTracker::new(),
             seq: AtomicU64::new(0),
             failpoints,
+            early_walks: Arc::new(Semaphore::new(early_walks())),
         }))
     }
 
@@ -98,6 +104,11 @@ impl App {
     pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.get(name)
     }
+}
+
+/// Two per core: walks are CPU work, and more at once only share the cores.
+fn early_walks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| 2 * n.get())
 }
 
 /// A replica id unique per process start: host name, process id, start instant.

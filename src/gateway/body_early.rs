@@ -64,6 +64,11 @@ impl Early {
     }
 }
 
+/// The body's length as its `Content-Length` declares it.
+pub fn declared(headers: &HeaderMap) -> Option<u64> {
+    headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// What [`read_limited_early`] read.
 pub enum Read<T> {
     /// A body too small (or of unknown length) to hand over early: read whole.
@@ -83,10 +88,7 @@ pub async fn read_limited_early<T: Send + 'static>(
     early_min: u64,
     work: impl FnOnce(Early) -> T + Send + 'static,
 ) -> Result<Read<T>, ApiError> {
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }

@@ -81,20 +81,21 @@ async fn create_batch(
     let limit = app.settings.limits.max_body_bytes;
     let name = price_provider(s);
     let now = app.clock.now();
-    // A large body is priced as it arrives (`body_early`).
+    // A large body is priced as it arrives (`body_early`), while a walk is free.
+    let large = body_early::declared(headers).is_some_and(|n| n >= EARLY_PRICE_BYTES);
+    let permit = large.then(|| app.early_walks.clone().try_acquire_owned().ok()).flatten();
+    let early_min = if permit.is_some() { EARLY_PRICE_BYTES } else { u64::MAX };
     let early = {
         let app = app.clone();
-        move |e: Early| price_early(&app, name, e, now)
+        move |e: Early| {
+            let priced = price_early(&app, name, e, now);
+            drop(permit);
+            priced
+        }
     };
-    let read = body_early::read_limited_early(
-        headers,
-        raw,
-        limit,
-        |c| hash.update(c),
-        EARLY_PRICE_BYTES,
-        early,
-    )
-    .await?;
+    let read =
+        body_early::read_limited_early(headers, raw, limit, |c| hash.update(c), early_min, early)
+            .await?;
     let body_hash = format!("{:032x}", hash.digest128());
     let (body, est) = match read {
         Read::Early(Some(priced)) => priced,
