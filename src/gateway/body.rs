@@ -4,7 +4,7 @@
 //! a client that pauses too long between chunks, or trickles a body slower than the total
 //! limit allows, is answered 408 instead of holding a connection and a buffer forever.
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::App;
+use super::body_early::{Early, PIECE, Piece, Read};
 use super::error::ApiError;
 
 /// Why a wrapped body stopped yielding data.
@@ -80,36 +81,75 @@ pub async fn read_limited_with(
     headers: &HeaderMap,
     body: Body,
     limit: u64,
-    mut each: impl FnMut(&[u8]),
+    each: impl FnMut(&[u8]),
 ) -> Result<Bytes, ApiError> {
-    let too_large = || too_large(limit);
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+    match read_limited_early(headers, body, limit, each, u64::MAX, |_| ()).await? {
+        Read::Whole(body) => Ok(body),
+        // No body declares more than u64::MAX bytes.
+        Read::Early(()) => Err(ApiError::Internal("a body was handed over unasked".into())),
     }
+}
+
+/// The body's length as its `Content-Length` declares it.
+pub fn declared(headers: &HeaderMap) -> Option<u64> {
+    headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The body, at most `limit` bytes, each chunk handed to `each` as it arrives. A body that
+/// declares at least `early_min` bytes is given to `work` on a blocking thread as it
+/// arrives (see `body_early`); smaller ones are read whole. Every body is read here.
+pub async fn read_limited_early<T: Send + 'static>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    mut each: impl FnMut(&[u8]),
+    early_min: u64,
+    work: impl FnOnce(Early) -> T + Send + 'static,
+) -> Result<Read<T>, ApiError> {
+    let declared = declared(headers);
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let early = declared.is_some_and(|n| n >= early_min);
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(limit) as usize);
+    let (mut read, mut sent) = (0u64, None);
+    let mut work = Some(work);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(interrupted)?;
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(too_large());
+        read += chunk.len() as u64;
+        if read > limit {
+            return Err(too_large(limit));
         }
         each(&chunk);
         buf.extend_from_slice(&chunk);
+        if !early || buf.len() < PIECE {
+            continue;
+        }
+        match (&sent, work.take()) {
+            (None, Some(work)) => {
+                let (tx, rest) = mpsc::channel();
+                let first = Early::new(buf.split(), rest);
+                sent = Some((tx, tokio::task::spawn_blocking(move || work(first))));
+            }
+            // The thread may have stopped listening (its work needs no more): read on.
+            (Some((tx, _)), _) => drop(tx.send(Piece::More(buf.split()))),
+            (None, None) => {}
+        }
     }
-    Ok(buf.freeze())
+    let Some((tx, task)) = sent else { return Ok(Read::Whole(buf.freeze())) };
+    let _ = tx.send(Piece::Last(buf));
+    let out = task.await.map_err(|e| ApiError::Internal(format!("body task failed: {e}")))?;
+    Ok(Read::Early(out))
 }
 
 /// A body past `limit` bytes: 413.
-pub(super) fn too_large(limit: u64) -> ApiError {
+fn too_large(limit: u64) -> ApiError {
     ApiError::TooLarge(format!("request body exceeds the {} MB batch limit", limit / (1024 * 1024)))
 }
 
 /// A body read failure: 408 for our own timeouts, 400 for a connection cut mid-body.
-pub(super) fn interrupted(e: axum::Error) -> ApiError {
+fn interrupted(e: axum::Error) -> ApiError {
     // axum wraps a stream body's error once more for every `Body` layer: walk the chain.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {

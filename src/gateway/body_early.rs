@@ -5,23 +5,17 @@
 //! buffer (no copy) and sent on, and the thread joins them back onto what it has (no copy
 //! either: they were one buffer), so it can walk the body so far while the rest arrives.
 //!
-//! The size limit and body timeouts are those of [`super::body::read_limited_with`]:
-//! this is the same read, only handing the buffer over in steps.
+//! The read itself is [`super::body::read_limited_early`], the one read of every body,
+//! with its size limit and timeouts: this module is what it hands over.
 
 use std::sync::mpsc;
 
-use axum::body::Body;
-use axum::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-
-use super::body::{interrupted, too_large};
-use super::error::ApiError;
 
 /// Bytes handed over at a time.
-pub const PIECE: usize = 8 << 20;
+pub(super) const PIECE: usize = 8 << 20;
 
-enum Piece {
+pub(super) enum Piece {
     More(BytesMut),
     Last(BytesMut),
 }
@@ -34,6 +28,11 @@ pub struct Early {
 }
 
 impl Early {
+    /// The first piece, `head`; the rest come through `rest`.
+    pub(super) fn new(head: BytesMut, rest: mpsc::Receiver<Piece>) -> Self {
+        Early { head, rest, complete: false }
+    }
+
     /// The body so far.
     pub fn head(&self) -> &[u8] {
         &self.head
@@ -64,12 +63,7 @@ impl Early {
     }
 }
 
-/// The body's length as its `Content-Length` declares it.
-pub fn declared(headers: &HeaderMap) -> Option<u64> {
-    headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
-}
-
-/// What [`read_limited_early`] read.
+/// What [`super::body::read_limited_early`] read.
 pub enum Read<T> {
     /// A body too small (or of unknown length) to hand over early: read whole.
     Whole(Bytes),
@@ -77,58 +71,14 @@ pub enum Read<T> {
     Early(T),
 }
 
-/// The body, at most `limit` bytes, each chunk handed to `each` as it arrives. A body that
-/// declares at least `early_min` bytes is given to `work` on a blocking thread as it
-/// arrives (see the module doc); smaller ones are read whole.
-pub async fn read_limited_early<T: Send + 'static>(
-    headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-    mut each: impl FnMut(&[u8]),
-    early_min: u64,
-    work: impl FnOnce(Early) -> T + Send + 'static,
-) -> Result<Read<T>, ApiError> {
-    let declared = declared(headers);
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let early = declared.is_some_and(|n| n >= early_min);
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(limit) as usize);
-    let (mut read, mut sent) = (0u64, None);
-    let mut work = Some(work);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(interrupted)?;
-        read += chunk.len() as u64;
-        if read > limit {
-            return Err(too_large(limit));
-        }
-        each(&chunk);
-        buf.extend_from_slice(&chunk);
-        if !early || buf.len() < PIECE {
-            continue;
-        }
-        match (&sent, work.take()) {
-            (None, Some(work)) => {
-                let (tx, rest) = mpsc::channel();
-                let first = Early { head: buf.split(), rest, complete: false };
-                sent = Some((tx, tokio::task::spawn_blocking(move || work(first))));
-            }
-            // The thread may have stopped listening (its work needs no more): read on.
-            (Some((tx, _)), _) => drop(tx.send(Piece::More(buf.split()))),
-            (None, None) => {}
-        }
-    }
-    let Some((tx, task)) = sent else { return Ok(Read::Whole(buf.freeze())) };
-    let _ = tx.send(Piece::Last(buf));
-    let out = task.await.map_err(|e| ApiError::Internal(format!("body task failed: {e}")))?;
-    Ok(Read::Early(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use crate::gateway::body::read_limited_early;
+    use crate::gateway::error::ApiError;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, HeaderValue};
+    use futures_util::StreamExt;
 
     fn chunked(parts: Vec<Vec<u8>>) -> Body {
         let s = futures_util::stream::iter(parts).map(|b| Ok::<_, std::io::Error>(Bytes::from(b)));

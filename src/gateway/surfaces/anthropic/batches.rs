@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::surface::{Surface, batch_reply, forward, json, owned};
 use crate::app::App;
 use crate::estimate::{BodyFormat, Estimate, EstimateError, EstimateOptions};
-use crate::gateway::body_early::{self, Early, Read};
+use crate::gateway::body_early::{Early, Read};
 use crate::gateway::error::ApiError;
 use crate::gateway::{auth, body};
 use crate::ledger::{BatchRecord, BatchState};
@@ -82,7 +82,7 @@ async fn create_batch(
     let name = price_provider(s);
     let now = app.clock.now();
     // A large body is priced as it arrives (`body_early`), while a walk is free.
-    let large = body_early::declared(headers).is_some_and(|n| n >= EARLY_PRICE_BYTES);
+    let large = body::declared(headers).is_some_and(|n| n >= EARLY_PRICE_BYTES);
     let permit = large.then(|| app.early_walks.clone().try_acquire_owned().ok()).flatten();
     let early_min = if permit.is_some() { EARLY_PRICE_BYTES } else { u64::MAX };
     let early = {
@@ -94,8 +94,7 @@ async fn create_batch(
         }
     };
     let read =
-        body_early::read_limited_early(headers, raw, limit, |c| hash.update(c), early_min, early)
-            .await?;
+        body::read_limited_early(headers, raw, limit, |c| hash.update(c), early_min, early).await?;
     let body_hash = format!("{:032x}", hash.digest128());
     let (body, est) = match read {
         Read::Early(Some(priced)) => priced,

@@ -20,8 +20,8 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use self::parts::estimate_parallel;
 pub use self::parts::{HeadWalk, Walked, estimate_after_head};
+use self::parts::{estimate_parallel, threads};
 use self::prompt::Prompt;
 use crate::estimate::fold::{self, Folder, Refusal};
 use crate::estimate::{Estimate, EstimateError, EstimateOptions, Mark, RequestAt, Tokens};
@@ -42,8 +42,7 @@ pub fn estimate_bytes(
         return Err(EstimateError::Options(f));
     }
     if body.len() >= PARALLEL_MIN {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        if let Some(est) = estimate_parallel(body, table, opts, threads) {
+        if let Some(est) = estimate_parallel(body, table, opts, threads()) {
             return Ok(est);
         }
     }

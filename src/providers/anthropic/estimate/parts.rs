@@ -37,6 +37,11 @@ pub(super) fn estimate_parallel(
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Threads a walk in parts uses: every core, up to 8.
+pub(super) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+
 /// Requests folded in body order, counted.
 struct Folding<'t> {
     folder: Folder<'t>,
@@ -209,9 +214,8 @@ pub fn estimate_after_head(
     opts: &EstimateOptions,
 ) -> Result<Estimate, EstimateError> {
     if let Some(w) = walked {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
         let plain = body.strip_prefix(BOM).unwrap_or(body);
-        let est = split::cut_after(plain, w.cut, threads)
+        let est = split::cut_after(plain, w.cut, threads())
             .and_then(|cuts| fold_parts(plain, &cuts, 1, w.folding));
         if let Some(est) = est {
             return Ok(est);
